@@ -1,0 +1,1 @@
+"""Local RAG Chat: retrieval, prompts and local chat models, independent of any UI."""

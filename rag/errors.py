@@ -1,0 +1,13 @@
+"""Errors that carry one sentence a user can act on.
+
+The CLI and the app print ``str(error)`` without a traceback, so the message
+must say what went wrong and what to do about it.
+"""
+
+
+class RagError(Exception):
+    """A failure the user can fix: bad setting, missing service, unreadable file."""
+
+
+class ModelUnavailable(RagError):
+    """The chat model cannot be reached or loaded."""

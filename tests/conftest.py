@@ -1,0 +1,55 @@
+"""Shared fixtures: the real embedding model, a real Chroma index on disk, the real tiny model.
+
+Loading models is slow, so they are session-scoped; every index is a fresh
+temporary folder so tests never see each other's documents.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rag.config import Settings
+from rag.embeddings import SentenceTransformerEmbedder
+from rag.retrieval import Library, open_library
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DATA = ROOT / "data"
+
+# Chainlit writes .chainlit/ and .files/ into its app root on import.
+os.environ.setdefault("CHAINLIT_APP_ROOT", str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def embedder() -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings for a fresh, empty index; the model cache is the shared per-user one."""
+    return Settings(index=tmp_path / "index", collection="test")
+
+
+@pytest.fixture
+def library(settings: Settings, embedder) -> Library:
+    return open_library(settings, embedder)
+
+
+@pytest.fixture
+def sample_docs(tmp_path: Path) -> Path:
+    """A private copy of data/ (without its index) that a test may change."""
+    target = tmp_path / "docs"
+    shutil.copytree(SAMPLE_DATA, target, ignore=shutil.ignore_patterns("index"))
+    return target
+
+
+@pytest.fixture(scope="session")
+def embedded_model():
+    """The real tiny chat model, built on first use into the per-user cache."""
+    from rag.models.spec import load_chat_model
+
+    return load_chat_model("embedded", Settings())

@@ -1,0 +1,53 @@
+import pytest
+
+from ingest.loaders import Unreadable, load
+from testdocs import encrypt_pdf, truncate, write_pdf
+
+
+def test_pdf_pages_keep_their_numbers(tmp_path):
+    pdf = write_pdf(tmp_path / "a.pdf", ["Alpha page text.", "", "Gamma page text."])
+    loaded = load(pdf)
+    assert [(s.page, s.text.strip()) for s in loaded.sections] == [
+        (1, "Alpha page text."),
+        (3, "Gamma page text."),
+    ]
+    assert loaded.pages_without_text == 1
+
+
+def _file(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+BAD_FILES = {
+    "encrypted": lambda d: encrypt_pdf(write_pdf(d / "p.pdf", ["Secret."]), d / "enc.pdf"),
+    "damaged": lambda d: truncate(write_pdf(d / "p.pdf", ["Some text."] * 3), d / "cut.pdf"),
+    "no text layer": lambda d: write_pdf(d / "scan.pdf", ["", ""]),
+    "empty file": lambda d: _file(d / "empty.md", b""),
+    "empty": lambda d: _file(d / "blank.txt", b"  \n\n "),
+    "binary": lambda d: _file(d / "bin.txt", bytes(range(256)) * 4),
+}
+
+
+@pytest.mark.parametrize("reason", BAD_FILES)
+def test_unreadable_files_say_why(tmp_path, reason):
+    with pytest.raises(Unreadable, match=reason):
+        load(BAD_FILES[reason](tmp_path))
+
+
+def test_latin1_text_is_decoded(tmp_path):
+    path = tmp_path / "latin.txt"
+    path.write_bytes("Crème brûlée à la française, façade, naïve, Müller.".encode("latin-1"))
+    [section] = load(path).sections
+    assert "Crème brûlée" in section.text and "Müller" in section.text
+
+
+def test_html_keeps_visible_text_only(tmp_path):
+    path = tmp_path / "page.html"
+    path.write_text(
+        "<html><head><title>T</title><style>p{color:red}</style></head>"
+        "<body><script>var hidden = 1;</script><h1>Visible title</h1><p>Body text.</p></body></html>"
+    )
+    [section] = load(path).sections
+    assert "Visible title" in section.text and "Body text." in section.text
+    assert "hidden" not in section.text and "color" not in section.text
