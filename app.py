@@ -3,8 +3,6 @@
 Only the browser's side lives here; retrieval, prompts and models are in ``rag``.
 """
 
-from __future__ import annotations
-
 import asyncio
 from dataclasses import dataclass
 
