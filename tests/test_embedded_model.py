@@ -119,8 +119,7 @@ def test_concurrent_builds_share_one_result(tmp_path):
     stale.mkdir(parents=True)
     (stale / "genai_config.json").write_text("{}")
     script = (
-        "import sys; from pathlib import Path; from rag.config import Settings
-from rag.models.embedded import prepare_embedded_model;"
+        "import sys; from pathlib import Path; from rag.models.embedded import prepare_embedded_model;"
         "print('READY', prepare_embedded_model(Path(sys.argv[1])))"
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
