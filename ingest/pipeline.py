@@ -102,7 +102,8 @@ class Ingestor:
     extra_metadata: dict[str, str | int | float | bool] = field(default_factory=dict)
     batch_chunks: int = 256
 
-    def __post_init__(self) -> None:
+    def check_chunk_size(self) -> None:
+        # Asked only when something must be chunked: that is when the model loads.
         room = self.embedder.max_tokens - 2  # [CLS] and [SEP]
         if self.chunk_tokens > room:
             raise RagError(
@@ -118,6 +119,7 @@ class Ingestor:
             loaded = load(path)
         except (Unreadable, OSError) as exc:
             return Prepared(path, "", error=str(exc))
+        self.check_chunk_size()
         pieces = chunk_sections(
             loaded.sections, self.chunk_tokens, self.chunk_overlap, self.embedder.count_tokens
         )

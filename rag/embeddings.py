@@ -31,28 +31,43 @@ def model_location(model: str) -> str:
 
 
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model on the CPU, vectors normalised for cosine search."""
+    """A sentence-transformers model on the CPU, vectors normalised for cosine search.
+
+    The model loads on first use: a re-ingest that finds nothing changed, or a
+    command that only lists documents, never pays for it.
+    """
 
     def __init__(self, model: str = SHIPPED_MODEL, batch_size: int = 64) -> None:
-        # A model name must never turn into a hub download attempt on an offline laptop.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # a load bar on every start is noise
-
-        self._model = SentenceTransformer(model_location(model), device="cpu")
-        self._batch_size = batch_size
         self.name = model
-        self.max_tokens = int(self._model.max_seq_length)
+        self._batch_size = batch_size
+        self._load_lock = threading.Lock()
+        self._model = None
         # Ingest counts tokens in a reader thread while the model embeds in another;
         # a Rust tokenizer shared across threads fails with "Already borrowed".
-        self._counter = copy.deepcopy(self._model.tokenizer)
-        self._counter.model_max_length = 1 << 30  # counting long texts is the point
+        self._counter = None
         self._counter_lock = threading.Lock()
 
+    def _loaded(self):
+        with self._load_lock:
+            if self._model is None:
+                from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()  # a load bar on every start is noise
+                location = model_location(self.name)
+                self._model = SentenceTransformer(
+                    location, device="cpu", local_files_only=os.path.isdir(location)
+                )
+                self._counter = copy.deepcopy(self._model.tokenizer)
+                self._counter.model_max_length = 1 << 30  # counting long texts is the point
+            return self._model
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self._loaded().max_seq_length)
+
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        vectors = self._model.encode(
+        vectors = self._loaded().encode(
             list(texts),
             batch_size=self._batch_size,
             normalize_embeddings=True,
@@ -62,6 +77,7 @@ class SentenceTransformerEmbedder:
         return vectors.tolist()
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        self._loaded()
         with self._counter_lock:
             encoded = self._counter(list(texts), add_special_tokens=False)["input_ids"]
         return [len(ids) for ids in encoded]
