@@ -180,7 +180,9 @@ class Ingestor:
                     summary.chunks_written += self.write(pending, stored)
                     pending = []
                 bar.update()
-                bar.set_postfix(chunks=summary.chunks_written, refresh=False)
+                rate = summary.chunks_written / max(time.perf_counter() - started, 1e-6)
+                bar.set_postfix_str(f"{summary.chunks_written} chunks, {rate:.0f} chunks/s",
+                                    refresh=False)
             summary.chunks_written += self.write(pending, stored)
         if prune:
             summary.removed = self.prune(target, stored)

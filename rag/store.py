@@ -14,6 +14,7 @@ from pathlib import Path
 import chromadb
 from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings as ChromaSettings
+from chromadb.errors import InvalidArgumentError
 
 from rag.chunks import Chunk, Hit
 from rag.errors import RagError
@@ -30,12 +31,18 @@ def open_collection(index: Path, name: str, embedding_model: str) -> Collection:
     client = chromadb.PersistentClient(
         path=str(index), settings=ChromaSettings(anonymized_telemetry=False)
     )
-    collection = client.get_or_create_collection(
-        name,
-        embedding_function=None,  # we embed ourselves; Chroma's default downloads a model
-        configuration={"hnsw": {"space": "cosine"}},
-        metadata={"embedding_model": embedding_model},
-    )
+    try:
+        collection = client.get_or_create_collection(
+            name,
+            embedding_function=None,  # we embed ourselves; Chroma's default downloads a model
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata={"embedding_model": embedding_model},
+        )
+    except InvalidArgumentError as exc:
+        raise RagError(
+            f"{name!r} cannot name a collection: use 3 to 512 letters, digits, '.', '_' or '-', "
+            "starting and ending with a letter or digit (RAG_COLLECTION)."
+        ) from exc
     built_with = (collection.metadata or {}).get("embedding_model")
     if built_with and built_with != embedding_model:
         raise RagError(

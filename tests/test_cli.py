@@ -102,3 +102,9 @@ def test_ask_streams_an_answer_and_lists_sources(index, embedded_model):
                                                else "\nRetrieved (not cited):")
     assert answer.strip()
     assert "travel-policy.md" in sources
+
+
+def test_a_bad_collection_name_is_explained(tmp_path):
+    done = rag("sources", index=tmp_path / "i", env={"RAG_COLLECTION": "x"})
+    assert done.returncode == 2
+    assert "cannot name a collection" in done.stderr and "Traceback" not in done.stderr

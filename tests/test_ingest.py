@@ -163,3 +163,20 @@ def test_ingest_killed_mid_run_then_rerun_matches_a_clean_ingest(tmp_path):
     clean_ids = set(_collection(tmp_path / "clean").get()["ids"])
     assert 0 < written < len(clean_ids)
     assert killed_ids == clean_ids
+
+
+def test_markdown_chunks_carry_nested_heading_paths(library, tmp_path):
+    docs = tmp_path / "md"
+    docs.mkdir()
+    (docs / "guide.md").write_text(
+        "# Guide\n\nWelcome.\n\n## Install\n\nGeneral steps.\n\n### Windows\n\n"
+        "Use PowerShell and winget.\n\n### Linux\n\nUse apt.\n\n## Use\n\nAsk questions.\n"
+    )
+    ingest(library, docs)
+    got = library.collection.get(include=["documents", "metadatas"])
+    headings = {m["heading"] for m in got["metadatas"]}
+    assert headings == {"Guide", "Guide > Install", "Guide > Install > Windows",
+                        "Guide > Install > Linux", "Guide > Use"}
+    windows = [d for d, m in zip(got["documents"], got["metadatas"])
+               if m["heading"] == "Guide > Install > Windows"]
+    assert windows == ["### Windows\n\nUse PowerShell and winget."]

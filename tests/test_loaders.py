@@ -51,3 +51,23 @@ def test_html_keeps_visible_text_only(tmp_path):
     [section] = load(path).sections
     assert "Visible title" in section.text and "Body text." in section.text
     assert "hidden" not in section.text and "color" not in section.text
+
+
+def test_docx_headings_become_the_heading_path(tmp_path):
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Manual", 1)
+    document.add_paragraph("Intro text.")
+    document.add_heading("Setup", 2)
+    document.add_paragraph("Plug it in.")
+    document.save(tmp_path / "manual.docx")
+    sections = load(tmp_path / "manual.docx").sections
+    assert [s.heading for s in sections] == ["Manual", "Manual > Setup"]
+    assert "Plug it in." in sections[1].text
+
+
+def test_a_damaged_docx_says_why(tmp_path):
+    (tmp_path / "bad.docx").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(Unreadable, match="damaged DOCX"):
+        load(tmp_path / "bad.docx")
