@@ -16,9 +16,9 @@ from pathlib import Path
 
 from benchmarks.corpus import write_corpus
 from ingest.pipeline import Ingestor, discover
-from rag import store
 from rag.config import Settings
 from rag.embeddings import SentenceTransformerEmbedder
+from rag.retrieval import open_library
 
 
 def main() -> None:
@@ -31,15 +31,16 @@ def main() -> None:
         corpus = write_corpus(Path(tmp) / "corpus", args.docs)
         embedder = SentenceTransformerEmbedder(settings.embedding_model, settings.embed_batch_size)
         embedder.embed(["warm up the model before timing anything"])
-        collection = store.open_collection(Path(tmp) / "index", "bench", embedder.name)
-        ingestor = Ingestor(collection, embedder, settings.chunk_tokens, settings.chunk_overlap)
+        library = open_library(settings.with_overrides(index=Path(tmp) / "index"), embedder)
+        ingestor = Ingestor(library, chunk_tokens=settings.chunk_tokens,
+                            chunk_overlap=settings.chunk_overlap)
         target = discover([corpus])
 
         started = time.perf_counter()
         first = ingestor.run(target, progress=False)
         full_s = time.perf_counter() - started
 
-        texts = collection.get(include=["documents"])["documents"]
+        texts = library.collection.get(include=["documents"])["documents"]
         started = time.perf_counter()
         for i in range(0, len(texts), ingestor.batch_chunks):  # the pipeline's batches
             embedder.embed(texts[i : i + ingestor.batch_chunks])

@@ -4,32 +4,36 @@ Every chunk id is derived from (file path, content hash, position), so running
 the same ingest twice writes the same ids. A changed file's new chunks are
 written before its old ones are deleted: a run killed at any point leaves
 either the old or a mixed state, and the mixed state is detected (more than one
-hash, or fewer chunks than recorded) and repaired by the next run.
+hash, or fewer chunks than recorded) and repaired by the next run. The lexical
+index is written first and cleaned last (rag/library.py), so it can only hold
+extra ids after a crash, which opening the library repairs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from chromadb.api.models.Collection import Collection
 from tqdm import tqdm
 
 from ingest.chunking import Piece, chunk_sections
 from ingest.loaders import Unreadable, is_supported, load
 from ingest.summary import Summary
+from rag import library as lib
 from rag import store
 from rag.chunks import Chunk
 from rag.embeddings import Embedder
 from rag.errors import RagError
+from rag.library import Library
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -75,9 +79,13 @@ def _walk(folder: Path, excluded: set[Path]) -> Iterator[Path]:
         yield from (here / n for n in sorted(names) if not _hidden(n))
 
 
-def content_hash(path: Path) -> str:
+def content_hash(path: Path, options: str = "") -> str:
+    """The file's bytes and the options that shape its chunks, hashed together:
+    a file ingested again with another chunk size or privacy is a changed file."""
     with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        digest = hashlib.file_digest(f, "sha256")
+    digest.update(options.encode())
+    return digest.hexdigest()
 
 
 def chunk_id(source: str, file_hash: str, index: int) -> str:
@@ -95,12 +103,21 @@ class Prepared:
 
 @dataclass
 class Ingestor:
-    collection: Collection
-    embedder: Embedder
+    library: Library
+    _: KW_ONLY
     chunk_tokens: int = 200
     chunk_overlap: int = 40
     extra_metadata: dict[str, str | int | float | bool] = field(default_factory=dict)
     batch_chunks: int = 256
+
+    @property
+    def options(self) -> str:
+        extra = json.dumps(self.extra_metadata, sort_keys=True)
+        return f"{self.chunk_tokens}/{self.chunk_overlap}/{extra}"
+
+    @property
+    def embedder(self) -> Embedder:
+        return self.library.embedder
 
     def check_chunk_size(self) -> None:
         # Asked only when something must be chunked: that is when the model loads.
@@ -113,7 +130,7 @@ class Ingestor:
 
     def prepare(self, path: Path, stored: store.StoredFile | None) -> Prepared:
         try:
-            file_hash = content_hash(path)
+            file_hash = content_hash(path, self.options)
             if stored and stored.complete and stored.content_hash == file_hash:
                 return Prepared(path, file_hash)
             loaded = load(path)
@@ -147,7 +164,7 @@ class Ingestor:
         """Embed and store new chunks, then drop the files' superseded chunks."""
         chunks = [c for p in batch for c in p.chunks or []]
         if chunks:
-            store.upsert(self.collection, chunks, self.embedder.embed([c.text for c in chunks]))
+            lib.write(self.library, chunks, self.embedder.embed([c.text for c in chunks]))
         keep = {c.id for c in chunks}
         stale = [
             id_
@@ -156,13 +173,13 @@ class Ingestor:
             for id_ in old.chunk_ids
             if id_ not in keep
         ]
-        store.delete(self.collection, stale)
+        lib.remove(self.library, stale)
         return len(chunks)
 
     def run(self, target: Target, prune: bool = True, progress: bool | None = None) -> Summary:
         started = time.perf_counter()
         summary = Summary(unsupported=[str(p) for p in target.unsupported])
-        stored = store.stored_files(self.collection)
+        stored = store.stored_files(self.library.collection)
         bar = tqdm(
             total=len(target.files),
             unit="file",
@@ -211,16 +228,16 @@ class Ingestor:
             and any(Path(source).is_relative_to(folder) for folder in target.folders)
             and not Path(source).is_file()
         ]
-        store.delete(self.collection, [i for s in gone for i in stored[s].chunk_ids])
+        lib.remove(self.library, [i for s in gone for i in stored[s].chunk_ids])
         return sorted(gone)
 
 
-def forget(collection: Collection, paths: Iterable[Path]) -> list[str]:
+def forget(library: Library, paths: Iterable[Path]) -> list[str]:
     """Remove documents (or every document under a folder) from the index."""
-    stored = store.stored_files(collection)
+    stored = store.stored_files(library.collection)
     wanted = [p.expanduser().resolve() for p in paths]
     gone = sorted(s for s in stored if any(Path(s) == w or Path(s).is_relative_to(w) for w in wanted))
-    store.delete(collection, [i for s in gone for i in stored[s].chunk_ids])
+    lib.remove(library, [i for s in gone for i in stored[s].chunk_ids])
     return gone
 
 

@@ -31,5 +31,12 @@ class Chunk:
 @dataclass(frozen=True)
 class Hit:
     chunk: Chunk
-    score: float  # cosine similarity, higher is better
+    # Relevance, higher is better, never increasing with rank. Its scale depends on
+    # the search mode: cosine similarity (vector), BM25 (lexical), or the fused score
+    # in 0..1 (hybrid); with diversification (mmr_lambda < 1) it is lowered by the
+    # hit's similarity to better-ranked hits.
+    score: float
     rank: int  # 1-based
+    # Cosine similarity of chunk and question, whatever the mode: comparable across
+    # questions, so it is what a relevance threshold should use.
+    similarity: float | None = None

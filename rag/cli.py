@@ -16,6 +16,7 @@ from rag.config import Settings
 from rag.errors import ModelUnavailable, RagError
 
 USAGE_ERROR = 2
+KNOWN_DOWNLOADS = {"phi-4-mini": "phi-4-mini-cpu-int4"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-prune", dest="prune", action="store_false",
                    help="keep indexed files that vanished from the folders")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--private", action="store_true",
+                   help="never send these documents to a model off this machine")
     p.set_defaults(run=cmd_ingest)
 
     p = sub.add_parser("forget", parents=[common], help="remove documents from the index")
@@ -42,7 +45,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("question", nargs="?", help="omit to read one question per line from stdin")
     p.add_argument("-k", type=int, dest="top_k", help="number of chunks (RAG_TOP_K)")
     p.add_argument("--json", action="store_true", help="one JSON object per question")
+    p.add_argument("--source", dest="sources", action="append", metavar="PATH_OR_GLOB",
+                   help="search only matching documents, e.g. 'manuals/*.pdf'; repeatable")
     p.set_defaults(run=cmd_query)
+
+    p = sub.add_parser("eval", parents=[common], help="measure retrieval on questions with answers")
+    p.add_argument("qa", type=Path, help='JSON lines: {"question", "answers": [...], "evidence"}')
+    p.add_argument("--variant", action="append", default=[], metavar="SETTING=VALUE[,...]",
+                   help="also measure with these settings, e.g. search_mode=vector; repeatable")
+    p.add_argument("--failures", type=int, default=5, metavar="K",
+                   help="list questions without a hit in the top K (default 5; 0 lists none)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(run=cmd_eval)
 
     p = sub.add_parser("ask", parents=[common], help="answer a question from the documents")
     p.add_argument("question")
@@ -53,11 +67,33 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_sources)
 
+    p = sub.add_parser("serve", parents=[common], help="serve an OpenAI-compatible HTTP API")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8001)
+    p.add_argument("--api-key", help="require this bearer key from clients")
+    p.set_defaults(run=cmd_serve)
+
+    p = sub.add_parser("models", parents=[common],
+                       help="show each configured model: reachable? context window?")
+    p.set_defaults(run=cmd_models)
+
+    p = sub.add_parser("compare", help="the same retrieved context through several models, timed")
+    p.add_argument("questions", nargs="+", metavar="QUESTION")
+    p.add_argument("--index", type=Path, help="index folder (RAG_INDEX)")
+    p.add_argument("--collection", help="Chroma collection (RAG_COLLECTION)")
+    p.add_argument("--llm", dest="models", action="append", required=True, metavar="SPEC",
+                   help="a model spec; give it once per model to compare")
+    p.set_defaults(run=cmd_compare)
+
     p = sub.add_parser("model", help="manage the chat model")
     model_sub = p.add_subparsers(dest="action", required=True)
     p = model_sub.add_parser("prepare", parents=[common],
                              help="build the embedded model now (otherwise on first use)")
     p.set_defaults(run=cmd_model_prepare)
+    p = model_sub.add_parser("download", parents=[common],
+                             help="download a known model (needs the internet)")
+    p.add_argument("name", choices=sorted(KNOWN_DOWNLOADS))
+    p.set_defaults(run=cmd_model_download)
     return parser
 
 
@@ -67,6 +103,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         collection=getattr(args, "collection", None),
         llm=getattr(args, "llm", None),
         top_k=getattr(args, "top_k", None),
+        sources=getattr(args, "sources", None),
     )
 
 
@@ -77,7 +114,8 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     target = discover(args.paths, exclude=[settings.index])
     library = open_library(settings)
     summary = Ingestor(
-        library.collection, library.embedder, settings.chunk_tokens, settings.chunk_overlap
+        library, chunk_tokens=settings.chunk_tokens, chunk_overlap=settings.chunk_overlap,
+        extra_metadata={"private": True} if args.private else {},
     ).run(target, prune=args.prune)
     print(json.dumps(summary.as_dict(), indent=2) if args.json else summary.render())
     return summary.exit_code
@@ -92,8 +130,9 @@ def _collection(settings: Settings):
 
 def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.pipeline import forget
+    from rag.retrieval import open_library
 
-    gone = forget(_collection(settings), args.paths)
+    gone = forget(open_library(settings), args.paths)  # the model loads only to embed
     for source in gone:
         print(f"forgot {source}")
     if not gone:
@@ -104,7 +143,8 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
 def _hit_json(hit) -> dict:
     c = hit.chunk
     return {"rank": hit.rank, "text": c.text, "source": c.source, "page": c.page,
-            "heading": c.heading, "score": round(hit.score, 4)}
+            "heading": c.heading, "score": round(hit.score, 4),
+            "similarity": None if hit.similarity is None else round(hit.similarity, 4)}
 
 
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
@@ -127,25 +167,38 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from rag import evaluation
+    from rag.retrieval import open_library
+
+    questions = evaluation.load_questions(args.qa)
+    variants = evaluation.variants(settings, args.variant)  # a typo fails before the model loads
+    reports = evaluation.evaluate(open_library(settings), questions, variants)
+    print(json.dumps(evaluation.as_dict(reports, args.failures), indent=2) if args.json
+          else evaluation.render(reports, args.failures))
+    return 0
+
+
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_ask(args.question, settings))
 
 
 async def _ask(question: str, settings: Settings) -> int:
     from rag import chat
-    from rag.models.spec import load_chat_model, parse
     from rag.retrieval import open_library
+    from rag.routing import ModelPool
 
-    parse(settings.llm)  # a typo in the spec should not wait for the embedder to load
-    library = open_library(settings)
-    model = load_chat_model(settings.llm, settings)
-    turn = await chat.prepare(question, library, model, settings)
-    async for delta in chat.stream_answer(turn, model, settings):
+    pool = ModelPool(settings)  # checks every spec before the embedder loads
+    turn = await chat.prepare(question, open_library(settings), settings)
+    async for delta in chat.stream_answer(turn, pool, settings):
         print(delta, end="", flush=True)
     print()
-    cited = turn.sources() or list(enumerate(turn.hits, start=1))
-    print("\nSources:" if turn.sources() else "\nRetrieved (not cited):")
-    for n, hit in cited:
+    for notice in turn.notices():
+        print(f"note: {notice}", file=sys.stderr)
+    cited = turn.sources()
+    shown = cited or list(enumerate(turn.context, start=1))
+    print("\nSources:" if cited else "\nRetrieved (not cited):")
+    for n, hit in shown:
         print(f"  [{n}] {hit.chunk.label()}  ({hit.chunk.source})")
     return 0
 
@@ -163,11 +216,87 @@ def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from rag.retrieval import open_library
+    from rag.routing import ModelPool
+    from rag.server import RAG_MODEL, create_app, model_id
+
+    pool = ModelPool(settings)
+    app = create_app(settings, open_library(settings), pool, api_key=args.api_key)
+    served = model_id(pool.load(settings.llm).name)
+    print(f"OpenAI-compatible API at http://{args.host}:{args.port}/v1 "
+          f"(models: {RAG_MODEL}, {served})", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.models.spec import describe
+    from rag.routing import ModelPool
+
+    rows = [("primary", settings.llm)] + [("fallback", s) for s in settings.llm_fallback]
+    rows += [(f"route {task}", spec) for task, spec in settings.llm_routes.items()]
+    ModelPool(settings)  # every spec parses, or one sentence says which does not
+    for role, spec in rows:
+        state = describe(spec, settings)
+        print(f"{role:10} {spec}\n           {state}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(_compare(args.questions, args.models, settings))
+
+
+async def _compare(questions: list[str], specs: list[str], settings: Settings) -> int:
+    from rag import chat
+    from rag.retrieval import open_library
+    from rag.routing import ModelPool
+
+    pools, failed = {}, {}
+    for spec in specs:
+        pool = ModelPool(settings.with_overrides(llm=spec, llm_fallback=[], llm_routes={}))
+        try:
+            await asyncio.to_thread(pool.load, spec)  # loading is not answering: time it apart
+            pools[spec] = pool
+        except ModelUnavailable as exc:
+            failed[spec] = str(exc)
+    for spec, reason in failed.items():
+        print(f"{spec}: not compared. {reason}", file=sys.stderr)
+    library = open_library(settings)
+    print(f"{'model':40} {'first token':>11} {'tokens/s':>9} {'tokens':>7} {'chars':>6}  question")
+    for question in questions:
+        turn = await chat.prepare(question, library, settings)  # one retrieval for all models
+        for spec, pool in pools.items():
+            trial = chat.Turn(question, turn.hits)
+            try:
+                async for _ in chat.stream_answer(trial, pool, settings):
+                    pass
+            except ModelUnavailable as exc:
+                print(f"{spec[:40]:40} {'failed':>11}  {trial.skipped[-1] if trial.skipped else exc}")
+                failed[spec] = str(exc)
+                continue
+            st = trial.stats
+            rate = f"{st.tokens_per_s:.1f}" if st.tokens_per_s else "-"
+            print(f"{trial.model[:40]:40} {st.first_token_s or 0:10.2f}s {rate:>9} "
+                  f"{st.answer_tokens:7d} {len(trial.text):6d}  {question[:50]}")
+    return 1 if failed else 0
+
+
 def cmd_model_prepare(args: argparse.Namespace, settings: Settings) -> int:
     from rag.models.embedded import prepare_embedded_model
 
     folder = prepare_embedded_model(settings.cache_dir)
     print(f"Embedded model ready: {folder}")
+    return 0
+
+
+def cmd_model_download(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.models.download import download
+
+    folder = download(KNOWN_DOWNLOADS[args.name], settings.cache_dir)
+    print(f"Downloaded {args.name} to {folder}\nUse it with: RAG_LLM=onnx:{folder}")
     return 0
 
 

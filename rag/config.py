@@ -6,11 +6,20 @@ else reads the environment.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Literal
+from typing import Annotated
 
 import platformdirs
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Lists and maps may be given as JSON or, more readably, comma-separated:
+# RAG_LLM_FALLBACK=foundry:phi-4-mini,openai:gpt-4o-mini@https://api.openai.com/v1
+SpecList = Annotated[list[str], NoDecode]
+HostList = Annotated[list[str], NoDecode]
+RouteMap = Annotated[dict[str, str], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -45,10 +54,72 @@ class Settings(BaseSettings):
     llm_context_window: int = Field(
         4096, ge=512, description="Context window of openai: models (servers don't report it)."
     )
+    llm_fallback: SpecList = Field(
+        default_factory=list, description="Specs tried in order when the model fails to start."
+    )
+    llm_routes: RouteMap = Field(
+        default_factory=dict, description="Task to spec, e.g. code=openai:qwen2.5-coder@URL."
+    )
+    llm_local_hosts: HostList = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
+        description="Server hosts trusted with private documents (on this machine).",
+    )
 
     top_k: int = Field(4, ge=1, le=50)
-    max_answer_tokens: int = Field(384, ge=16)
+
+    # Retrieval. Defaults measured with `python -m benchmarks.retrieval`.
+    search_mode: Literal["hybrid", "vector", "lexical"] = Field(
+        "hybrid", description="vector (Chroma), lexical (BM25) or both fused."
+    )
+    fusion: Literal["blend", "rrf"] = Field(
+        "blend", description="How hybrid search fuses: score blend, or reciprocal rank fusion."
+    )
+    lexical_weight: float = Field(
+        0.4, ge=0.0, le=1.0, description="Share of BM25 in the fused score (vector gets the rest)."
+    )
+    rrf_k: int = Field(60, ge=1, description="The constant of reciprocal rank fusion.")
+    candidates: int = Field(
+        30, ge=1, le=500, description="Chunks each retriever proposes before fusion."
+    )
+    mmr_lambda: float = Field(
+        0.8, ge=0.0, le=1.0,
+        description="Relevance against diversity (maximal marginal relevance); 1 turns it off.",
+    )
+    sources: list[str] = Field(
+        default_factory=list,
+        description="Search only documents matching these paths or globs, e.g. manuals/*.pdf.",
+    )
+    min_similarity: float = Field(
+        0.25, ge=-1.0, le=1.0,
+        description="Below this cosine similarity no passage counts as relevant (calibrated).",
+    )
+    off_topic: Literal["refuse", "general"] = Field(
+        "refuse", description="No relevant passage: say so, or add a labelled general answer.",
+    )
+    history_turns: int = Field(3, ge=0, le=20, description="Earlier exchanges sent to the model.")
+    max_answer_tokens: int = Field(384, ge=1)
     temperature: float = Field(0.2, ge=0.0, le=2.0)
+
+    @field_validator("llm_fallback", "llm_local_hosts", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [
+                part.strip() for part in text.split(",") if part.strip()
+            ]
+        return value
+
+    @field_validator("llm_routes", mode="before")
+    @classmethod
+    def _split_map(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("{"):
+                return json.loads(text)
+            pairs = (part.split("=", 1) for part in text.split(",") if part.strip())
+            return {task.strip(): spec.strip() for task, spec in pairs}
+        return value
 
     def with_overrides(self, **values: object) -> Settings:
         """A copy with command-line values applied; ``None`` means not given."""

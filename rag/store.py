@@ -115,6 +115,56 @@ def source_counts(collection: Collection) -> Counter[str]:
     return Counter(str(meta["source"]) for _, meta in all_metadata(collection))
 
 
+def nearest(
+    collection: Collection, vector: Sequence[float], k: int, where: dict | None = None
+) -> list[tuple[str, float]]:
+    """The ``k`` nearest chunk ids with their cosine similarity, best first."""
+    if k <= 0 or collection.count() == 0:
+        return []
+    got = collection.query(
+        query_embeddings=[list(vector)], n_results=k, where=where, include=["distances"]
+    )
+    return [(id_, 1.0 - dist) for id_, dist in zip(got["ids"][0], got["distances"][0])]
+
+
+def fetch(collection: Collection, ids: Sequence[str]) -> dict[str, tuple[Chunk, list[float]]]:
+    """Chunks and their vectors by id; ids that no longer exist are absent."""
+    out: dict[str, tuple[Chunk, list[float]]] = {}
+    for part in _batches(len(ids), BATCH):
+        got = collection.get(
+            ids=list(ids[part]), include=["documents", "metadatas", "embeddings"]
+        )
+        for id_, text, meta, vector in zip(
+            got["ids"], got["documents"], got["metadatas"], got["embeddings"]
+        ):
+            out[id_] = (_chunk(id_, text, meta), vector)
+    return out
+
+
+def chunks(collection: Collection, ids: Sequence[str]) -> list[Chunk]:
+    """The chunks with these ids that exist, without their vectors."""
+    got = [
+        collection.get(ids=list(ids[part]), include=["documents", "metadatas"])
+        for part in _batches(len(ids), BATCH)
+    ]
+    return [
+        _chunk(id_, text, meta)
+        for g in got
+        for id_, text, meta in zip(g["ids"], g["documents"], g["metadatas"])
+    ]
+
+
+def all_ids(collection: Collection, page_size: int = 20000) -> set[str]:
+    ids: set[str] = set()
+    offset = 0
+    while True:
+        got = collection.get(include=[], limit=page_size, offset=offset)["ids"]
+        ids.update(got)
+        if len(got) < page_size:
+            return ids
+        offset += page_size
+
+
 def query(
     collection: Collection, vector: Sequence[float], k: int, where: dict | None = None
 ) -> list[Hit]:

@@ -11,3 +11,29 @@ def test_ingest_benchmark_prints_its_ratios():
     assert done.returncode == 0, done.stderr
     assert re.search(r"ratio to embedding alone: \d+\.\d+", done.stdout)
     assert re.search(r"ratio to first ingest: +\d+\.\d+", done.stdout)
+
+
+def test_relevance_calibration_prints_the_trade_off():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.relevance"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"threshold 0\.25: answers \d+/11 on-topic, refuses \d+/10 off-topic",
+                     done.stdout)
+
+
+def test_retrieval_benchmark_prints_each_variant():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.retrieval", "--tech-kb", "40",
+                           "--towns", "4"], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    for variant in ("default", "search_mode=vector", "search_mode=lexical"):
+        assert re.search(rf"^{re.escape(variant)}( +\d\.\d{{3}}){{6}}$", done.stdout, re.M), variant
+    assert "== all ==" in done.stdout
+
+
+def test_search_latency_benchmark_prints_median_and_p95():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.search_latency", "--chunks", "800",
+                           "--repeat", "1"], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"index: 800 chunks in Chroma, 800 in the lexical index", done.stdout)
+    for mode in ("vector", "lexical", "hybrid"):
+        assert re.search(rf"^{mode} +median +\d+\.\d ms +p95 +\d+\.\d ms", done.stdout, re.M)

@@ -1,6 +1,7 @@
 """The ``rag`` command as a person runs it: a real process, real index, real models."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -83,7 +84,8 @@ def test_a_bad_model_spec_gets_one_clear_sentence(index):
 
 
 def test_an_unreachable_server_says_what_to_start(index):
-    done = rag("ask", "hello", "--llm", "openai:phi@http://127.0.0.1:9/v1", index=index)
+    done = rag("ask", "What is the daily meal allowance?", "--llm",
+               "openai:phi@http://127.0.0.1:9/v1", index=index)
     assert done.returncode == 1
     assert "not reachable" in done.stderr and "start it" in done.stderr
     assert "Traceback" not in done.stderr
@@ -108,3 +110,84 @@ def test_a_bad_collection_name_is_explained(tmp_path):
     done = rag("sources", index=tmp_path / "i", env={"RAG_COLLECTION": "x"})
     assert done.returncode == 2
     assert "cannot name a collection" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_compare_times_each_model_on_the_same_context(index, embedded_model):
+    refused = "openai:phi@http://127.0.0.1:9/v1"
+    done = rag("compare", "--llm", "embedded", "--llm", refused,
+               "What is the daily meal allowance?", index=index)
+    assert done.returncode == 1  # one model failed, and that is said
+    header, *rows = done.stdout.splitlines()
+    assert "first token" in header and "tokens/s" in header
+    assert rows[0].startswith("SmolLM2-135M-Instruct (embedded)")
+    assert re.search(r"\d+\.\d\ds +\d+\.\d +\d+ +\d+", rows[0])
+    assert "failed" in rows[1] and "not reachable" in rows[1]
+
+
+def test_models_reports_reachability_and_windows(index):
+    # Only loopback traffic here: 127.0.0.1 counts as remote once it is not trusted.
+    done = rag("models", index=index,
+               env={"RAG_LLM_FALLBACK": "openai:phi@http://localhost:9/v1,"
+                                        "openai:big@http://127.0.0.1:9/v1",
+                    "RAG_LLM_LOCAL_HOSTS": "localhost"})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "primary    embedded" and "context window 8192 tokens" in lines[1]
+    assert "NOT REACHABLE at http://localhost:9/v1" in lines[3] and lines[3].endswith(", local")
+    assert lines[5].endswith("REMOTE (no private text)")
+
+
+def test_model_download_offline_says_what_to_do(tmp_path):
+    done = rag("model", "download", "phi-4-mini", index=tmp_path / "i",
+               env={"RAG_CACHE_DIR": str(tmp_path / "cache")})
+    assert done.returncode == 1
+    assert "needs the internet" in done.stderr and "RAG_LLM=onnx:PATH" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+SAMPLE_QA = Path(__file__).parent.parent / "benchmarks" / "qa" / "sample.jsonl"
+
+
+def test_query_can_be_restricted_to_sources(index):
+    done = rag("query", "--json", "-k", "5", "--source", "*.pdf", "hotel limit solar", index=index)
+    assert done.returncode == 0, done.stderr
+    hits = json.loads(done.stdout)["hits"]
+    assert hits and all(h["source"].endswith("harbor-street-solar-report.pdf") for h in hits)
+    assert all(-1 <= h["similarity"] <= 1 for h in hits)
+    both = rag("query", "--json", "--source", "policies", "--source", "notes/tea-garden.txt",
+               "hotel tea", index=index)
+    names = {Path(h["source"]).name for h in json.loads(both.stdout)["hits"]}
+    assert names == {"travel-policy.md", "tea-garden.txt"}
+
+
+def test_eval_compares_variants_and_lists_failures(index, tmp_path):
+    done = rag("eval", str(SAMPLE_QA), "--json", "--variant", "search_mode=vector",
+               "--variant", "search_mode=lexical,candidates=5", index=index)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["questions"] >= 25
+    names = [v["name"] for v in report["variants"]]
+    assert names == ["default", "search_mode=vector", "search_mode=lexical,candidates=5"]
+    default = report["variants"][0]["metrics"]
+    assert set(default) == {"hit@1", "hit@3", "hit@5", "hit@10", "mrr@10", "neighbours@5"}
+    assert default["hit@5"] >= 0.96
+
+    unanswerable = tmp_path / "qa.jsonl"
+    unanswerable.write_text('{"question": "What colour is the hotel?", "answers": ["mauve"]}\n'
+                            '{"question": "Daily meal allowance?", "answers": ["55 euros"]}\n')
+    text = rag("eval", str(unanswerable), index=index)
+    assert text.returncode == 0, text.stderr
+    assert re.search(r"^default +0\.500 +0\.500 +0\.500 +0\.500 +0\.500", text.stdout, re.M)
+    assert "1 question(s) without a hit in the top 5" in text.stdout
+    assert "What colour is the hotel?" in text.stdout and "Daily meal" not in text.stdout
+
+
+def test_eval_refuses_bad_input_in_one_sentence(index, tmp_path):
+    typo = rag("eval", str(SAMPLE_QA), "--variant", "serch_mode=vector", index=index)
+    assert typo.returncode == 2 and "serch_mode" in typo.stderr
+    bad_value = rag("eval", str(SAMPLE_QA), "--variant", "search_mode=psychic", index=index)
+    assert bad_value.returncode == 2 and "Traceback" not in bad_value.stderr
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("not json\n")
+    done = rag("eval", str(broken), index=index)
+    assert done.returncode == 2 and "broken.jsonl:1" in done.stderr

@@ -11,12 +11,13 @@ from chromadb.config import Settings as ChromaSettings
 
 from ingest.pipeline import Ingestor, discover, forget
 from rag import store
+from rag.lexical import LexicalIndex, lexical_path
 from testdocs import encrypt_pdf, truncate, write_pdf
 
 
 def ingest(library, *paths, **kw):
     target = discover(paths, exclude=[kw.pop("exclude", paths[0] / "index")])
-    return Ingestor(library.collection, library.embedder, **kw).run(target, progress=False)
+    return Ingestor(library, **kw).run(target, progress=False)
 
 
 def ids_by_source(collection):
@@ -107,7 +108,7 @@ def test_index_folder_inside_the_documents_is_never_ingested(library, settings, 
 def test_forget_removes_a_document(library, sample_docs):
     ingest(library, sample_docs)
     pdf = sample_docs / "reports" / "harbor-street-solar-report.pdf"
-    assert forget(library.collection, [pdf]) == [str(pdf)]
+    assert forget(library, [pdf]) == [str(pdf)]
     assert str(pdf) not in store.source_counts(library.collection)
 
 
@@ -133,6 +134,14 @@ def _collection(index):
     return client.get_collection("test")
 
 
+def _lexical_ids(index):
+    lexical = LexicalIndex(lexical_path(index, "test"))
+    try:
+        return lexical.ids()
+    finally:
+        lexical.close()
+
+
 def test_ingest_killed_mid_run_then_rerun_matches_a_clean_ingest(tmp_path):
     corpus = _corpus(tmp_path / "corpus")
     index = tmp_path / "killed"
@@ -150,6 +159,8 @@ def test_ingest_killed_mid_run_then_rerun_matches_a_clean_ingest(tmp_path):
     assert proc.poll() is None, "ingest finished before it could be interrupted"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # Lexical first, Chroma second: a kill leaves the lexical index a superset, never short.
+    assert _lexical_ids(index) >= set(_collection(index).get()["ids"])
 
     rerun = _run_ingest(corpus, index)
     out, err = rerun.communicate(timeout=600)
@@ -163,6 +174,7 @@ def test_ingest_killed_mid_run_then_rerun_matches_a_clean_ingest(tmp_path):
     clean_ids = set(_collection(tmp_path / "clean").get()["ids"])
     assert 0 < written < len(clean_ids)
     assert killed_ids == clean_ids
+    assert _lexical_ids(index) == _lexical_ids(tmp_path / "clean") == clean_ids
 
 
 def test_markdown_chunks_carry_nested_heading_paths(library, tmp_path):

@@ -1,0 +1,111 @@
+"""Retrieval latency on a large index: vector, BM25 and hybrid search, timed in one run.
+
+    python -m benchmarks.search_latency [--chunks 20000]
+
+Builds an index of ``--chunks`` chunks: the hand-written articles of
+benchmarks/encyclopedia, really embedded, and filler chunks made of sentences
+drawn from the Python documentation. The filler gets random unit vectors
+instead of embeddings, to build the index in seconds rather than half an hour.
+That is fair for timing: HNSW's cost depends on the number of vectors, their
+dimension and the graph, not on what they mean, and random vectors, having no
+clusters, are its harder case. Their text is real, so BM25 meets realistic
+term statistics. Each question is embedded for real on every search, and the
+times printed are the whole ``search`` call: embedding, both searches, fusion,
+fetching the chunks and diversification.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import evalset
+from ingest.pipeline import Ingestor, discover
+from rag import evaluation
+from rag.chunks import Chunk
+from rag.config import Settings
+from rag.library import write
+from rag.retrieval import open_library, search
+
+MODES = {"vector": "search_mode=vector", "lexical": "search_mode=lexical", "hybrid": ""}
+
+
+def _sentences(folder: Path) -> list[str]:
+    text = " ".join(p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.md")))
+    return [s for s in re.split(r"(?<=[.!?])\s+", " ".join(text.split())) if 20 < len(s) < 400]
+
+
+def _filler(sentences: list[str], n: int, dim: int, seed: int = 5):
+    rng = random.Random(seed)
+    vectors = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    for i in range(n):
+        text = ""
+        while len(text) < 900:
+            text += rng.choice(sentences) + " "
+        source = f"/filler/doc{i // 20:05}.md"
+        yield Chunk(id=f"filler-{i}", text=text.strip(), source=source, index=i % 20), vectors[i]
+
+
+def _timed(library, questions, settings, repeat: int) -> list[float]:
+    times = []
+    for _ in range(repeat):
+        for q in questions:
+            started = time.perf_counter()
+            search(library, q.question, settings.top_k, settings)
+            times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def run(folder: Path, chunks: int, repeat: int) -> None:
+    evalset.write_technical_docs(folder / "technical", 1_500_000)
+    settings = Settings(index=folder / "index", collection="latency")
+    library = open_library(settings)
+    Ingestor(library).run(discover([evalset.ARTICLES]), progress=False)
+    dim = len(library.embedder.embed(["dimension"])[0])
+    batch: list = []
+    started = time.perf_counter()
+    for item in _filler(_sentences(folder / "technical"), chunks - library.collection.count(), dim):
+        batch.append(item)
+        if len(batch) == 2000:
+            write(library, [c for c, _ in batch], [v.tolist() for _, v in batch])
+            batch = []
+    write(library, [c for c, _ in batch], [v.tolist() for _, v in batch])
+    print(f"index: {library.collection.count()} chunks in Chroma, {library.lexical.count()} in "
+          f"the lexical index (filler written in {time.perf_counter() - started:.0f} s)")
+
+    questions = evaluation.load_questions(evalset.ARTICLE_QA)
+    library.embedder.embed(["warm up"])
+    started = time.perf_counter()
+    for q in questions:
+        library.embedder.embed([q.question])
+    embed_ms = (time.perf_counter() - started) * 1000 / len(questions)
+    print(f"{len(questions)} questions x {repeat}; embedding one question alone: {embed_ms:.1f} ms")
+    for name, spec in MODES.items():
+        variant = evaluation.variants(settings, [spec] if spec else [])
+        chosen = variant[spec] if spec else variant["default"]
+        _timed(library, questions[:10], chosen, 1)  # warm caches
+        times = sorted(_timed(library, questions, chosen, repeat))
+        p95 = times[int(0.95 * (len(times) - 1))]
+        print(f"{name:8s} median {statistics.median(times):6.1f} ms   p95 {p95:6.1f} ms"
+              + ("   (target: median < 50 ms)" if name == "hybrid" else ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chunks", type=int, default=20000)
+    parser.add_argument("--repeat", type=int, default=3, help="passes over the questions")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        run(Path(tmp), args.chunks, args.repeat)
+
+
+if __name__ == "__main__":
+    main()
