@@ -1,25 +1,29 @@
 """One question, answered: retrieve, build the prompt, stream the model's answer.
 
-The browser app, the CLI and any HTTP API call these functions; nothing here
+The browser app, the CLI and the HTTP API call these functions; nothing here
 knows how the answer is shown.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rag import prompts, retrieval
 from rag.chunks import Hit
 from rag.config import Settings
+from rag.errors import ModelUnavailable
 from rag.models.base import ChatModel, Message
+from rag.routing import ModelPool
 
 
 @dataclass
 class Stats:
     retrieval_ms: float = 0.0
+    prompt_tokens: int = 0
     first_token_s: float | None = None
     answer_s: float = 0.0
     answer_tokens: int = 0
@@ -35,47 +39,172 @@ class Turn:
     """A question on its way to an answer; ``text`` grows as the answer streams."""
 
     question: str
-    hits: list[Hit]
-    messages: list[Message]
-    model: str
+    hits: list[Hit]  # everything retrieved, best first
+    history: list[Message] = field(default_factory=list)
+    model: str = ""  # the model that answered
+    context: list[Hit] = field(default_factory=list)  # passages in the prompt, numbered from 1
+    messages: list[Message] = field(default_factory=list)
+    search_query: str = ""  # what retrieval looked for: the question, or it with context
+    grounded: bool = True  # some passage is relevant enough to answer from
+    withheld: int = 0  # private passages kept from a model off this machine
+    skipped: list[str] = field(default_factory=list)  # models that failed before answering
     text: str = ""
     stopped: bool = False
     stats: Stats = field(default_factory=Stats)
 
+    def notices(self) -> list[str]:
+        """What the reader should know about how this answer was made."""
+        said = list(self.skipped)
+        if self.skipped:
+            said.append(f"Answered by {self.model} instead.")
+        if self.withheld:
+            said.append(
+                f"{self.withheld} passage(s) from private documents were withheld because "
+                f"{self.model} does not run on this machine, so the answer had less context."
+            )
+        if self.stopped:
+            said.append("Stopped before the end of the answer.")
+        return said
+
     def sources(self) -> list[tuple[int, Hit]]:
         """The passages the answer cites, in citation order, numbered as in the prompt."""
-        numbers = prompts.cited_numbers(self.text, len(self.hits))
-        return [(n, self.hits[n - 1]) for n in numbers]
+        numbers = prompts.cited_numbers(self.text, len(self.context))
+        return [(n, self.context[n - 1]) for n in numbers]
+
+
+_CONNECTIVE = re.compile(r"^\W*(and|also|but|so|then|or|what about|how about)\b", re.IGNORECASE)
+_REFERRING = re.compile(
+    r"\b(it|its|that|this|these|those|they|them|there|he|she|his|her|same)\b", re.IGNORECASE
+)
+
+
+def search_query(question: str, history: Sequence[Message]) -> str:
+    """What to search for. A follow-up ("and on Windows?", "what does it cost?") means
+    little alone, so it is searched together with the previous question."""
+    earlier = [m["content"] for m in history if m["role"] == "user"]
+    follow_up = _CONNECTIVE.search(question) or (
+        len(question.split()) <= 10 and _REFERRING.search(question)
+    )
+    return f"{earlier[-1]} {question}" if earlier and follow_up else question
+
+
+def recent(history: Sequence[Message], turns: int) -> list[Message]:
+    """The last ``turns`` exchanges (a question and its answer each)."""
+    return list(history[-2 * turns :]) if turns else []
+
+
+def search_everywhere(
+    libraries: Sequence[retrieval.Library], query: str, settings: Settings
+) -> list[Hit]:
+    """One ranked list from several libraries (the shared one, a chat's uploads).
+
+    Each library fuses its own rankings; across libraries only the cosine
+    similarity is comparable (same embedding model), so it decides the order."""
+    def options(lib: retrieval.Library) -> Settings:
+        # A path filter names documents of the shared library, not a chat's own files.
+        shared = lib.settings.index == settings.index
+        return settings if shared else settings.with_overrides(sources=[])
+
+    found = [h for lib in libraries
+             for h in retrieval.search(lib, query, settings.top_k, options(lib))]
+    if len(libraries) > 1:
+        found.sort(key=lambda h: h.similarity if h.similarity is not None else h.score,
+                   reverse=True)
+    return [replace(h, rank=r) for r, h in enumerate(found[: settings.top_k], start=1)]
 
 
 async def prepare(
     question: str,
-    library: retrieval.Library,
-    model: ChatModel,
+    library: retrieval.Library | Sequence[retrieval.Library],
     settings: Settings,
     history: Sequence[Message] = (),
 ) -> Turn:
+    libraries = [library] if isinstance(library, retrieval.Library) else list(library)
+    history = recent(history, settings.history_turns)
+    query = search_query(question, history)
     started = time.perf_counter()
     # Embedding and the Chroma query are blocking calls: keep them off the event loop.
-    hits = await asyncio.to_thread(retrieval.search, library, question, settings.top_k)
-    retrieval_ms = (time.perf_counter() - started) * 1000
+    hits = await asyncio.to_thread(search_everywhere, libraries, query, settings)
+    turn = Turn(question, hits, history, search_query=query)
+    turn.stats.retrieval_ms = (time.perf_counter() - started) * 1000
+    best = max((h.similarity for h in hits if h.similarity is not None), default=None)
+    turn.grounded = bool(hits) and (best is None or best >= settings.min_similarity)
+    if not turn.grounded:
+        turn.hits = []  # nothing relevant: passages would only mislead the model
+    return turn
+
+
+def shareable(hits: Sequence[Hit], model: ChatModel) -> tuple[list[Hit], int]:
+    """The passages this model may see: private documents never leave the machine."""
+    if model.local:
+        return list(hits), 0
+    kept = [h for h in hits if not h.chunk.extra.get("private")]
+    return kept, len(hits) - len(kept)
+
+
+NOT_FOUND = "I could not find this in your documents."
+GENERAL = (
+    NOT_FOUND + " Here is a general answer from the model, **not based on your documents**:\n\n"
+)
+
+
+def _address(turn: Turn, model: ChatModel, settings: Settings) -> None:
+    """Fit the prompt to ``model``: its privacy, then its context window."""
+    allowed, turn.withheld = shareable(turn.hits, model)
     budget = model.context_window - settings.max_answer_tokens
-    messages, kept = prompts.fit_to_budget(question, hits, history, budget, model.count_tokens)
-    return Turn(question, kept, messages, model.name, stats=Stats(retrieval_ms=retrieval_ms))
+    if turn.grounded:
+        turn.messages, turn.context = prompts.fit_to_budget(
+            turn.question, allowed, turn.history, budget, model.count_tokens
+        )
+    else:
+        turn.messages, turn.context = prompts.general_messages(turn.question, turn.history), []
+    turn.model = model.name
+    turn.stats.prompt_tokens = sum(model.count_tokens(m["content"]) for m in turn.messages)
 
 
-async def stream_answer(turn: Turn, model: ChatModel, settings: Settings) -> AsyncIterator[str]:
-    """Yield the answer's text deltas, recording the text and timings on ``turn``."""
+async def _start(turn: Turn, pool: ModelPool, settings: Settings):
+    """The first model that produces a first token, with that token and its stream."""
+    for spec in pool.candidates(turn.question):
+        try:
+            model = await asyncio.to_thread(pool.load, spec)
+            _address(turn, model, settings)
+            stream = model.stream(
+                turn.messages, max_tokens=settings.max_answer_tokens,
+                temperature=settings.temperature,
+            )
+            try:
+                return model, stream, await anext(stream)
+            except StopAsyncIteration:
+                return model, stream, ""
+            except BaseException:
+                await stream.aclose()
+                raise
+        except ModelUnavailable as exc:
+            # Before the first token nothing was shown, so another model can take over.
+            turn.skipped.append(f"{spec}: {exc}")
+    raise ModelUnavailable("No model could answer. " + " ".join(turn.skipped))
+
+
+async def stream_answer(turn: Turn, pool: ModelPool, settings: Settings) -> AsyncIterator[str]:
+    """Yield the answer's text deltas, recording text, model and timings on ``turn``."""
+    if not turn.grounded:
+        turn.text = GENERAL if settings.off_topic == "general" else NOT_FOUND
+        yield turn.text
+        if settings.off_topic == "refuse":
+            return
     started = time.perf_counter()
-    stream = model.stream(
-        turn.messages, max_tokens=settings.max_answer_tokens, temperature=settings.temperature
-    )
+    model, stream, first = await _start(turn, pool, settings)
     try:
-        async for delta in stream:
-            if turn.stats.first_token_s is None:
-                turn.stats.first_token_s = time.perf_counter() - started
-            turn.text += delta
-            yield delta
+        delta = first
+        while True:
+            if delta:
+                if turn.stats.first_token_s is None:
+                    turn.stats.first_token_s = time.perf_counter() - started
+                turn.text += delta
+                yield delta
+            delta = await anext(stream)
+    except StopAsyncIteration:
+        pass
     except (asyncio.CancelledError, GeneratorExit):
         turn.stopped = True
         raise
@@ -88,12 +217,12 @@ async def stream_answer(turn: Turn, model: ChatModel, settings: Settings) -> Asy
 async def ask(
     question: str,
     library: retrieval.Library,
-    model: ChatModel,
+    pool: ModelPool,
     settings: Settings,
     history: Sequence[Message] = (),
 ) -> Turn:
     """The whole answer at once, for scripts and tests."""
-    turn = await prepare(question, library, model, settings, history)
-    async for _ in stream_answer(turn, model, settings):
+    turn = await prepare(question, library, settings, history)
+    async for _ in stream_answer(turn, pool, settings):
         pass
     return turn

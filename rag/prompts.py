@@ -14,7 +14,18 @@ SYSTEM = (
     "the documents do not say. Be concise."
 )
 
+GENERAL_SYSTEM = (
+    "You are a helpful assistant. Answer from general knowledge, briefly, and say when "
+    "you are not sure."
+)
+
 Message = dict[str, str]
+
+
+def general_messages(question: str, history: Sequence[Message] = ()) -> list[Message]:
+    """A prompt with no passages, for an answer that does not claim to come from them."""
+    return [{"role": "system", "content": GENERAL_SYSTEM}, *history,
+            {"role": "user", "content": question}]
 
 
 def context_block(number: int, hit: Hit) -> str:

@@ -1,8 +1,9 @@
 """One contract every chat backend meets, run against each real backend.
 
-Backends here: the embedded model (ONNX Runtime GenAI in-process) and Foundry
-Local's SDK in-process with the same model folder registered. All use the real
-tiny model; nothing is faked.
+Backends here: the embedded model (ONNX Runtime GenAI in-process), Foundry
+Local's SDK in-process with the same model folder registered, and an
+OpenAI-compatible server in a separate process (``rag serve``, over real HTTP).
+All use the real tiny model; nothing is faked.
 """
 
 from __future__ import annotations
@@ -10,19 +11,37 @@ from __future__ import annotations
 import asyncio
 import time
 
+import httpx
 import pytest
+from servers import start_rag_server
 
 from rag import chat
 from rag.config import Settings
+from rag.models.openai_compat import OpenAICompatibleChat
+from rag.routing import ModelPool
 
 SHORT = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
 LONG = [{"role": "user", "content": "Write a long story about a dragon who learns to cook."}]
 
 
-@pytest.fixture(scope="session", params=["embedded", "foundry"])
+@pytest.fixture(scope="session")
+def served_model(embedded_model, tmp_path_factory):
+    """The embedded model behind ``rag serve``, reached with the OpenAI client."""
+    index = tmp_path_factory.mktemp("served") / "index"
+    proc, base = start_rag_server({"RAG_INDEX": str(index)})
+    ids = [m["id"] for m in httpx.get(f"{base}/models").json()["data"]]
+    yield OpenAICompatibleChat(next(i for i in ids if i != "local-rag-chat"), base,
+                               context_window=8192)
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session", params=["embedded", "foundry", "openai"])
 def chat_model(request, embedded_model, tmp_path_factory):
     if request.param == "embedded":
         return embedded_model
+    if request.param == "openai":
+        return request.getfixturevalue("served_model")
     from rag.models.embedded import prepare_embedded_model
     from rag.models.spec import load_chat_model
 
@@ -110,9 +129,11 @@ async def test_the_event_loop_stays_responsive_while_generating(chat_model):
 async def test_pipeline_answers_from_the_library(library, sample_docs, chat_model, settings):
     from ingest.pipeline import Ingestor, discover
 
-    Ingestor(library.collection, library.embedder).run(discover([sample_docs]), progress=False)
-    turn = await chat.ask("What is the daily meal allowance?", library, chat_model,
-                          settings.with_overrides(temperature=0.0))
+    Ingestor(library).run(discover([sample_docs]), progress=False)
+    options = settings.with_overrides(temperature=0.0, llm="embedded")
+    # The pool serves this backend under the primary spec, whichever backend it is.
+    pool = ModelPool(options, loaded={"embedded": chat_model})
+    turn = await chat.ask("What is the daily meal allowance?", library, pool, options)
     assert turn.hits[0].chunk.source.endswith("travel-policy.md")
     assert "55" in turn.text
     assert turn.stats.first_token_s is not None and turn.stats.answer_tokens > 0

@@ -97,6 +97,7 @@ def _served(base: str, alias: str, settings: Settings) -> ChatModel:
         timeout=settings.llm_timeout,
         context_window=settings.llm_context_window,
         name=f"{alias} (Foundry Local)",
+        local_hosts=settings.llm_local_hosts,
     )
 
 

@@ -18,14 +18,25 @@ from rag.errors import ModelUnavailable
 from rag.models.base import Message, estimate_tokens
 
 
-def is_loopback(url: str) -> bool:
-    host = urlparse(url).hostname or ""
-    if host == "localhost":
+def on_host(url: str, hosts: Sequence[str]) -> bool:
+    """Whether the server runs on one of ``hosts`` (those trusted with private text)."""
+    host = (urlparse(url).hostname or "").lower()
+    trusted = {h.lower().strip("[]") for h in hosts}
+    if host in trusted:
         return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
+    try:  # 127.0.0.1 and 127.000.000.001 are the same host
+        return any(ipaddress.ip_address(host) == ipaddress.ip_address(t) for t in trusted
+                   if _is_ip(t))
     except ValueError:
         return False
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 class OpenAICompatibleChat:
@@ -39,12 +50,13 @@ class OpenAICompatibleChat:
         context_window: int = 4096,
         retries: int = 2,
         name: str | None = None,
+        local_hosts: Sequence[str] = ("localhost", "127.0.0.1", "::1"),
     ) -> None:
         self.model = model
         self.base_url = base_url
         self.name = name or f"{model} @ {base_url}"
         self.context_window = context_window
-        self.local = is_loopback(base_url)
+        self.local = on_host(base_url, local_hosts)
         self._retries = retries
         # Local servers take no key, but the client insists on one.
         self._client = openai.AsyncOpenAI(
@@ -63,6 +75,10 @@ class OpenAICompatibleChat:
                 delta = event.choices[0].delta.content if event.choices else None
                 if delta:
                     yield delta
+        except openai.OpenAIError as exc:
+            raise ModelUnavailable(
+                f"The model server at {self.base_url} stopped in the middle of the answer: {exc}"
+            ) from exc
         finally:
             await response.close()  # tells the server to stop generating
 
@@ -94,6 +110,10 @@ class OpenAICompatibleChat:
         raise AssertionError("unreachable")
 
     def _unreachable(self, exc: Exception) -> ModelUnavailable:
+        if isinstance(exc, openai.InternalServerError):
+            return ModelUnavailable(
+                f"The model server at {self.base_url} failed ({exc.status_code}): {exc.message}"
+            )
         kind = "timed out" if isinstance(exc, openai.APITimeoutError) else "is not reachable"
         return ModelUnavailable(
             f"The model server at {self.base_url} {kind}: start it (for example "

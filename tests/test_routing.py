@@ -1,0 +1,159 @@
+"""Fallback between models, privacy towards remote ones, and the OpenAI-compatible API.
+
+The failing primaries are real sockets: a port that refuses connections and a
+server that accepts and never answers. The "remote" model is a real HTTP server
+on loopback that records what it receives; the test declares loopback untrusted
+so that the app must treat it as a machine elsewhere.
+"""
+
+from __future__ import annotations
+
+import time
+
+import openai
+import pytest
+from servers import Recorder, Silent, free_port, start_rag_server
+
+from ingest.pipeline import Ingestor, discover
+from rag import chat
+from rag.errors import ModelUnavailable
+from rag.routing import ModelPool, task_of
+
+
+@pytest.fixture
+def indexed(library, sample_docs):
+    Ingestor(library).run(discover([sample_docs]), progress=False)
+    return library
+
+
+def pool_with_fallback(settings, primary: str, embedded_model) -> tuple[ModelPool, object]:
+    options = settings.with_overrides(llm=primary, llm_fallback=["embedded"], llm_timeout=1.0,
+                                      temperature=0.0)
+    return ModelPool(options, loaded={"embedded": embedded_model}), options
+
+
+async def test_a_refused_primary_falls_back_and_says_so(indexed, settings, embedded_model):
+    refused = f"openai:phi@http://127.0.0.1:{free_port()}/v1"
+    pool, options = pool_with_fallback(settings, refused, embedded_model)
+    turn = await chat.ask("What is the daily meal allowance?", indexed, pool, options)
+    assert turn.model == embedded_model.name
+    assert "55" in turn.text
+    assert turn.skipped and "not reachable" in turn.skipped[0]
+    assert any("Answered by" in n for n in turn.notices())
+
+
+async def test_a_hanging_primary_times_out_then_falls_back(indexed, settings, embedded_model):
+    silent = Silent()
+    try:
+        pool, options = pool_with_fallback(settings, f"openai:phi@{silent.base}", embedded_model)
+        started = time.monotonic()
+        turn = await chat.ask("What is the daily meal allowance?", indexed, pool, options)
+    finally:
+        silent.close()
+    assert turn.model == embedded_model.name and turn.text
+    assert "timed out" in turn.skipped[0]
+    assert time.monotonic() - started < 30  # three 1 s attempts with back-off, then the answer
+
+
+async def test_no_model_left_is_one_clear_error(indexed, settings):
+    options = settings.with_overrides(llm=f"openai:phi@http://127.0.0.1:{free_port()}/v1")
+    with pytest.raises(ModelUnavailable, match="No model could answer"):
+        await chat.ask("What is the daily meal allowance?", indexed, ModelPool(options), options)
+
+
+async def test_private_text_never_reaches_a_remote_model(library, tmp_path, settings):
+    public, private = tmp_path / "public", tmp_path / "private"
+    public.mkdir(), private.mkdir()
+    (public / "garden.md").write_text("# Garden\n\nThe public garden opens at nine o'clock.")
+    (private / "diary.md").write_text(
+        "# Diary\n\nMy secret garden code is HEDGEHOG-4471 and it opens at nine o'clock.")
+    Ingestor(library).run(discover([public]), progress=False)
+    Ingestor(library, extra_metadata={"private": True}).run(
+        discover([private]), progress=False)
+
+    remote = Recorder()
+    options = settings.with_overrides(llm=f"openai:big@{remote.base}",
+                                      llm_local_hosts=["localhost"])  # 127.0.0.1 is "elsewhere"
+    turn = await chat.ask("When does the garden open?", library, ModelPool(options), options)
+    remote.shutdown()
+
+    sent = str(remote.bodies)
+    assert "public garden opens at nine" in sent
+    assert "HEDGEHOG-4471" not in sent and "secret garden" not in sent
+    assert any(h.chunk.extra.get("private") for h in turn.hits), "the private note was retrieved"
+    assert turn.withheld == 1
+    assert any("withheld" in n for n in turn.notices())
+
+
+async def test_private_text_does_reach_a_local_model(library, tmp_path, settings):
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "diary.md").write_text("# Diary\n\nMy secret garden code is HEDGEHOG-4471.")
+    Ingestor(library, extra_metadata={"private": True}).run(
+        discover([private]), progress=False)
+    local = Recorder()
+    options = settings.with_overrides(llm=f"openai:small@{local.base}")  # loopback is trusted
+    turn = await chat.ask("What is my garden code?", library, ModelPool(options), options)
+    local.shutdown()
+    assert "HEDGEHOG-4471" in str(local.bodies) and turn.withheld == 0
+
+
+def test_code_questions_are_routed(settings):
+    options = settings.with_overrides(llm="embedded",
+                                      llm_routes={"code": "openai:coder@http://127.0.0.1:1/v1"})
+    pool = ModelPool(options)
+    assert task_of("Why does `json.loads(text)` raise a KeyError in my python function?") == "code"
+    assert task_of("When does the garden open?") is None
+    assert pool.candidates("How do I fix this traceback in python: foo(bar)?")[0].startswith(
+        "openai:coder")
+    assert pool.candidates("When does the garden open?") == ["embedded"]
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory, embedded_model):
+    """``rag serve`` over the sample documents, with a key, in its own process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    index = tmp_path_factory.mktemp("api") / "index"
+    env = {"RAG_INDEX": str(index), "RAG_TEMPERATURE": "0"}
+    data = Path(__file__).resolve().parent.parent / "data"
+    subprocess.run([sys.executable, "-m", "ingest", str(data)], env={**os.environ, **env},
+                   check=True, capture_output=True)
+    proc, base = start_rag_server(env, "--api-key", "s3cret")
+    yield base
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_the_api_answers_from_the_documents_with_sources(api):
+    client = openai.OpenAI(base_url=api, api_key="s3cret")
+    stream = client.chat.completions.create(
+        model="local-rag-chat", stream=True,
+        messages=[{"role": "user", "content": "What is the daily meal allowance?"}])
+    deltas = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
+    answer = "".join(deltas)
+    assert len(deltas) > 2
+    assert "55" in answer and "Sources: [1] travel-policy.md" in answer
+
+
+def test_the_api_rejects_a_bad_key_and_names_unknown_models(api):
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=api, api_key="wrong").models.list()
+    client = openai.OpenAI(base_url=api, api_key="s3cret")
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "hi"}])
+
+
+async def test_our_client_explains_a_bad_key_and_a_wrong_model(api, settings):
+    from rag.models.openai_compat import OpenAICompatibleChat
+
+    question = [{"role": "user", "content": "hi"}]
+    wrong_key = OpenAICompatibleChat("local-rag-chat", api, api_key="nope")
+    with pytest.raises(ModelUnavailable, match="rejected the API key"):
+        await anext(wrong_key.stream(question, max_tokens=8, temperature=0))
+    wrong_model = OpenAICompatibleChat("phi-9", api, api_key="s3cret")
+    with pytest.raises(ModelUnavailable, match="it serves: local-rag-chat, smollm2"):
+        await anext(wrong_model.stream(question, max_tokens=8, temperature=0))
