@@ -7,63 +7,168 @@ import asyncio
 from dataclasses import dataclass
 
 import chainlit as cl
+from chainlit.input_widget import Slider, Switch, TextInput
 
-from rag import chat, store
+from rag import chat, store, uploads
 from rag.chunks import Hit
 from rag.config import Settings
 from rag.errors import RagError
-from rag.models.base import ChatModel
-from rag.models.spec import load_chat_model
-from rag.retrieval import Library, open_library
+from rag.freshness import LiveLibrary
+from rag.library import Library, open_library
+from rag.models.spec import label
+from rag.routing import ModelPool
 
 
-@dataclass(frozen=True)
-class Resources:
+@dataclass
+class Shared:
+    """What every chat of this process shares: settings, the library, loaded models."""
+
     settings: Settings
-    library: Library
-    model: ChatModel
+    live: LiveLibrary
+    models: dict  # spec -> loaded model, shared by every chat's pool
+
+    def pool(self, spec: str) -> ModelPool:
+        specs = [spec, *[s for s in self.settings.llm_fallback if s != spec]]
+        chosen = self.settings.with_overrides(llm=specs[0], llm_fallback=specs[1:])
+        return ModelPool(chosen, loaded=self.models)
 
 
-_loaded: Resources | None = None
+_shared: Shared | None = None
 _loading = asyncio.Lock()
 
 
-def _load() -> Resources:
+def _load() -> Shared:
     settings = Settings()
-    return Resources(settings, open_library(settings), load_chat_model(settings.llm, settings))
+    pool = ModelPool(settings)
+    pool.load(settings.llm)  # the first question should not wait for the model
+    return Shared(settings, LiveLibrary(open_library(settings)), pool.loaded)
 
 
-async def resources() -> Resources:
-    """The index and the model, loaded once per process and shared by every chat."""
-    global _loaded
+async def shared() -> Shared:
+    """Loaded once per process, on the first chat."""
+    global _shared
     async with _loading:
-        if _loaded is None:
-            _loaded = await asyncio.to_thread(_load)
-    return _loaded
+        if _shared is None:
+            _shared = await asyncio.to_thread(_load)
+    return _shared
+
+
+def _profiles(settings: Settings) -> list[str]:
+    return list(dict.fromkeys([settings.llm, *settings.llm_fallback]))
+
+
+@cl.set_chat_profiles
+async def profiles(user=None, language=None):
+    specs = _profiles(Settings())
+    if len(specs) < 2:
+        return None  # one model: nothing to choose
+    return [cl.ChatProfile(name=label(s), markdown_description=f"`RAG_LLM={s}`") for s in specs]
+
+
+def _chosen_spec(settings: Settings) -> str:
+    name = cl.user_session.get("chat_profile")
+    return next((s for s in _profiles(settings) if label(s) == name), settings.llm)
 
 
 @cl.on_chat_start
 async def start() -> None:
     try:
-        res = await resources()
+        res = await shared()
     except RagError as exc:
         await cl.ErrorMessage(content=str(exc)).send()
         return
-    counts = await asyncio.to_thread(store.source_counts, res.library.collection)
-    if counts:
-        where = f"your {len(counts)} indexed document{'s' if len(counts) != 1 else ''}"
-    else:
-        where = "your documents, once you add some with `rag ingest PATH`"
+    spec = _chosen_spec(res.settings)
+    cl.user_session.set("spec", spec)
+    cl.user_session.set("history", [])
+    cl.user_session.set("options", res.settings)
+    await cl.ChatSettings([
+        Slider(id="top_k", label="Passages per answer", initial=res.settings.top_k,
+               min=1, max=12, step=1),
+        Slider(id="temperature", label="Temperature", initial=res.settings.temperature,
+               min=0, max=1.5, step=0.1),
+        Switch(id="use_library", label="Search the library (off: only this chat's files)",
+               initial=True),
+        TextInput(id="sources", label="Only documents matching (globs, comma-separated)",
+                  initial=""),
+    ]).send()
+    library = await asyncio.to_thread(res.live.current)
+    counts = await asyncio.to_thread(store.source_counts, library.collection)
+    where = (f"your {len(counts)} indexed document{'s' if len(counts) != 1 else ''}" if counts
+             else "your documents, once you add some with `rag ingest PATH`")
+    name = await asyncio.to_thread(lambda: res.pool(spec).load(spec).name)
     await cl.Message(
-        content=f"Hello! Ask me about {where}. Answers come from **{res.model.name}**, "
-        "running on this computer, with the passages they cite."
+        content=f"Hello! Ask me about {where}, or attach a PDF, Markdown or text file to ask "
+        f"about it. Answers come from **{name}** with the passages they cite."
     ).send()
+
+
+@cl.on_settings_update
+async def update_settings(values: dict) -> None:
+    base = (await shared()).settings
+    globs = [g.strip() for g in str(values.get("sources") or "").split(",") if g.strip()]
+    cl.user_session.set("options", base.with_overrides(
+        top_k=int(values["top_k"]), temperature=float(values["temperature"]), sources=globs))
+    cl.user_session.set("use_library", bool(values.get("use_library", True)))
+
+
+@cl.on_chat_end
+async def end() -> None:
+    chat_uploads = cl.user_session.get("uploads")
+    if chat_uploads is not None:
+        await asyncio.to_thread(uploads.discard, chat_uploads)
+
+
+async def _take_uploads(message: cl.Message, res: Shared) -> None:
+    """Files attached to the message go into this chat's own private library."""
+    files = [e for e in message.elements if getattr(e, "path", None)]
+    if not files:
+        return
+    chat_uploads = cl.user_session.get("uploads")
+    if chat_uploads is None:
+        chat_uploads = await asyncio.to_thread(
+            uploads.create, res.settings, res.live.library.embedder)
+        cl.user_session.set("uploads", chat_uploads)
+    for f in files:
+        report = await asyncio.to_thread(uploads.add, chat_uploads, f.path, f.name)
+        await cl.Message(content=report, author="Library").send()
+
+
+async def _libraries(res: Shared) -> list[Library]:
+    found = []
+    if cl.user_session.get("use_library", True):
+        found.append(await asyncio.to_thread(res.live.current))  # sees `rag ingest` runs
+    chat_uploads = cl.user_session.get("uploads")
+    if chat_uploads is not None:
+        found.append(chat_uploads.library)
+    return found
+
+
+def _origin(hit: Hit) -> str:
+    return "this chat's files" if hit.chunk.extra.get("origin") == uploads.ORIGIN else "library"
+
+
+def _retrieval_report(turn: chat.Turn) -> str:
+    rows = [f"Searched for: *{turn.search_query}*", ""]
+    if not turn.hits:
+        rows.append("Nothing relevant found.")
+    for hit in turn.hits:
+        sim = f"{hit.similarity:.3f}" if hit.similarity is not None else "-"
+        rows.append(f"{hit.rank}. {hit.chunk.label()} — score {hit.score:.3f}, "
+                    f"similarity {sim}, from {_origin(hit)}")
+    st = turn.stats
+    timing = [f"retrieval {st.retrieval_ms:.0f} ms"]
+    if st.first_token_s is not None:
+        timing.append(f"first token {st.first_token_s:.2f} s")
+    if st.tokens_per_s:
+        timing.append(f"{st.tokens_per_s:.1f} tokens/s")
+    rows += ["", " · ".join(timing) + (f" · model {turn.model}" if turn.model else "")]
+    return "\n".join(rows)
 
 
 def _source_elements(turn: chat.Turn) -> tuple[str, list[cl.Text]]:
     """Cited passages in citation order; with no citation, the best retrieved ones."""
     cited = turn.sources()
-    shown: list[tuple[int, Hit]] = cited or list(enumerate(turn.hits, start=1))[:3]
+    shown: list[tuple[int, Hit]] = cited or list(enumerate(turn.context, start=1))[:3]
     elements = [
         cl.Text(name=f"[{n}] {hit.chunk.label()}", content=hit.chunk.text, display="side")
         for n, hit in shown
@@ -72,29 +177,53 @@ def _source_elements(turn: chat.Turn) -> tuple[str, list[cl.Text]]:
     return heading, elements
 
 
+async def _finish(reply: cl.Message, turn: chat.Turn) -> None:
+    notices = turn.notices()
+    if notices:
+        reply.content += "\n\n" + "\n".join(f"> {n}" for n in notices)
+    if turn.context:
+        heading, reply.elements = _source_elements(turn)
+        reply.content += f"\n\n**{heading}:** " + ", ".join(e.name for e in reply.elements)
+    await reply.send()
+
+
 @cl.on_message
 async def answer(message: cl.Message) -> None:
     try:
-        res = await resources()
+        res = await shared()
+        await _take_uploads(message, res)
     except RagError as exc:
         await cl.ErrorMessage(content=str(exc)).send()
         return
+    if not message.content.strip():
+        return  # files only: they were announced above
+    options = cl.user_session.get("options") or res.settings
+    history = cl.user_session.get("history") or []
+    libraries = await _libraries(res)
+    if not libraries:
+        await cl.Message(content="The library is switched off and this chat has no files: "
+                         "attach a file or switch the library on in the settings.").send()
+        return
+    step = cl.Step(name="Retrieval", type="retrieval")
+    turn = await chat.prepare(message.content, libraries, options, history)
+    step.input, step.output = turn.search_query, _retrieval_report(turn)
+    await step.send()
     reply = cl.Message(content="")
-    turn = await chat.prepare(message.content, res.library, res.model, res.settings)
     try:
-        async for delta in chat.stream_answer(turn, res.model, res.settings):
+        async for delta in chat.stream_answer(turn, res.pool(cl.user_session.get("spec")),
+                                              options):
             await reply.stream_token(delta)
     except RagError as exc:
         await cl.ErrorMessage(content=str(exc)).send()
         return
     except asyncio.CancelledError:
-        reply.content += "\n\n*(stopped)*"
-        await reply.send()
+        await _finish(reply, turn)  # the partial answer stays, marked as stopped
         raise
-    if not turn.hits:
-        await reply.send()
-        return
-    heading, elements = _source_elements(turn)
-    reply.elements = elements
-    reply.content += f"\n\n**{heading}:** " + ", ".join(e.name for e in elements)
-    await reply.send()
+    finally:
+        step.output = _retrieval_report(turn)  # now with the answer's timings
+        await step.update()
+        if not turn.stopped:  # a stopped answer was rejected: don't build on it
+            history += [{"role": "user", "content": message.content},
+                        {"role": "assistant", "content": turn.text}]
+            cl.user_session.set("history", history)
+    await _finish(reply, turn)

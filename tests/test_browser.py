@@ -18,6 +18,8 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ANSWER = '[data-step-type="assistant_message"]'
+FINISHED = ("Sources:", "Retrieved passages", "could not find this in your documents",
+            "Stopped before the end")
 
 
 def _free_port() -> int:
@@ -29,7 +31,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, embedded_model):
     index = tmp_path_factory.mktemp("app") / "index"
-    env = {**os.environ, "RAG_INDEX": str(index)}
+    env = {**os.environ, "RAG_INDEX": str(index), "RAG_MAX_ANSWER_TOKENS": "200"}
     subprocess.run([sys.executable, "-m", "ingest", str(ROOT / "data")], env=env, check=True,
                    capture_output=True, timeout=600)
     port = _free_port()
@@ -47,7 +49,7 @@ def app_url(tmp_path_factory, embedded_model):
                 break
         except httpx.HTTPError:
             time.sleep(0.3)
-    yield url
+    yield url, env
     server.terminate()
     server.wait(timeout=30)
 
@@ -67,18 +69,24 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser, app_url):
+def open_chat(browser, url):
     context = browser.new_context()
     page = context.new_page()
-    page.goto(app_url)
+    page.goto(url)
     page.wait_for_selector(ANSWER, timeout=120_000)  # the welcome message
+    return context, page
+
+
+@pytest.fixture
+def page(browser, app_url):
+    context, page = open_chat(browser, app_url[0])
     yield page
     context.close()
 
 
 def ask(page, question: str, timeout: float = 120) -> list[str]:
     """Send a question; return every distinct text the new answer showed while it grew."""
+    page.wait_for_selector("#chat-submit", timeout=timeout * 1000)  # the last run is over
     before = page.locator(ANSWER).count()
     page.fill("#chat-input", question)
     page.keyboard.press("Enter")
@@ -87,10 +95,10 @@ def ask(page, question: str, timeout: float = 120) -> list[str]:
     while time.monotonic() < deadline:
         answers = page.locator(ANSWER)
         if answers.count() > before:
-            text = answers.nth(before).inner_text()
+            text = answers.last.inner_text()  # after any notes, e.g. on attached files
             if not seen or seen[-1] != text:
                 seen.append(text)
-            if "Sources:" in text or "Retrieved passages" in text:
+            if any(end in text for end in FINISHED):
                 return seen
         time.sleep(0.03)
     raise AssertionError(f"no finished answer within {timeout} s; last seen: {seen[-1:]}")
@@ -114,3 +122,83 @@ def test_a_question_streams_an_answer_with_openable_sources(page):
     panel = page.locator("#side-view-content")
     panel.wait_for(timeout=10_000)
     assert "Notes on the Hollow Brook tea garden" in panel.inner_text()
+
+
+def source_links(page) -> list[str]:
+    last = page.locator(ANSWER).last
+    return [link.inner_text().lower() for link in last.locator("a.element-link").all()]
+
+
+def retrieval_step(page) -> str:
+    """The text of the newest retrieval step, opened as a person would."""
+    step = page.locator("#step-Retrieval").last
+    step.click()
+    page.wait_for_timeout(300)
+    return page.locator("body").inner_text()
+
+
+def test_a_follow_up_is_searched_with_the_question_before_it(page):
+    ask(page, "How do I install Local RAG Chat on Linux?")
+    ask(page, "And on Windows?")
+    assert "Searched for: How do I install Local RAG Chat on Linux? And on Windows?" in (
+        retrieval_step(page))
+    assert any("setup" in link and "windows" in link for link in source_links(page))
+
+
+def test_an_attached_pdf_answers_questions_in_its_chat_only(browser, app_url, tmp_path):
+    from testdocs import write_pdf
+
+    pdf = write_pdf(tmp_path / "zephyr.pdf", [
+        "The Zephyr-9 survey drone carries 3 kilograms of cargo and flies for 47 minutes "
+        "on one battery. Its range is 18 kilometres."])
+    first_context, first = open_chat(browser, app_url[0])
+    second_context, second = open_chat(browser, app_url[0])
+    try:
+        first.set_input_files("input[type=file]", str(pdf))
+        first.wait_for_timeout(1000)
+        ask(first, "How long does the Zephyr-9 drone fly on one battery?")
+        assert "Added zephyr.pdf to this chat (1 passage)" in first.locator(ANSWER).nth(1).inner_text()
+        assert any(link.startswith("[1] zephyr.pdf") for link in source_links(first))
+
+        # Another chat (another user) at the same time must not see that file.
+        ask(second, "How long does the Zephyr-9 drone fly on one battery?")
+        assert not any("zephyr" in link for link in source_links(second))
+        assert "zephyr.pdf" not in retrieval_step(second).lower()
+    finally:
+        first_context.close()
+        second_context.close()
+
+
+def test_stop_keeps_the_partial_answer_and_the_next_question_is_answered(page):
+    page.fill("#chat-input", "Write a very long story about the tea garden and its visitors.")
+    page.keyboard.press("Enter")
+    answers = page.locator(ANSWER)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (answers.count() < 2 or len(answers.nth(1).inner_text()) < 20):
+        time.sleep(0.05)
+    page.click("#stop-button")
+    page.wait_for_selector("text=Stopped before the end of the answer", timeout=10_000)
+    partial = answers.nth(1).inner_text()
+    assert len(partial) >= 20
+
+    seen = ask(page, "What is the daily meal allowance?")
+    assert "55" in seen[-1]
+
+
+def test_a_question_outside_the_documents_is_not_answered_from_them(page):
+    seen = ask(page, "Who won the 1998 football World Cup?")
+    assert seen[-1].startswith("I could not find this in your documents.")
+    assert source_links(page) == []
+
+
+def test_documents_ingested_while_the_app_runs_are_found(page, app_url, tmp_path):
+    notes = tmp_path / "new-notes"
+    notes.mkdir()
+    (notes / "quokka.md").write_text(
+        "# Quokka census\n\nThe 2026 quokka census on Rottnest counted 11,843 quokkas.")
+    done = subprocess.run([sys.executable, "-m", "ingest", str(notes)], env=app_url[1],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    ask(page, "How many quokkas did the 2026 quokka census count?")
+    assert any(link.startswith("[1] quokka.md") for link in source_links(page)) or (
+        "quokka.md" in " ".join(source_links(page)))
