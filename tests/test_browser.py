@@ -107,7 +107,7 @@ def ask(page, question: str, timeout: float = 120) -> list[str]:
 def test_welcome_names_the_model_and_the_library(page):
     welcome = page.locator(ANSWER).first.inner_text()
     assert "SmolLM2-135M-Instruct" in welcome
-    assert "5 indexed documents" in welcome
+    assert "4 indexed documents" in welcome
 
 
 def test_a_question_streams_an_answer_with_openable_sources(page):

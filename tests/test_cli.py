@@ -26,7 +26,7 @@ def index(tmp_path_factory):
     index = tmp_path_factory.mktemp("cli") / "index"
     done = rag("ingest", str(Path(__file__).parent.parent / "data"), index=index)
     assert done.returncode == 0, done.stderr
-    assert "5 new" in done.stdout
+    assert "4 new" in done.stdout
     return index
 
 
@@ -54,7 +54,7 @@ def test_sources_lists_documents_with_chunk_counts(index):
     done = rag("sources", "--json", index=index)
     listed = {Path(d["source"]).name: d["chunks"] for d in json.loads(done.stdout)}
     assert set(listed) == {
-        "README.md", "local-rag-chat-setup.md", "travel-policy.md",
+        "local-rag-chat-setup.md", "travel-policy.md",
         "tea-garden.txt", "harbor-street-solar-report.pdf",
     }
     assert all(n > 0 for n in listed.values())

@@ -30,7 +30,7 @@ def ids_by_source(collection):
 def test_sample_folder_is_ingested_with_metadata(library, sample_docs):
     summary = ingest(library, sample_docs)
     assert summary.failed == {} and summary.exit_code == 0
-    assert len(summary.added) == 5
+    assert len(summary.added) == 4
     counts = store.source_counts(library.collection)
     assert set(counts) == {str(p) for p in discover([sample_docs]).files}
     pdf_pages = {
@@ -101,7 +101,7 @@ def test_index_folder_inside_the_documents_is_never_ingested(library, settings, 
     (index_inside).mkdir()
     (index_inside / "stray.md").write_text("# Stray\n\nshould not be read")
     summary = ingest(library, sample_docs, exclude=index_inside)
-    assert len(summary.added) == 5
+    assert len(summary.added) == 4
     assert not any(p.startswith(str(index_inside)) for p in store.source_counts(library.collection))
 
 
