@@ -193,7 +193,11 @@ async def stream_answer(turn: Turn, pool: ModelPool, settings: Settings) -> Asyn
         if settings.off_topic == "refuse":
             return
     started = time.perf_counter()
-    model, stream, first = await _start(turn, pool, settings)
+    try:
+        model, stream, first = await _start(turn, pool, settings)
+    except asyncio.CancelledError:
+        turn.stopped = True  # Stop pressed while the prompt was still being read
+        raise
     try:
         delta = first
         while True:

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     foundry_url: str | None = Field(
         None, description="A running Foundry Local service; found with the foundry CLI if unset."
     )
+    foundry_catalog_url: str | None = Field(
+        None, description="Foundry Local's model catalog; unset means Microsoft's online one."
+    )
     llm_context_window: int = Field(
         4096, ge=512, description="Context window of openai: models (servers don't report it)."
     )

@@ -29,7 +29,9 @@ def general_messages(question: str, history: Sequence[Message] = ()) -> list[Mes
 
 
 def context_block(number: int, hit: Hit) -> str:
-    return f"[{number}] ({hit.chunk.label()})\n{hit.chunk.text.strip()}"
+    # The label goes after the text: put first, small models answer with a list of
+    # labels instead of the passage's words (tried on the sample documents).
+    return f"[{number}] {hit.chunk.text.strip()}\n(from {hit.chunk.label()})"
 
 
 def user_prompt(question: str, hits: Sequence[Hit]) -> str:

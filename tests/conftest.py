@@ -21,6 +21,9 @@ SAMPLE_DATA = ROOT / "data"
 
 # Chainlit writes .chainlit/ and .files/ into its app root on import.
 os.environ.setdefault("CHAINLIT_APP_ROOT", str(ROOT))
+# Tests talk to this machine only: Foundry Local's online catalog becomes a closed
+# loopback port, which the SDK treats like being offline.
+os.environ.setdefault("RAG_FOUNDRY_CATALOG_URL", "http://127.0.0.1:9/asset-gallery/v1.0/models")
 
 
 @pytest.fixture(scope="session")

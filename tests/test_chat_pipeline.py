@@ -23,3 +23,17 @@ def test_history_is_bounded_to_whole_exchanges():
     long = HISTORY * 5
     assert recent(long, 2) == long[-4:]
     assert recent(long, 0) == []
+
+
+def test_the_prompt_fits_the_budget_by_dropping_the_lowest_ranked_passages():
+    from rag.chunks import Chunk, Hit
+    from rag.prompts import build_messages, fit_to_budget
+
+    hits = [Hit(Chunk(id=str(i), text=f"passage {i} " + "word " * 50, source=f"/d/{i}.md",
+                      index=0), score=1 - i / 10, rank=i + 1) for i in range(4)]
+    count = lambda text: len(text.split())  # noqa: E731 - one word, one token
+    whole = sum(count(m["content"]) + 8 for m in build_messages("q?", hits))
+    messages, kept = fit_to_budget("q?", hits, [], whole - 30, count)
+    assert [h.rank for h in kept] == [1, 2, 3]
+    assert sum(count(m["content"]) + 8 for m in messages) <= whole - 30
+    assert "passage 3" not in messages[-1]["content"]

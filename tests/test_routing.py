@@ -157,3 +157,15 @@ async def test_our_client_explains_a_bad_key_and_a_wrong_model(api, settings):
     wrong_model = OpenAICompatibleChat("phi-9", api, api_key="s3cret")
     with pytest.raises(ModelUnavailable, match="it serves: local-rag-chat, smollm2"):
         await anext(wrong_model.stream(question, max_tokens=8, temperature=0))
+
+
+def test_foundry_without_service_or_model_says_how_to_install(settings, tmp_path):
+    from rag.models.spec import load_chat_model
+
+    # Offline, with no Foundry Local service: the SDK's catalog cannot know the alias.
+    options = settings.with_overrides(cache_dir=tmp_path / "cache")
+    with pytest.raises(ModelUnavailable) as caught:
+        load_chat_model("foundry:phi-4-mini", options)
+    message = str(caught.value)
+    assert "Install Foundry Local" in message and "foundry model run phi-4-mini" in message
+    assert "RAG_LLM=onnx:PATH" in message

@@ -122,6 +122,7 @@ def _manager(settings: Settings):
 
         if FoundryLocalManager.instance is None:
             root = settings.cache_dir / "foundry"
+            catalog = settings.foundry_catalog_url
             FoundryLocalManager.initialize(
                 Configuration(
                     app_name="local-rag-chat",
@@ -130,6 +131,7 @@ def _manager(settings: Settings):
                     logs_dir=str(root / "logs"),
                     log_level=LogLevel.ERROR,
                     disable_nonessential_telemetry=True,
+                    catalog_urls=[(catalog, None)] if catalog else None,
                 )
             )
         return FoundryLocalManager.instance
