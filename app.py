@@ -4,7 +4,7 @@ Only the browser's side lives here; retrieval, prompts and models are in ``rag``
 """
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import chainlit as cl
 from chainlit.input_widget import Slider, Switch, TextInput
@@ -25,12 +25,16 @@ class Shared:
 
     settings: Settings
     live: LiveLibrary
-    models: dict  # spec -> loaded model, shared by every chat's pool
+    pools: dict = field(default_factory=dict)  # profile spec -> its pool
+    models: dict = field(default_factory=dict)  # spec -> loaded model, shared by all pools
 
     def pool(self, spec: str) -> ModelPool:
-        specs = [spec, *[s for s in self.settings.llm_fallback if s != spec]]
-        chosen = self.settings.with_overrides(llm=specs[0], llm_fallback=specs[1:])
-        return ModelPool(chosen, loaded=self.models)
+        """The chosen profile's model first, then the configured fallbacks."""
+        if spec not in self.pools:
+            rest = [s for s in self.settings.llm_fallback if s != spec]
+            chosen = self.settings.with_overrides(llm=spec, llm_fallback=rest)
+            self.pools[spec] = ModelPool(chosen, loaded=self.models)
+        return self.pools[spec]
 
 
 _shared: Shared | None = None
@@ -39,9 +43,12 @@ _loading = asyncio.Lock()
 
 def _load() -> Shared:
     settings = Settings()
-    pool = ModelPool(settings)
-    pool.load(settings.llm)  # the first question should not wait for the model
-    return Shared(settings, LiveLibrary(open_library(settings)), pool.loaded)
+    res = Shared(settings, LiveLibrary(open_library(settings)))
+    try:
+        res.pool(settings.llm).load(settings.llm)  # the first question should not wait
+    except RagError:
+        pass  # said in the welcome; a fallback may still answer
+    return res
 
 
 async def shared() -> Shared:
@@ -95,10 +102,16 @@ async def start() -> None:
     counts = await asyncio.to_thread(store.source_counts, library.collection)
     where = (f"your {len(counts)} indexed document{'s' if len(counts) != 1 else ''}" if counts
              else "your documents, once you add some with `rag ingest PATH`")
-    name = await asyncio.to_thread(lambda: res.pool(spec).load(spec).name)
+    try:
+        model = await asyncio.to_thread(res.pool(spec).load, spec)
+        by = f"Answers come from **{model.name}** with the passages they cite."
+    except RagError as exc:
+        by = f"**The chosen model is not available:** {exc}"
+        if res.settings.llm_fallback:
+            by += " Questions go to the fallback models meanwhile."
     await cl.Message(
         content=f"Hello! Ask me about {where}, or attach a PDF, Markdown or text file to ask "
-        f"about it. Answers come from **{name}** with the passages they cite."
+        f"about it. {by}"
     ).send()
 
 
@@ -167,8 +180,7 @@ def _retrieval_report(turn: chat.Turn) -> str:
 
 def _source_elements(turn: chat.Turn) -> tuple[str, list[cl.Text]]:
     """Cited passages in citation order; with no citation, the best retrieved ones."""
-    cited = turn.sources()
-    shown: list[tuple[int, Hit]] = cited or list(enumerate(turn.context, start=1))[:3]
+    cited, shown = turn.shown_sources()
     elements = [
         cl.Text(name=f"[{n}] {hit.chunk.label()}", content=hit.chunk.text, display="side")
         for n, hit in shown
@@ -222,8 +234,8 @@ async def answer(message: cl.Message) -> None:
     finally:
         step.output = _retrieval_report(turn)  # now with the answer's timings
         await step.update()
-        if not turn.stopped:  # a stopped answer was rejected: don't build on it
-            history += [{"role": "user", "content": message.content},
-                        {"role": "assistant", "content": turn.text}]
-            cl.user_session.set("history", history)
+    # Only whole answers become history: a failed or stopped one is nothing to build on.
+    history += [{"role": "user", "content": message.content},
+                {"role": "assistant", "content": turn.text}]
+    cl.user_session.set("history", history)
     await _finish(reply, turn)

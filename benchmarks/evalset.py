@@ -225,9 +225,3 @@ def build(folder: Path, tech_bytes: int = 1_500_000, towns: int = 120) -> dict[s
         "articles": load_questions(ARTICLE_QA),
         "gazetteer": write_gazetteer(folder / "gazetteer", towns),
     }
-
-
-def save_questions(questions: list[Question], path: Path) -> Path:
-    path.write_text("".join(json.dumps({"question": q.question, "answers": list(q.answers),
-                                        "evidence": q.evidence}) + "\n" for q in questions))
-    return path

@@ -71,6 +71,12 @@ class Turn:
         numbers = prompts.cited_numbers(self.text, len(self.context))
         return [(n, self.context[n - 1]) for n in numbers]
 
+    def shown_sources(self, uncited: int = 3) -> tuple[bool, list[tuple[int, Hit]]]:
+        """What to show under the answer: the cited passages or, when the model cited
+        none (small models often forget), the best ones it was given."""
+        cited = self.sources()
+        return bool(cited), cited or list(enumerate(self.context, start=1))[:uncited]
+
 
 _CONNECTIVE = re.compile(r"^\W*(and|also|but|so|then|or|what about|how about)\b", re.IGNORECASE)
 _REFERRING = re.compile(
@@ -105,8 +111,11 @@ def search_everywhere(
         shared = lib.settings.index == settings.index
         return settings if shared else settings.with_overrides(sources=[])
 
+    if not libraries:
+        return []
+    [vector] = libraries[0].embedder.embed([query])  # same embedder everywhere
     found = [h for lib in libraries
-             for h in retrieval.search(lib, query, settings.top_k, options(lib))]
+             for h in retrieval.search_by_vector(lib, query, vector, settings.top_k, options(lib))]
     if len(libraries) > 1:
         found.sort(key=lambda h: h.similarity if h.similarity is not None else h.score,
                    reverse=True)

@@ -195,8 +195,7 @@ async def _ask(question: str, settings: Settings) -> int:
     print()
     for notice in turn.notices():
         print(f"note: {notice}", file=sys.stderr)
-    cited = turn.sources()
-    shown = cited or list(enumerate(turn.context, start=1))
+    cited, shown = turn.shown_sources(uncited=len(turn.context))
     print("\nSources:" if cited else "\nRetrieved (not cited):")
     for n, hit in shown:
         print(f"  [{n}] {hit.chunk.label()}  ({hit.chunk.source})")

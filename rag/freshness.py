@@ -10,11 +10,13 @@ changed on disk (two ``stat`` calls) and reopens only then.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from chromadb.api.client import SharedSystemClient
 
-from rag.library import Library, open_library
+from rag import store
+from rag.library import Library
 
 _FILES = ("chroma.sqlite3", "chroma.sqlite3-wal")
 
@@ -47,6 +49,11 @@ class LiveLibrary:
         if now != self._seen:
             # Clients already open elsewhere in the process (a chat's uploads) keep working.
             SharedSystemClient.clear_system_cache()
-            self.library = open_library(self.library.settings, self.library.embedder)
-            self._seen = signature(self.library.settings.index)
+            # Only Chroma needs reopening: SQLite already sees the writer's lexical rows,
+            # and repairing them here could race the ingest that is still running.
+            settings = self.library.settings
+            collection = store.open_collection(
+                settings.index, settings.collection, self.library.embedder.name)
+            self.library = replace(self.library, collection=collection)
+            self._seen = signature(settings.index)
         return self.library

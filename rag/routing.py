@@ -49,7 +49,3 @@ class ModelPool:
             if spec not in self.loaded:
                 self.loaded[spec] = load_chat_model(spec, self.settings)
             return self.loaded[spec]
-
-    @property
-    def primary_name(self) -> str:
-        return self.load(self.settings.llm).name

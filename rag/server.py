@@ -8,6 +8,7 @@ it, so other tools on this machine can use the app's local model.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -80,7 +81,10 @@ def create_app(settings: Settings, library: Library, pool: ModelPool,
     async def completions(request: Request) -> Response:
         if not authorised(request):
             return _error(401, "Incorrect API key provided.", "invalid_api_key")
-        body = await request.json()
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "The request body is not valid JSON.", "invalid_json")
         wanted, messages = body.get("model"), body.get("messages") or []
         if wanted not in (RAG_MODEL, served):
             return _error(404, f"The model {wanted!r} does not exist.", "model_not_found")
@@ -98,10 +102,13 @@ def create_app(settings: Settings, library: Library, pool: ModelPool,
             return _error(503, str(exc), "model_unavailable")
         if body.get("stream"):
             return StreamingResponse(_sse(wanted, first, stream), media_type="text/event-stream")
-        return _complete(wanted, first + "".join([d async for d in stream]))
+        try:
+            return _complete(wanted, first + "".join([d async for d in stream]))
+        except ModelUnavailable as exc:
+            return _error(503, str(exc), "model_unavailable")
 
     async def _direct(messages: list[dict], options: Settings) -> AsyncIterator[str]:
-        model = pool.load(options.llm)
+        model = await asyncio.to_thread(pool.load, options.llm)
         async for delta in model.stream(messages, max_tokens=options.max_answer_tokens,
                                         temperature=options.temperature):
             yield delta
@@ -111,9 +118,9 @@ def create_app(settings: Settings, library: Library, pool: ModelPool,
         turn = await chat.prepare(messages[-1]["content"], library, options, history)
         async for delta in chat.stream_answer(turn, pool, options):
             yield delta
-        cited = turn.sources() or list(enumerate(turn.context, start=1))
-        if cited:
-            yield "\n\nSources: " + "; ".join(f"[{n}] {h.chunk.label()}" for n, h in cited)
+        _, shown = turn.shown_sources(uncited=len(turn.context))
+        if shown:
+            yield "\n\nSources: " + "; ".join(f"[{n}] {h.chunk.label()}" for n, h in shown)
 
     return Starlette(routes=[
         Route("/v1/models", models),

@@ -16,7 +16,7 @@ from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings as ChromaSettings
 from chromadb.errors import InvalidArgumentError
 
-from rag.chunks import Chunk, Hit
+from rag.chunks import Chunk
 from rag.errors import RagError
 
 _FIELDS = ("source", "index", "page", "heading", "start", "end")
@@ -163,25 +163,6 @@ def all_ids(collection: Collection, page_size: int = 20000) -> set[str]:
         if len(got) < page_size:
             return ids
         offset += page_size
-
-
-def query(
-    collection: Collection, vector: Sequence[float], k: int, where: dict | None = None
-) -> list[Hit]:
-    if collection.count() == 0:
-        return []
-    got = collection.query(
-        query_embeddings=[list(vector)],
-        n_results=k,
-        where=where,
-        include=["documents", "metadatas", "distances"],
-    )
-    rows = zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0])
-    return [
-        # Cosine distance is 1 - similarity; people read similarity more easily.
-        Hit(chunk=_chunk(id_, text, meta), score=1.0 - dist, rank=rank)
-        for rank, (id_, text, meta, dist) in enumerate(rows, start=1)
-    ]
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,10 @@ def add(uploads: ChatUploads, path: str, name: str) -> str:
     # Chainlit stores uploads under random names and deletes them at the session's
     # end; a copy under the real name gives sources a name people recognise.
     target = uploads.folder / "files" / _safe_name(name)
-    target.parent.mkdir(exist_ok=True)
-    shutil.copyfile(path, target)
     if not is_supported(target):
         return f"**{name}**: not added; this format is not supported (PDF, Markdown, text)."
+    target.parent.mkdir(exist_ok=True)
+    shutil.copyfile(path, target)
     settings = uploads.library.settings
     summary = Ingestor(
         uploads.library, chunk_tokens=settings.chunk_tokens,
@@ -61,4 +61,5 @@ def add(uploads: ChatUploads, path: str, name: str) -> str:
 
 
 def discard(uploads: ChatUploads) -> None:
+    uploads.library.lexical.close()
     shutil.rmtree(uploads.folder, ignore_errors=True)

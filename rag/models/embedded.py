@@ -85,7 +85,7 @@ def embedded_model_dir(cache_dir: Path) -> Path:
 def prepare_embedded_model(cache_dir: Path, log: Callable[[str], None] = print) -> Path:
     """Return the ready ONNX GenAI folder, building it first if needed."""
     target = embedded_model_dir(cache_dir)
-    if _is_ready(target):
+    if is_ready(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(target.parent / f"{_DIR_NAME}.lock"))
@@ -96,14 +96,14 @@ def prepare_embedded_model(cache_dir: Path, log: Callable[[str], None] = print) 
         lock.acquire()
     try:
         # Another process may have finished the build while we waited.
-        if not _is_ready(target):
+        if not is_ready(target):
             _build(target, log)
     finally:
         lock.release()
     return target
 
 
-def _is_ready(target: Path) -> bool:
+def is_ready(target: Path) -> bool:
     return (target / _READY_MARKER).is_file()
 
 

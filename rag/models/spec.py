@@ -73,11 +73,10 @@ def describe(spec: str, settings: Settings) -> str:
     """One line on whether the model can answer now, without loading it."""
     kind, arg = parse(spec)
     if kind == "embedded":
-        from rag.models.embedded import embedded_model_dir
+        from rag.models.embedded import embedded_model_dir, is_ready
 
         folder = embedded_model_dir(settings.cache_dir)
-        ready = (folder / "genai_config.json").is_file()
-        return (_window(folder) + f", local, ready at {folder}") if ready else (
+        return (_window(folder) + f", local, ready at {folder}") if is_ready(folder) else (
             "local; built on first use (or now with `rag model prepare`)")
     if kind == "onnx":
         folder = Path(arg).expanduser()
