@@ -32,8 +32,7 @@ def main() -> None:
         embedder = SentenceTransformerEmbedder(settings.embedding_model, settings.embed_batch_size)
         embedder.embed(["warm up the model before timing anything"])
         library = open_library(settings.with_overrides(index=Path(tmp) / "index"), embedder)
-        ingestor = Ingestor(library, chunk_tokens=settings.chunk_tokens,
-                            chunk_overlap=settings.chunk_overlap)
+        ingestor = Ingestor(library)
         target = discover([corpus])
 
         started = time.perf_counter()

@@ -36,9 +36,7 @@ def run(folder: Path, tech_kb: int, towns: int, variants: list[str]) -> None:
     sets = evalset.build(folder / "corpus", tech_kb * 1000, towns)
     settings = Settings(index=folder / "index", collection="eval")
     library = open_library(settings)
-    summary = Ingestor(
-        library, chunk_tokens=settings.chunk_tokens, chunk_overlap=settings.chunk_overlap
-    ).run(discover([folder / "corpus"]), progress=False)
+    summary = Ingestor(library).run(discover([folder / "corpus"]), progress=False)
     chunks = library.collection.count()
     print(f"corpus: {chunks} chunks from {len(summary.added) + len(summary.unchanged)} files, "
           f"{sum(len(q) for q in sets.values())} questions ({time.perf_counter() - started:.0f} s "

@@ -105,10 +105,17 @@ class Prepared:
 class Ingestor:
     library: Library
     _: KW_ONLY
-    chunk_tokens: int = 200
-    chunk_overlap: int = 40
+    chunk_tokens: int | None = None  # None: the library's settings decide
+    chunk_overlap: int | None = None
     extra_metadata: dict[str, str | int | float | bool] = field(default_factory=dict)
     batch_chunks: int = 256
+
+    def __post_init__(self) -> None:
+        settings = self.library.settings
+        if self.chunk_tokens is None:
+            self.chunk_tokens = settings.chunk_tokens
+        if self.chunk_overlap is None:
+            self.chunk_overlap = settings.chunk_overlap
 
     @property
     def options(self) -> str:
@@ -187,15 +194,17 @@ class Ingestor:
             file=sys.stderr,
         )
         pending: list[Prepared] = []
+        waiting = 0  # chunks in pending
         with bar:
             work = lambda path: self.prepare(path, stored.get(str(path)))  # noqa: E731
             for prepared in prefetch(work, target.files):
                 self._record(prepared, stored, summary)
                 if prepared.chunks is not None:
                     pending.append(prepared)
-                if sum(len(p.chunks or []) for p in pending) >= self.batch_chunks:
+                    waiting += len(prepared.chunks)
+                if waiting >= self.batch_chunks:
                     summary.chunks_written += self.write(pending, stored)
-                    pending = []
+                    pending, waiting = [], 0
                 bar.update()
                 rate = summary.chunks_written / max(time.perf_counter() - started, 1e-6)
                 bar.set_postfix_str(f"{summary.chunks_written} chunks, {rate:.0f} chunks/s",

@@ -114,8 +114,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     target = discover(args.paths, exclude=[settings.index])
     library = open_library(settings)
     summary = Ingestor(
-        library, chunk_tokens=settings.chunk_tokens, chunk_overlap=settings.chunk_overlap,
-        extra_metadata={"private": True} if args.private else {},
+        library, extra_metadata={"private": True} if args.private else {},
     ).run(target, prune=args.prune)
     print(json.dumps(summary.as_dict(), indent=2) if args.json else summary.render())
     return summary.exit_code

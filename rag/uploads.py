@@ -49,10 +49,8 @@ def add(uploads: ChatUploads, path: str, name: str) -> str:
         return f"**{name}**: not added; this format is not supported (PDF, Markdown, text)."
     target.parent.mkdir(exist_ok=True)
     shutil.copyfile(path, target)
-    settings = uploads.library.settings
     summary = Ingestor(
-        uploads.library, chunk_tokens=settings.chunk_tokens,
-        chunk_overlap=settings.chunk_overlap, extra_metadata={"origin": ORIGIN, "private": True},
+        uploads.library, extra_metadata={"origin": ORIGIN, "private": True}
     ).run(Target([target], [], []), prune=False, progress=False)
     if summary.failed:
         return f"**{name}** could not be read: {summary.failed[str(target)]}."
