@@ -12,7 +12,7 @@ import chainlit as cl
 from chainlit.input_widget import Slider, Switch, TextInput
 
 from rag import auth, chat, security, store, uploads
-from rag.sanitize import safe_markdown
+from rag.sanitize import safe_label, safe_markdown
 from rag.chunks import Hit
 from rag.config import Settings
 from rag.errors import RagError
@@ -211,7 +211,7 @@ def _retrieval_report(turn: chat.Turn) -> str:
         rows.append("Nothing relevant found.")
     for hit in turn.hits:
         sim = f"{hit.similarity:.3f}" if hit.similarity is not None else "-"
-        rows.append(f"{hit.rank}. {safe_markdown(hit.chunk.label())} — score {hit.score:.3f}, "
+        rows.append(f"{hit.rank}. {safe_label(hit.chunk.label())} — score {hit.score:.3f}, "
                     f"similarity {sim}, from {_origin(hit)}")
     st = turn.stats
     timing = [f"retrieval {st.retrieval_ms:.0f} ms"]
@@ -227,7 +227,7 @@ def _source_elements(turn: chat.Turn) -> tuple[str, list[cl.Text]]:
     """Cited passages in citation order; with no citation, the best retrieved ones."""
     cited, shown = turn.shown_sources()
     elements = [
-        cl.Text(name=f"[{n}] {safe_markdown(hit.chunk.label())}",
+        cl.Text(name=f"[{n}] {safe_label(hit.chunk.label())}",
                 content=safe_markdown(hit.chunk.text), display="side")
         for n, hit in shown
     ]

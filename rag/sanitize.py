@@ -1,6 +1,6 @@
 """Documents' own content is not trusted: what it may make the browser or the model do.
 
-- ``safe_markdown``: a Markdown image in a passage, a heading or an answer would make the
+- ``safe_markdown`` (and ``safe_label`` for names): a Markdown image in a passage, a heading or an answer would make the
   browser fetch its URL (a tracking beacon, or text smuggled out in the URL). Images
   become plain links, which show their text and fetch nothing unless clicked.
 - ``prompt_text``: a model's special tokens (``<|im_start|>``, ``[INST]``, ``<s>`` ...)
@@ -51,6 +51,22 @@ def safe_markdown(text: str) -> str:
             rows[n] = _IMAGE_START.sub(r"\1\\![", rows[n])
         text = "\n".join(rows)
     return _plain(text)  # a construct escaping did not undo: drop all formatting
+
+
+def safe_label(text: str) -> str:
+    """A one-line name (file, heading path) shown as plain words: an image keeps its alt
+    text. Chainlit links a source by finding its name in the answer, so names carry no
+    Markdown that would render differently from how they are written."""
+    if "![" not in text and "](" not in text:
+        return text
+    words = []
+    for token in _parser().parseInline(text):
+        for child in token.children or ():
+            if child.type in ("text", "code_inline", "image"):
+                words.append(child.content)  # an image's content is its alt text
+            elif child.type in ("softbreak", "hardbreak"):
+                words.append(" ")
+    return safe_markdown("".join(words))
 
 
 def _plain(text: str) -> str:

@@ -177,3 +177,35 @@ def _polling(url, headers, auth, timeout):
                 yield from reply.text.split("\x1e")
 
         yield from _events(packets(), lambda: client.post(session, content="3"))
+
+
+class ScriptedModel(ThreadingHTTPServer):
+    """An OpenAI-compatible chat server on loopback that streams a fixed answer: the one
+    model output the tests must control (the tiny local model cannot be made to write a
+    given image link), so it stands in at the model boundary."""
+
+    def __init__(self, parts: list[str]) -> None:
+        self.parts = parts
+        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class _ScriptedHandler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.end_headers()
+        for text in self.server.parts:
+            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0,
+                     "model": "scripted", "choices": [
+                         {"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def log_message(self, *args) -> None:
+        pass
