@@ -12,7 +12,6 @@ import chainlit as cl
 from chainlit.input_widget import Slider, Switch, TextInput
 
 from rag import auth, chat, security, store, uploads
-from rag.sanitize import safe_label, safe_markdown
 from rag.chunks import Hit
 from rag.config import Settings
 from rag.errors import RagError
@@ -20,6 +19,7 @@ from rag.freshness import LiveLibrary
 from rag.library import Library, open_library
 from rag.models.spec import label
 from rag.routing import ModelPool
+from rag.sanitize import safe_label, safe_markdown
 from rag.users import Users, users_path
 
 
@@ -28,7 +28,8 @@ def _protect(settings: Settings) -> None:
     """Host/Origin checks and a Content-Security-Policy on every request, Socket.IO
     included; a login beyond loopback. Runs at import, before Chainlit starts serving."""
     from chainlit.config import config
-    from chainlit.server import app as server, get_html_template
+    from chainlit.server import app as server
+    from chainlit.server import get_html_template
 
     bind = config.run.host
     if not any(m.cls is security.HostOriginGuard for m in server.user_middleware):

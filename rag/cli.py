@@ -234,8 +234,8 @@ def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from rag.retrieval import open_library
     from rag import security
+    from rag.retrieval import open_library
     from rag.routing import ModelPool
     from rag.server import RAG_MODEL, create_app, model_id
 

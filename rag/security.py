@@ -116,7 +116,7 @@ def content_security_policy(inline_scripts: Iterable[str] = ()) -> str:
     ])
 
 
-_INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.S | re.I)
+_INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
 
 
 def inline_scripts(html: str) -> list[str]:

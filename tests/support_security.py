@@ -14,7 +14,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
-
 from servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +51,7 @@ class Listener(ThreadingHTTPServer):
 
 
 class _ListenerHandler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self.server.paths.append(self.path)
         self.send_response(200)
         self.send_header("content-type", "image/png")
@@ -195,7 +194,7 @@ class ScriptedModel(ThreadingHTTPServer):
 
 
 class _ScriptedHandler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length", 0)))
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
-
 from support_security import App, Listener, ScriptedModel, image_doc, ingest
-from test_browser import ANSWER, ask, browser, open_chat  # noqa: F401 - browser is a fixture
+from test_browser import ANSWER, ask
+from test_browser import browser as _browser  # noqa: F401 - provides the "browser" fixture
 
 pytestmark = pytest.mark.browser
 
@@ -114,7 +114,7 @@ def login_app(tmp_path_factory):
 def _log_in(page, url: str, name: str, password: str) -> None:
     page.goto(url)
     page.wait_for_selector("input[type=password]", timeout=60_000)
-    page.fill("input#email", name)  # Chainlit labels it "Email address": a user name
+    page.fill("input#email", name)  # labelled "User name" (.chainlit/translations)
     page.fill("input[type=password]", password)
     page.keyboard.press("Enter")
 

@@ -12,14 +12,14 @@ import sys
 
 import httpx
 import pytest
+from servers import free_port, start_rag_server
+from support_security import App, Refused, image_doc, ingest, socketio_welcome
 
 from rag import auth, sanitize, security
 from rag.chunks import Chunk, Hit
 from rag.config import Settings
 from rag.prompts import build_messages
 from rag.users import Users
-from servers import free_port, start_rag_server
-from support_security import App, Refused, image_doc, ingest, socketio_welcome
 
 FOREIGN = "http://evil.example"
 
@@ -165,7 +165,7 @@ def test_serve_compares_keys_in_constant_time(tmp_path, monkeypatch, embedded_mo
 def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rag.cli", "serve", "--port", str(free_port()),
                            *args], env={**os.environ, **(env or {})},
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_serve_refuses_a_network_bind_without_a_key(tmp_path):
@@ -191,7 +191,7 @@ def test_an_empty_key_file_is_an_error(tmp_path):
 
 def _rag(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rag.cli", *args], input=stdin,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_users_are_stored_hashed_and_managed_by_command(tmp_path):
@@ -236,7 +236,7 @@ def test_an_app_beyond_loopback_without_users_does_not_start(tmp_path):
     env = {**os.environ, "RAG_INDEX": str(tmp_path / "index"), "RAG_AUTH": "password"}
     done = subprocess.run([sys.executable, "-m", "chainlit", "run", "app.py", "--headless",
                            "--port", str(free_port())], cwd=security_root(), env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode != 0
     assert "rag user add NAME" in done.stdout + done.stderr
 
