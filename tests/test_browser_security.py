@@ -7,11 +7,12 @@ import subprocess
 import sys
 
 import pytest
+import test_browser
 from support_security import App, Listener, ScriptedModel, image_doc, ingest
 from test_browser import ANSWER, ask
-from test_browser import browser as _browser  # noqa: F401 - provides the "browser" fixture
 
 pytestmark = pytest.mark.browser
+browser = test_browser.browser  # the same headless Chromium fixture
 
 
 @pytest.fixture(scope="module")
