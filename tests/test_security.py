@@ -13,7 +13,7 @@ import sys
 import httpx
 import pytest
 from servers import free_port, start_rag_server
-from support_security import App, Refused, image_doc, ingest, socketio_welcome
+from support_security import ROOT, App, Refused, image_doc, ingest, socketio_welcome
 
 from rag import auth, sanitize, security
 from rag.chunks import Chunk, Hit
@@ -233,18 +233,16 @@ def test_the_login_secret_is_made_once_and_kept_private(tmp_path):
 
 
 def test_an_app_beyond_loopback_without_users_does_not_start(tmp_path):
-    env = {**os.environ, "RAG_INDEX": str(tmp_path / "index"), "RAG_AUTH": "password"}
+    # No RAG_AUTH: bound to every interface, a login is the default. The app stops at
+    # import, before it listens.
+    env = {**os.environ, "RAG_INDEX": str(tmp_path / "index")}
+    env.pop("RAG_AUTH", None)
     done = subprocess.run([sys.executable, "-m", "chainlit", "run", "app.py", "--headless",
-                           "--port", str(free_port())], cwd=security_root(), env=env,
+                           "--host", "0.0.0.0", "--port", str(free_port())],
+                          cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode != 0
     assert "rag user add NAME" in done.stdout + done.stderr
-
-
-def security_root():
-    from support_security import ROOT
-
-    return ROOT
 
 
 @pytest.fixture(scope="module")
