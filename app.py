@@ -4,12 +4,14 @@ Only the browser's side lives here; retrieval, prompts and models are in ``rag``
 """
 
 import asyncio
+import os
+import sys
 from dataclasses import dataclass, field
 
 import chainlit as cl
 from chainlit.input_widget import Slider, Switch, TextInput
 
-from rag import chat, store, uploads
+from rag import auth, chat, security, store, uploads
 from rag.chunks import Hit
 from rag.config import Settings
 from rag.errors import RagError
@@ -17,6 +19,50 @@ from rag.freshness import LiveLibrary
 from rag.library import Library, open_library
 from rag.models.spec import label
 from rag.routing import ModelPool
+from rag.sanitize import safe_label, safe_markdown
+from rag.users import Users, users_path
+
+
+# --- Who may reach this app (issue #10, SECURITY.md) -------------------------------------
+def _protect(settings: Settings) -> None:
+    """Host/Origin checks and a Content-Security-Policy on every request, Socket.IO
+    included; a login beyond loopback. Runs at import, before Chainlit starts serving."""
+    from chainlit.config import config
+    from chainlit.server import app as server
+    from chainlit.server import get_html_template
+
+    bind = config.run.host
+    if not any(m.cls is security.HostOriginGuard for m in server.user_middleware):
+        page = get_html_template(os.getenv("CHAINLIT_ROOT_PATH", ""))
+        server.add_middleware(
+            security.HostOriginGuard, hosts=security.allowed_hosts(settings, bind),
+            origins=settings.allowed_origins,
+            csp=security.content_security_policy(security.inline_scripts(page)))
+    policy = auth.login_policy(settings, bind)
+    if policy.mode == "none":
+        return
+    if not os.environ.get("CHAINLIT_AUTH_SECRET"):
+        os.environ["CHAINLIT_AUTH_SECRET"] = auth.auth_secret(settings.cache_dir)
+    if policy.mode == "header":
+        @cl.header_auth_callback
+        async def login_by_proxy(headers) -> cl.User | None:
+            name = auth.header_user(headers, policy.header)
+            return cl.User(identifier=name, metadata={"auth": "header"}) if name else None
+        return
+    users = Users(users_path(settings))
+    if not users.names():
+        sys.exit(f"A login is required on {bind} (RAG_AUTH=password) but there are no users: "
+                 "add one with `rag user add NAME`.")
+
+    @cl.password_auth_callback
+    async def login(name: str, password: str) -> cl.User | None:
+        if await asyncio.to_thread(users.verify, name, password):
+            return cl.User(identifier=name, metadata={"auth": "password"})
+        return None
+
+
+_protect(Settings())
+# ------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -166,7 +212,7 @@ def _retrieval_report(turn: chat.Turn) -> str:
         rows.append("Nothing relevant found.")
     for hit in turn.hits:
         sim = f"{hit.similarity:.3f}" if hit.similarity is not None else "-"
-        rows.append(f"{hit.rank}. {hit.chunk.label()} — score {hit.score:.3f}, "
+        rows.append(f"{hit.rank}. {safe_label(hit.chunk.label())} — score {hit.score:.3f}, "
                     f"similarity {sim}, from {_origin(hit)}")
     st = turn.stats
     timing = [f"retrieval {st.retrieval_ms:.0f} ms"]
@@ -182,7 +228,8 @@ def _source_elements(turn: chat.Turn) -> tuple[str, list[cl.Text]]:
     """Cited passages in citation order; with no citation, the best retrieved ones."""
     cited, shown = turn.shown_sources()
     elements = [
-        cl.Text(name=f"[{n}] {hit.chunk.label()}", content=hit.chunk.text, display="side")
+        cl.Text(name=f"[{n}] {safe_label(hit.chunk.label())}",
+                content=safe_markdown(hit.chunk.text), display="side")
         for n, hit in shown
     ]
     heading = "Sources" if cited else "Retrieved passages (the answer cites none)"
@@ -190,6 +237,7 @@ def _source_elements(turn: chat.Turn) -> tuple[str, list[cl.Text]]:
 
 
 async def _finish(reply: cl.Message, turn: chat.Turn) -> None:
+    reply.content = safe_markdown(reply.content)  # a stopped answer was never checked whole
     notices = turn.notices()
     if notices:
         reply.content += "\n\n" + "\n".join(f"> {n}" for n in notices)
@@ -221,10 +269,15 @@ async def answer(message: cl.Message) -> None:
     step.input, step.output = turn.search_query, _retrieval_report(turn)
     await step.send()
     reply = cl.Message(content="")
+    written = ""
     try:
         async for delta in chat.stream_answer(turn, res.pool(cl.user_session.get("spec")),
                                               options):
-            await reply.stream_token(delta)
+            written += delta
+            if "![" in written:  # maybe an image: the whole answer so far, made safe
+                await reply.stream_token(safe_markdown(written), is_sequence=True)
+            else:
+                await reply.stream_token(delta)
     except RagError as exc:
         await cl.ErrorMessage(content=str(exc)).send()
         return

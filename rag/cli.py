@@ -70,7 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", parents=[common], help="serve an OpenAI-compatible HTTP API")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8001)
-    p.add_argument("--api-key", help="require this bearer key from clients")
+    p.add_argument("--api-key", help="require this bearer key from clients (visible to other "
+                   "local users in the process list: prefer RAG_SERVE_API_KEY or --api-key-file)")
+    p.add_argument("--api-key-file", type=Path, metavar="PATH",
+                   help="read the bearer key clients must send from this file")
+    p.add_argument("--insecure-no-key", action="store_true",
+                   help="allow a bind beyond loopback without a key (anyone on the network)")
     p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser("models", parents=[common],
@@ -84,6 +89,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--llm", dest="models", action="append", required=True, metavar="SPEC",
                    help="a model spec; give it once per model to compare")
     p.set_defaults(run=cmd_compare)
+
+    p = sub.add_parser("user", help="manage who may log in to the app")
+    user_sub = p.add_subparsers(dest="action", required=True)
+    p = user_sub.add_parser("add", parents=[common],
+                            help="add a user or set a new password (asked, or read from stdin)")
+    p.add_argument("name")
+    p.set_defaults(run=cmd_user_add)
+    p = user_sub.add_parser("remove", parents=[common], help="remove a user")
+    p.add_argument("name")
+    p.set_defaults(run=cmd_user_remove)
+    p = user_sub.add_parser("list", parents=[common], help="list the users")
+    p.set_defaults(run=cmd_user_list)
 
     p = sub.add_parser("model", help="manage the chat model")
     model_sub = p.add_subparsers(dest="action", required=True)
@@ -217,16 +234,23 @@ def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from rag import security
     from rag.retrieval import open_library
     from rag.routing import ModelPool
     from rag.server import RAG_MODEL, create_app, model_id
 
+    key = security.serve_key(settings, args.api_key_file, args.api_key)
+    security.check_bind(args.host, key, args.insecure_no_key)  # before anything loads
     pool = ModelPool(settings)
-    app = create_app(settings, open_library(settings), pool, api_key=args.api_key)
+    app = create_app(settings, open_library(settings), pool, api_key=key)
+    # Only requests addressed to this machine by name (no DNS rebinding), from no web page
+    # of another origin.
+    guarded = security.HostOriginGuard(app, security.allowed_hosts(settings, args.host),
+                                       settings.allowed_origins)
     served = model_id(pool.load(settings.llm).name)
     print(f"OpenAI-compatible API at http://{args.host}:{args.port}/v1 "
           f"(models: {RAG_MODEL}, {served})", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(guarded, host=args.host, port=args.port, log_level="warning")
     return 0
 
 
@@ -280,6 +304,45 @@ async def _compare(questions: list[str], specs: list[str], settings: Settings) -
             print(f"{trial.model[:40]:40} {st.first_token_s or 0:10.2f}s {rate:>9} "
                   f"{st.answer_tokens:7d} {len(trial.text):6d}  {question[:50]}")
     return 1 if failed else 0
+
+
+def _read_password() -> str:
+    """Asked twice on a terminal; otherwise the first line of stdin (for scripts)."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        raise RagError("The two passwords differ; nothing changed.")
+    return first
+
+
+def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.users import Users, users_path
+
+    users = Users(users_path(settings))
+    new = users.add(args.name, _read_password())
+    print(f"{'Added' if new else 'Changed the password of'} {args.name} ({users.path}).")
+    return 0
+
+
+def cmd_user_remove(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.users import Users, users_path
+
+    if Users(users_path(settings)).remove(args.name):
+        print(f"Removed {args.name}.")
+        return 0
+    print(f"There is no user {args.name}.", file=sys.stderr)
+    return 1
+
+
+def cmd_user_list(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.users import Users, users_path
+
+    for name in Users(users_path(settings)).names():
+        print(name)
+    return 0
 
 
 def cmd_model_prepare(args: argparse.Namespace, settings: Settings) -> int:

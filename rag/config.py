@@ -68,6 +68,23 @@ class Settings(BaseSettings):
         description="Server hosts trusted with private documents (on this machine).",
     )
 
+    # Who may talk to the app and to `rag serve` (see SECURITY.md).
+    allowed_hosts: HostList = Field(
+        default_factory=list,
+        description="Host names accepted besides localhost and the bound address; * allows any.",
+    )
+    allowed_origins: HostList = Field(
+        default_factory=list,
+        description="Web origins (scheme://host:port) allowed besides the app's own.",
+    )
+    auth: str | None = Field(
+        None, description="none, password or header:NAME; unset: none on loopback, else password.",
+    )
+    users_db: Path | None = Field(
+        None, description="SQLite file of login users; unset: users.sqlite3 in the index folder.",
+    )
+    serve_api_key: SecretStr | None = Field(None, description="Bearer key `rag serve` requires.")
+
     top_k: int = Field(4, ge=1, le=50)
 
     # Retrieval. Defaults measured with `python -m benchmarks.retrieval`.
@@ -103,7 +120,8 @@ class Settings(BaseSettings):
     max_answer_tokens: int = Field(384, ge=1)
     temperature: float = Field(0.2, ge=0.0, le=2.0)
 
-    @field_validator("llm_fallback", "llm_local_hosts", mode="before")
+    @field_validator("llm_fallback", "llm_local_hosts", "allowed_hosts", "allowed_origins",
+                     mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -112,6 +130,15 @@ class Settings(BaseSettings):
                 part.strip() for part in text.split(",") if part.strip()
             ]
         return value
+
+    @field_validator("auth")
+    @classmethod
+    def _auth_mode(cls, value: str | None) -> str | None:
+        if value is None or value in ("none", "password"):
+            return value
+        if value.startswith("header:") and value[len("header:"):].strip():
+            return value
+        raise ValueError("must be none, password or header:HEADER-NAME")
 
     @field_validator("llm_routes", mode="before")
     @classmethod

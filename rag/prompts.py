@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from rag.chunks import Hit
+from rag.sanitize import prompt_text
 
 SYSTEM = (
     "You are a helpful assistant that answers questions about the user's documents. "
@@ -31,7 +32,9 @@ def general_messages(question: str, history: Sequence[Message] = ()) -> list[Mes
 def context_block(number: int, hit: Hit) -> str:
     # The label goes after the text: put first, small models answer with a list of
     # labels instead of the passage's words (tried on the sample documents).
-    return f"[{number}] {hit.chunk.text.strip()}\n(from {hit.chunk.label()})"
+    # A document's own special tokens must not open a turn of their own (SECURITY.md).
+    text, label = prompt_text(hit.chunk.text.strip()), prompt_text(hit.chunk.label())
+    return f"[{number}] {text}\n(from {label})"
 
 
 def user_prompt(question: str, hits: Sequence[Hit]) -> str:

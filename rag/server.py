@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from rag import chat
+from rag import chat, security
 from rag.config import Settings
 from rag.errors import ModelUnavailable
 from rag.retrieval import Library
@@ -69,7 +69,7 @@ def create_app(settings: Settings, library: Library, pool: ModelPool,
     served = model_id(pool.load(settings.llm).name)
 
     def authorised(request: Request) -> bool:
-        return not api_key or request.headers.get("authorization") == f"Bearer {api_key}"
+        return not api_key or security.key_matches(request.headers.get("authorization"), api_key)
 
     async def models(request: Request) -> Response:
         if not authorised(request):

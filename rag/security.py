@@ -1,0 +1,208 @@
+"""Only the app's own pages talk to the app: Host and Origin checks, a Content-Security-Policy,
+and the API key of ``rag serve``.
+
+The guard is plain ASGI so that one check covers HTTP and WebSocket alike. That matters for
+Chainlit: it creates its Socket.IO server with ``cors_allowed_origins=[]``, which makes
+engine.io skip its own Origin check, and its CORS setting governs HTTP only. See SECURITY.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import re
+import socket
+from collections.abc import Iterable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from rag.config import Settings
+from rag.errors import RagError
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+WILDCARD_BINDS = ("0.0.0.0", "::", "")
+
+
+def host_name(netloc: str) -> str:
+    """``[::1]:8000`` -> ``::1``; ``LocalHost.:80`` -> ``localhost``."""
+    netloc = netloc.strip().lower()
+    if netloc.startswith("["):
+        return netloc[1:].split("]", 1)[0]
+    if netloc.count(":") > 1:  # a bare IPv6 address, no port
+        return netloc
+    return netloc.split(":", 1)[0].rstrip(".")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def is_loopback(host: str) -> bool:
+    host = host_name(host)
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def allowed_hosts(settings: Settings, bind_host: str) -> frozenset[str] | None:
+    """Host names a request may address: localhost names, the bound address and
+    ``RAG_ALLOWED_HOSTS``. ``None`` means any (``RAG_ALLOWED_HOSTS=*``)."""
+    if "*" in settings.allowed_hosts:
+        return None
+    hosts = {*LOOPBACK_NAMES, *(host_name(h) for h in settings.allowed_hosts)}
+    bind = host_name(bind_host) if bind_host else ""
+    if bind in WILDCARD_BINDS:
+        # Bound to every interface: this machine's own names are its addresses too.
+        hosts |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+    else:
+        hosts.add(bind)
+    return frozenset(hosts)
+
+
+def host_allowed(host_header: str | None, hosts: frozenset[str] | None) -> bool:
+    if hosts is None:
+        return True
+    if not host_header:
+        return False
+    name = host_name(host_header)
+    # DNS rebinding needs a name the attacker controls; an IP literal cannot be
+    # re-pointed, so addressing the machine by its IP is always safe.
+    return name in hosts or _is_ip(name)
+
+
+def origin_allowed(origin: str | None, host_header: str | None, origins: Iterable[str]) -> bool:
+    """No Origin (not a browser, or a same-origin GET) passes; otherwise it must be the
+    app's own origin (what the browser addressed) or a listed one."""
+    if origin is None:
+        return True
+    origin = origin.strip().lower().rstrip("/")
+    if origin in {o.strip().lower().rstrip("/") for o in origins}:
+        return True
+    if origin == "null" or not host_header:
+        return False
+    return urlsplit(origin).netloc == host_header.strip().lower()
+
+
+def content_security_policy(inline_scripts: Iterable[str] = ()) -> str:
+    """Images, scripts, frames and connections from the app itself only. ``data:`` and
+    ``blob:`` are kept where Chainlit makes them (avatars, uploads' previews, audio)."""
+    hashes = "".join(
+        f" 'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'"
+        for s in inline_scripts
+    )
+    return "; ".join([
+        "default-src 'self'",
+        f"script-src 'self'{hashes}",
+        "style-src 'self' 'unsafe-inline'",  # Chainlit's components set inline styles
+        "img-src 'self' data: blob:",
+        "font-src 'self' data:",
+        "media-src 'self' data: blob:",
+        "connect-src 'self'",
+        "frame-src 'self'",
+        "worker-src 'self' blob:",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'self'",
+    ])
+
+
+_INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
+
+
+def inline_scripts(html: str) -> list[str]:
+    """The bodies of the inline scripts of a page we serve ourselves, to allow by hash."""
+    return _INLINE_SCRIPT.findall(html)
+
+
+class HostOriginGuard:
+    """ASGI middleware: refuses requests to a foreign Host or from a foreign Origin,
+    HTTP and WebSocket alike, and adds a Content-Security-Policy to every HTTP answer."""
+
+    def __init__(self, app, hosts: frozenset[str] | None, origins: Iterable[str] = (),
+                 csp: str | None = None) -> None:
+        self.app, self.hosts, self.origins, self.csp = app, hosts, tuple(origins), csp
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", [])}
+        host = headers.get("host")
+        if not host_allowed(host, self.hosts):
+            return await _refuse(scope, send, "This host name is not allowed (RAG_ALLOWED_HOSTS).")
+        if not origin_allowed(headers.get("origin"), host, self.origins):
+            return await _refuse(scope, send, "Requests from this origin are not allowed "
+                                 "(RAG_ALLOWED_ORIGINS).")
+        if scope["type"] == "http" and self.csp:
+            send = self._with_csp(send)
+        await self.app(scope, receive, send)
+
+    def _with_csp(self, send):
+        policy = self.csp.encode()
+
+        async def sending(message) -> None:
+            if message["type"] == "http.response.start":
+                kept = [(k, v) for k, v in message.get("headers", [])
+                        if k.lower() != b"content-security-policy"]
+                message = {**message, "headers": [*kept, (b"content-security-policy", policy)]}
+            await send(message)
+
+        return sending
+
+
+async def _refuse(scope, send, reason: str) -> None:
+    if scope["type"] == "websocket":
+        # Closing before accepting makes the server answer the handshake with 403.
+        await send({"type": "websocket.close", "code": 1008, "reason": reason})
+        return
+    body = reason.encode()
+    await send({"type": "http.response.start", "status": 403, "headers": [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+# --- rag serve: the API key ---
+
+def key_matches(authorization: str | None, key: str) -> bool:
+    """The bearer key compared in constant time: the reply's timing tells nothing about
+    how much of a guess was right."""
+    return hmac.compare_digest((authorization or "").encode(), f"Bearer {key}".encode())
+
+
+def read_key_file(path: Path) -> str:
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise RagError(f"Cannot read the API key file {path}: {exc.strerror}.") from exc
+    if not key:
+        raise RagError(f"The API key file {path} is empty.")
+    return key
+
+
+def serve_key(settings: Settings, key_file: Path | None, given: str | None) -> str | None:
+    """The key ``rag serve`` requires: from a file, the command line, or RAG_SERVE_API_KEY."""
+    if key_file is not None:
+        return read_key_file(key_file)
+    if given:
+        return given
+    return settings.serve_api_key.get_secret_value() if settings.serve_api_key else None
+
+
+def check_bind(host: str, key: str | None, insecure_no_key: bool) -> None:
+    """Beyond loopback, anyone on the network could ask about the documents: a key is needed."""
+    if key or insecure_no_key or is_loopback(host):
+        return
+    raise RagError(
+        f"Refusing to serve on {host} without an API key: set RAG_SERVE_API_KEY or "
+        "--api-key-file, or pass --insecure-no-key to allow anyone on the network.")

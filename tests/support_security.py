@@ -1,0 +1,210 @@
+"""Helpers for the security tests: the real Chainlit app in its own process, a listener that
+records every request it gets (the "remote" host a document points at), a Socket.IO client."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+from servers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A document whose Markdown points the browser at the listener in every way it knows.
+IMAGE_DOC = """# Lighthouse keeping {listener_img}
+
+The Varna lighthouse keeper winds the clockwork lens every 4 hours and logs the weather.
+
+![Beacon photo]({listener}/inline.png)
+
+Reference style: ![Beacon map][map]
+
+<img src="{listener}/html.png">
+
+[map]: {listener}/reference.png
+"""
+
+
+def image_doc(listener: str) -> str:
+    return IMAGE_DOC.format(listener=listener, listener_img=f"![logo]({listener}/heading.png)")
+
+
+class Listener(ThreadingHTTPServer):
+    """A web server on another port that remembers every path asked of it."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        super().__init__(("127.0.0.1", 0), _ListenerHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ListenerHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.server.paths.append(self.path)
+        self.send_response(200)
+        self.send_header("content-type", "image/png")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def ingest(folder: Path, index: Path, env: dict[str, str] | None = None) -> None:
+    subprocess.run([sys.executable, "-m", "ingest", str(folder)],
+                   env={**os.environ, **(env or {}), "RAG_INDEX": str(index)},
+                   check=True, capture_output=True, timeout=600)
+
+
+class App:
+    """``chainlit run app.py`` on a free port, stopped by ``close``."""
+
+    def __init__(self, index: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "RAG_INDEX": str(index), "RAG_MAX_ANSWER_TOKENS": "120",
+                    **(env or {})}
+        self.log_path = index.parent / f"chainlit-{self.port}.log"
+        with self.log_path.open("w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "chainlit", "run", "app.py", "--headless",
+                 "--port", str(self.port)],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"chainlit exited: {self.log_path.read_text()}")
+            try:
+                if httpx.get(self.url, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        self.close()
+        raise RuntimeError(f"chainlit did not start in time: {self.log_path.read_text()}")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+class Refused(Exception):
+    """The app would not open a Socket.IO session."""
+
+
+def socketio_welcome(url: str, origin: str | None, transport: str,
+                     cookie: str | None = None, timeout: float = 60) -> str:
+    """Opens the app's Socket.IO session as its web page does (engine.io v4 spoken by hand,
+    so the test controls every header); returns the first message the app sends (its
+    welcome). Raises ``Refused`` when the handshake or the connect is refused."""
+    headers = {"Origin": origin} if origin else {}
+    if cookie:
+        headers["Cookie"] = cookie
+    auth = json.dumps({"sessionId": str(uuid.uuid4()), "clientType": "webapp"})
+    talk = _websocket if transport == "websocket" else _polling
+    for event, data in talk(url, headers, auth, timeout):
+        if event in ("new_message", "stream_start") and data.get("output"):
+            return data["output"]
+    raise AssertionError(f"connected but no message within {timeout} s")
+
+
+def _events(packets, on_ping):
+    """Socket.IO events out of engine.io packets; raises Refused on a connect error."""
+    for packet in packets:
+        if packet == "2":
+            on_ping()
+        elif packet.startswith("44"):
+            raise Refused(packet)
+        elif packet.startswith("42"):
+            event, *args = json.loads(packet[2:])
+            yield event, (args[0] if args else None)
+
+
+def _websocket(url, headers, auth, timeout):
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    origin = headers.pop("Origin", None)
+    ws_url = url.replace("http", "ws", 1) + "/ws/socket.io/?EIO=4&transport=websocket"
+    try:
+        ws = connect(ws_url, origin=origin, additional_headers=headers, open_timeout=10)
+    except InvalidStatus as exc:
+        raise Refused(str(exc)) from exc
+    with ws:
+        assert ws.recv(timeout=10).startswith("0")  # engine.io open
+        ws.send("40" + auth)
+        ws.send('42["connection_successful"]')
+        deadline = time.monotonic() + timeout
+
+        def packets():
+            while time.monotonic() < deadline:
+                try:
+                    yield ws.recv(timeout=max(0.1, deadline - time.monotonic()))
+                except TimeoutError:
+                    return
+
+        yield from _events(packets(), lambda: ws.send("3"))
+
+
+def _polling(url, headers, auth, timeout):
+    base = url + "/ws/socket.io/?EIO=4&transport=polling"
+    with httpx.Client(headers=headers, timeout=30) as client:
+        opened = client.get(base)
+        if opened.status_code != 200:
+            raise Refused(f"{opened.status_code} {opened.text}")
+        sid = json.loads(opened.text[1:])["sid"]
+        session = f"{base}&sid={sid}"
+        client.post(session, content="40" + auth)
+        client.post(session, content='42["connection_successful"]')
+        deadline = time.monotonic() + timeout
+
+        def packets():
+            while time.monotonic() < deadline:
+                reply = client.get(session)
+                if reply.status_code != 200:
+                    raise Refused(f"{reply.status_code} {reply.text}")
+                yield from reply.text.split("\x1e")
+
+        yield from _events(packets(), lambda: client.post(session, content="3"))
+
+
+class ScriptedModel(ThreadingHTTPServer):
+    """An OpenAI-compatible chat server on loopback that streams a fixed answer: the one
+    model output the tests must control (the tiny local model cannot be made to write a
+    given image link), so it stands in at the model boundary."""
+
+    def __init__(self, parts: list[str]) -> None:
+        self.parts = parts
+        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class _ScriptedHandler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.end_headers()
+        for text in self.server.parts:
+            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0,
+                     "model": "scripted", "choices": [
+                         {"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def log_message(self, *args) -> None:
+        pass
