@@ -25,7 +25,13 @@ from rag.errors import ModelUnavailable
 from rag.openai_api import protocol
 from rag.openai_api.answers import Answer, answer_directly, answer_from_library
 from rag.openai_api.catalog import RAG_MODEL, Catalog, Target, model_id
-from rag.openai_api.errors import WRONG_KEY, ApiError, bad_request, unavailable, unknown_model
+from rag.openai_api.errors import (
+    WRONG_KEY,
+    ApiError,
+    bad_request,
+    unavailable,
+    unknown_model,
+)
 from rag.retrieval import Library, open_library
 from rag.routing import ModelPool
 
@@ -191,9 +197,9 @@ async def _events(call: str, model: str, first: str, answer: Answer,
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    status = exc.status_code if isinstance(exc, HTTPException) else 500
-    code = {404: "not_found", 405: "method_not_allowed"}.get(status)
-    return ApiError(status, f"{request.method} {request.url.path}: {exc.detail}.",
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    return ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}.",
                     code).response()
 
 

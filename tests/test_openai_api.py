@@ -403,7 +403,7 @@ def test_the_readme_recipes_run_as_written(api, name):
     code = recipes()[name]
     assert "http://127.0.0.1:8001/v1" in code
     done = subprocess.run([sys.executable, "-c", code.replace("http://127.0.0.1:8001/v1", api)],
-                          capture_output=True, text=True, timeout=300, env=os.environ)
+                          check=False, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "55" in done.stdout
     if name != "sdk-async":
@@ -436,3 +436,27 @@ def test_open_webui_requests_are_answered(api):
         "model": "rag-library", "stream": False, "max_tokens": 16,
         "messages": [{"role": "user", "content": "### Task:\nGenerate a concise title."}]})
     ChatCompletion.model_validate(title.json())
+
+
+def test_foundry_local_behind_rag_serve(index, tmp_path):
+    """The README's Foundry recipe with the model that is on this machine: the tiny model's
+    folder registered with the Foundry Local SDK (phi-4-mini would need a download)."""
+    from rag.models.embedded import prepare_embedded_model
+
+    folder = prepare_embedded_model(Settings().cache_dir)
+    proc, base = start_rag_server({"RAG_INDEX": str(index), "RAG_LLM": f"foundry:{folder}",
+                                   "RAG_CACHE_DIR": str(tmp_path / "cache"),
+                                   "RAG_TEMPERATURE": "0"})
+    try:
+        client = openai.OpenAI(base_url=base, api_key="not-needed", max_retries=0)
+        own = next(m.id for m in client.models.list() if "foundry-local" in m.id)
+        reply = client.chat.completions.create(model="rag-library", messages=MEALS,
+                                               max_tokens=32)
+        assert "Foundry Local" in reply.model_extra["rag"]["model"]
+        assert "55" in reply.choices[0].message.content
+        capital = [{"role": "user", "content": "What is the capital of France? One word."}]
+        direct = client.chat.completions.create(model=own, messages=capital, max_tokens=16)
+        assert "paris" in direct.choices[0].message.content.lower()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -22,11 +22,18 @@ from rag.routing import ModelPool
 
 @dataclass
 class Answer:
-    text: AsyncIterator[str] = field(repr=False)  # the content, delta by delta
+    text: AsyncIterator[str] = field(init=False, repr=False)  # the content, delta by delta
     finish_reason: str = "stop"  # "length" when the answer reached its token limit
     prompt_tokens: int = 0
     completion_tokens: int = 0
     rag: dict | None = None  # sources and evidence, for answers from a library
+
+
+async def _close(stream: AsyncIterator[str]) -> None:
+    """Stop a model's stream (a stop sequence was found, or the client left)."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
 
 
 def _count(model: ChatModel | None, text: str) -> int:
@@ -49,7 +56,7 @@ def _settle(answer: Answer, model: ChatModel | None, generated: str, cut: StopCu
 def answer_directly(messages: Sequence[Message], pool: ModelPool, settings: Settings,
                     stops: Sequence[str]) -> Answer:
     """The chat model alone, given the client's messages as they are."""
-    answer = Answer(text=None)  # type: ignore[arg-type] - set just below
+    answer = Answer()
     cut = StopCut(stops)
 
     async def text() -> AsyncIterator[str]:
@@ -68,7 +75,7 @@ def answer_directly(messages: Sequence[Message], pool: ModelPool, settings: Sett
             async for delta in cut.apply(recorded()):
                 yield delta
         finally:
-            await stream.aclose()  # a stop sequence, or a client gone: stop the model
+            await _close(stream)
         _settle(answer, model, "".join(raw), cut, settings.max_answer_tokens)
 
     answer.text = text()
@@ -82,7 +89,7 @@ def answer_from_library(messages: Sequence[Message], library: Library, pool: Mod
 
     Private passages reach only models on this machine: ``chat`` decides what each
     model may see, whichever model answers."""
-    answer = Answer(text=None)  # type: ignore[arg-type] - set just below
+    answer = Answer()
     cut = StopCut(stops)
     history = [m for m in messages[:-1] if m["role"] in ("user", "assistant")]
 
@@ -93,7 +100,7 @@ def answer_from_library(messages: Sequence[Message], library: Library, pool: Mod
             async for delta in cut.apply(stream):
                 yield delta
         finally:
-            await stream.aclose()
+            await _close(stream)
         # The model that answered counts the tokens; with no answer from a model
         # (nothing relevant found), the primary one counts the notice.
         model = next((m for m in pool.loaded.values() if m.name == turn.model),
