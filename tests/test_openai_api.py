@@ -460,3 +460,28 @@ def test_foundry_local_behind_rag_serve(index, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+# --- stop sequences, on any text stream --------------------------------------------------
+
+
+async def cut(deltas: list[str], stops: list[str]) -> tuple[list[str], bool]:
+    from rag.openai_api.stops import StopCut
+
+    async def stream():
+        for d in deltas:
+            yield d
+
+    stop = StopCut(stops)
+    return [d async for d in stop.apply(stream())], stop.hit
+
+
+async def test_a_stop_sequence_split_over_deltas_still_stops_the_text():
+    text, hit = await cut(["Hello", " wor", "ld. E", "ND", " more"], ["END"])
+    assert "".join(text) == "Hello world. " and hit
+    assert len(text) > 1  # still streams: only a possible start of a stop is held back
+    text, hit = await cut(["one\n", "\ntwo"], ["\n\n", "two"])
+    assert "".join(text) == "one" and hit
+    text, hit = await cut(["ab", "c"], ["x"])
+    assert "".join(text) == "abc" and not hit
+    assert await cut(["abc"], []) == (["abc"], False)
