@@ -189,6 +189,11 @@ async def _events(call: str, model: str, first: str, answer: Answer,
         # Too late for a status code: OpenAI sends the error as an event, the SDK raises it.
         yield {"data": json.dumps(unavailable(str(exc)).body())}
         return
+    except Exception as exc:  # noqa: BLE001 - whatever broke, the client must not take
+        # a cut-off answer for a whole one
+        failed = ApiError(500, f"The answer broke off: {type(exc).__name__}: {exc}", None)
+        yield {"data": json.dumps(failed.body())}
+        return
     yield {"data": protocol.chunk(call, model, {}, answer.finish_reason, extra=_extra(answer))}
     if include_usage:
         used = protocol.usage(answer.prompt_tokens, answer.completion_tokens)

@@ -14,8 +14,11 @@ import base64
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -485,3 +488,68 @@ async def test_a_stop_sequence_split_over_deltas_still_stops_the_text():
     text, hit = await cut(["ab", "c"], ["x"])
     assert "".join(text) == "abc" and not hit
     assert await cut(["abc"], []) == (["abc"], False)
+
+
+# --- a model that breaks off mid-answer --------------------------------------------------
+
+
+class BreaksOff(ThreadingHTTPServer):
+    """An OpenAI-style model server on loopback that streams a few words and then drops
+    the connection in the middle of its chunked body."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _BreaksOffHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class _BreaksOffHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                 "choices": [{"index": 0, "delta": {"content": "Half an"},
+                              "finish_reason": None}]}
+        event = f"data: {json.dumps(chunk)}\n\n".encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+        self.wfile.flush()
+        self.connection.shutdown(socket.SHUT_RDWR)  # no last chunk: the body is incomplete
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_an_answer_that_breaks_off_ends_with_an_error_event(tmp_path):
+    model = BreaksOff()
+    proc, base = start_rag_server({"RAG_INDEX": str(tmp_path / "index"),
+                                   "RAG_LLM": f"openai:m@{model.base}"})
+    try:
+        own = next(m["id"] for m in httpx.get(f"{base}/models").json()["data"]
+                   if m["id"].startswith("m-"))
+        body = {"model": own, "stream": True, "messages": MEALS}
+        with httpx.stream("POST", f"{base}/chat/completions", json=body, timeout=60) as response:
+            assert response.status_code == 200  # the answer had begun
+            data = events(response)
+        assert data[-1] != "[DONE]"
+        error = json.loads(data[-1])
+        assert set(error) == {"error"}
+        ErrorObject.model_validate(error["error"])
+        assert "Half an" in "".join(
+            ChatCompletionChunk.model_validate(json.loads(d)).choices[0].delta.content or ""
+            for d in data[:-1])
+        client = openai.OpenAI(base_url=base, api_key="not-needed", max_retries=0)
+        with pytest.raises(openai.APIError):
+            list(client.chat.completions.create(**body))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        model.shutdown()
+        model.server_close()
