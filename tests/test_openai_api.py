@@ -183,6 +183,9 @@ def test_max_tokens_ends_with_length_and_stop_cuts_the_text(client, chat_id):
         reply = ChatCompletion.model_validate(raw.http_response.json())
         assert reply.choices[0].finish_reason == "length"
         assert 0 < reply.usage.completion_tokens <= 10
+    from_library = client.chat.completions.create(model="rag-library", messages=MEALS,
+                                                  temperature=0, max_tokens=3)
+    assert from_library.choices[0].finish_reason == "length"
     # The model counts "1, 2, 3, ..." here; the text must end before the "5".
     count = [{"role": "user", "content": "Count from 1 to 10, separated by commas."}]
     whole = client.chat.completions.create(model=chat_id, messages=count, temperature=0,
@@ -258,6 +261,8 @@ def test_bad_requests_get_openai_error_shapes(api, client):
     expect_error(httpx.post(post, json={"model": "rag-library", "messages": MEALS,
                                         "stream_options": {"include_usage": True}}),
                  400, "invalid_value", "stream_options")
+    expect_error(httpx.post(post, json={"model": "rag-library", "messages": MEALS, "n": 2}),
+                 400, "invalid_value", "n")
     assistant_last = [*MEALS, {"role": "assistant", "content": "55 euros."}]
     expect_error(httpx.post(post, json={"model": "rag-library", "messages": assistant_last}),
                  400, "invalid_value", "messages")
