@@ -223,13 +223,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from rag.routing import ModelPool
-    from rag.server import create_app, open_libraries
+    from rag.server import create_app, describe, open_libraries
 
     pool = ModelPool(settings)
     names = args.collections or settings.serve_collections or [settings.collection]
-    app = create_app(settings, open_libraries(settings, names), pool, api_key=args.api_key)
+    libraries = open_libraries(settings, names)
+    app = create_app(settings, libraries, pool, api_key=args.api_key)
     print(f"OpenAI-compatible API at http://{args.host}:{args.port}/v1 "
-          f"(models: {', '.join(app.state.models)})", flush=True)
+          f"(models: {', '.join(app.state.models)})", *describe(libraries), sep="\n  ",
+          flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

@@ -35,7 +35,7 @@ from rag.openai_api.errors import (
 from rag.retrieval import Library, open_library
 from rag.routing import ModelPool
 
-__all__ = ["RAG_MODEL", "create_app", "model_id", "open_libraries"]
+__all__ = ["RAG_MODEL", "create_app", "describe", "model_id", "open_libraries"]
 
 SOURCES_HEADER = "x-rag-sources"  # "text": end the answer with its sources, for any rag model
 MAX_INPUTS = 2048  # texts per embeddings request, as OpenAI allows
@@ -50,6 +50,17 @@ def open_libraries(settings: Settings, collections: list[str]) -> dict[str, Libr
         shared = next(iter(libraries.values())).embedder if libraries else None
         libraries[name] = open_library(settings.with_overrides(collection=name), shared)
     return libraries
+
+
+def describe(libraries: Mapping[str, Library]) -> list[str]:
+    """One line per served collection, so a misspelt (empty) one shows at start-up."""
+    lines = []
+    for name, library in libraries.items():
+        count = len(library.lexical.sources())
+        lines.append(f"rag-{model_id(name)}: {count} document(s)" if count else
+                     f"rag-{model_id(name)}: no documents yet; add some with "
+                     f"`rag ingest --collection {name} PATH`")
+    return lines
 
 
 def create_app(settings: Settings, libraries: Mapping[str, Library] | Library, pool: ModelPool,
