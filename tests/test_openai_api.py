@@ -558,3 +558,23 @@ def test_an_answer_that_breaks_off_ends_with_an_error_event(tmp_path):
         proc.wait(timeout=30)
         model.shutdown()
         model.server_close()
+
+
+# --- choosing what to serve --------------------------------------------------------------
+
+
+def test_collections_to_serve_come_from_a_setting_and_ids_never_clash():
+    from rag.errors import RagError
+    from rag.openai_api.catalog import Catalog
+
+    assert Settings(serve_collections="manuals, contracts").serve_collections == [
+        "manuals", "contracts"]
+    assert Settings(serve_collections='["a b"]').serve_collections == ["a b"]
+    library = object()  # the catalog only hands libraries on
+    catalog = Catalog({"Team Docs": library}, "Phi (Foundry Local)", "all-MiniLM-L6-v2")
+    assert catalog.listed == ["local-rag-chat", "phi-foundry-local", "rag-team-docs",
+                              "rag-team-docs+sources"]
+    assert catalog.chat("rag-team-docs+sources").sources_in_text
+    assert catalog.embeds("sentence-transformers/all-MiniLM-L6-v2")
+    with pytest.raises(RagError, match="share the id 'rag-team-docs'"):
+        Catalog({"Team Docs": library, "team-docs": library}, "m", "e")
