@@ -67,7 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_sources)
 
-    p = sub.add_parser("serve", parents=[common], help="serve an OpenAI-compatible HTTP API")
+    p = sub.add_parser("serve", help="serve an OpenAI-compatible HTTP API")
+    p.add_argument("--index", type=Path, help="index folder (RAG_INDEX)")
+    p.add_argument("--llm", help="chat model spec (RAG_LLM)")
+    p.add_argument("--collection", dest="collections", action="append", metavar="NAME",
+                   help="serve this collection as model rag-NAME; repeatable "
+                        "(RAG_SERVE_COLLECTIONS, else RAG_COLLECTION)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8001)
     p.add_argument("--api-key", help="require this bearer key from clients (visible to other "
@@ -235,21 +240,22 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from rag import security
-    from rag.retrieval import open_library
     from rag.routing import ModelPool
-    from rag.server import RAG_MODEL, create_app, model_id
+    from rag.server import create_app, describe, open_libraries
 
     key = security.serve_key(settings, args.api_key_file, args.api_key)
     security.check_bind(args.host, key, args.insecure_no_key)  # before anything loads
     pool = ModelPool(settings)
-    app = create_app(settings, open_library(settings), pool, api_key=key)
+    names = args.collections or settings.serve_collections or [settings.collection]
+    libraries = open_libraries(settings, names)
+    app = create_app(settings, libraries, pool, api_key=key)
     # Only requests addressed to this machine by name (no DNS rebinding), from no web page
     # of another origin.
     guarded = security.HostOriginGuard(app, security.allowed_hosts(settings, args.host),
                                        settings.allowed_origins)
-    served = model_id(pool.load(settings.llm).name)
     print(f"OpenAI-compatible API at http://{args.host}:{args.port}/v1 "
-          f"(models: {RAG_MODEL}, {served})", flush=True)
+          f"(models: {', '.join(app.state.models)})", *describe(libraries), sep="\n  ",
+          flush=True)
     uvicorn.run(guarded, host=args.host, port=args.port, log_level="warning")
     return 0
 

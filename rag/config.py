@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 SpecList = Annotated[list[str], NoDecode]
 HostList = Annotated[list[str], NoDecode]
 RouteMap = Annotated[dict[str, str], NoDecode]
+NameList = Annotated[list[str], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -120,8 +121,14 @@ class Settings(BaseSettings):
     max_answer_tokens: int = Field(384, ge=1)
     temperature: float = Field(0.2, ge=0.0, le=2.0)
 
+    serve_collections: NameList = Field(
+        default_factory=list,
+        description="Collections rag serve offers, one model id rag-<name> each; "
+        "empty means RAG_COLLECTION alone.",
+    )
+
     @field_validator("llm_fallback", "llm_local_hosts", "allowed_hosts", "allowed_origins",
-                     mode="before")
+                     "serve_collections", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):

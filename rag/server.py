@@ -1,128 +1,222 @@
-"""An OpenAI-compatible HTTP API over the same pipeline the app uses: ``rag serve``.
+"""``rag serve``: an OpenAI-compatible HTTP API over the library and the chat model.
 
-Two models are offered. ``local-rag-chat`` answers from the indexed documents
-(the last user message is the question, earlier messages are the history) and
-ends with its sources. The chat model's own id passes the messages straight to
-it, so other tools on this machine can use the app's local model.
+Routes: ``GET /v1/models`` (and ``/v1/models/{id}``), ``POST /v1/chat/completions``
+(streamed as server-sent events, or whole), ``POST /v1/embeddings``. The model ids
+are in rag/openai_api/catalog.py; the shapes in rag/openai_api/protocol.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
-from pydantic import ValidationError
+from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from rag import chat, security
+from rag import security
 from rag.config import Settings
 from rag.errors import ModelUnavailable
-from rag.retrieval import Library
+from rag.openai_api import protocol
+from rag.openai_api.answers import Answer, answer_directly, answer_from_library
+from rag.openai_api.catalog import RAG_MODEL, Catalog, Target, model_id
+from rag.openai_api.errors import (
+    WRONG_KEY,
+    ApiError,
+    bad_request,
+    unavailable,
+    unknown_model,
+)
+from rag.retrieval import Library, open_library
 from rag.routing import ModelPool
 
-RAG_MODEL = "local-rag-chat"
+__all__ = ["RAG_MODEL", "create_app", "describe", "model_id", "open_libraries"]
+
+SOURCES_HEADER = "x-rag-sources"  # "text": end the answer with its sources, for any rag model
+MAX_INPUTS = 2048  # texts per embeddings request, as OpenAI allows
+
+Handler = Callable[[Request], Awaitable[Response]]
 
 
-def model_id(name: str) -> str:
-    return re.sub(r"[^a-z0-9.]+", "-", name.lower()).strip("-")
+def open_libraries(settings: Settings, collections: list[str]) -> dict[str, Library]:
+    """Each collection of the index as a library; they share one embedding model."""
+    libraries: dict[str, Library] = {}
+    for name in dict.fromkeys(collections):
+        shared = next(iter(libraries.values())).embedder if libraries else None
+        libraries[name] = open_library(settings.with_overrides(collection=name), shared)
+    return libraries
 
 
-def _error(status: int, message: str, code: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": "invalid_request_error",
-                                   "code": code}}, status_code=status)
+def describe(libraries: Mapping[str, Library]) -> list[str]:
+    """One line per served collection, so a misspelt (empty) one shows at start-up."""
+    lines = []
+    for name, library in libraries.items():
+        count = len(library.lexical.sources())
+        lines.append(f"rag-{model_id(name)}: {count} document(s)" if count else
+                     f"rag-{model_id(name)}: no documents yet; add some with "
+                     f"`rag ingest --collection {name} PATH`")
+    return lines
 
 
-def _chunk(call: str, model: str, delta: dict, finish: str | None = None) -> str:
-    body = {"id": call, "object": "chat.completion.chunk", "created": int(time.time()),
-            "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-    return f"data: {json.dumps(body)}\n\n"
-
-
-async def _sse(model: str, first: str, rest: AsyncIterator[str]) -> AsyncIterator[str]:
-    call = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-    yield _chunk(call, model, {"role": "assistant", "content": first})
-    # A client that disconnects cancels this generator, which stops the model.
-    async for delta in rest:
-        yield _chunk(call, model, {"content": delta})
-    yield _chunk(call, model, {}, finish="stop")
-    yield "data: [DONE]\n\n"
-
-
-def _complete(model: str, text: str) -> JSONResponse:
-    return JSONResponse({
-        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
-        "created": int(time.time()), "model": model,
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": text}}],
-    })
-
-
-def create_app(settings: Settings, library: Library, pool: ModelPool,
+def create_app(settings: Settings, libraries: Mapping[str, Library] | Library, pool: ModelPool,
                api_key: str | None = None) -> Starlette:
-    served = model_id(pool.load(settings.llm).name)
+    """The API over ``libraries`` (collection name to library; the first is the default)."""
+    if isinstance(libraries, Library):
+        libraries = {settings.collection: libraries}
+    started = int(time.time())
+    embedder = next(iter(libraries.values())).embedder  # one embedding model for all
+    catalog = Catalog(libraries, pool.load(settings.llm).name, embedder.name)
 
-    def authorised(request: Request) -> bool:
-        return not api_key or security.key_matches(request.headers.get("authorization"), api_key)
+    def guarded(handler: Handler) -> Handler:
+        async def checked(request: Request) -> Response:
+            if api_key and not security.key_matches(request.headers.get("authorization"), api_key):
+                return WRONG_KEY.response()
+            try:
+                return await handler(request)
+            except ApiError as exc:
+                return exc.response()
+        return checked
 
-    async def models(request: Request) -> Response:
-        if not authorised(request):
-            return _error(401, "Incorrect API key provided.", "invalid_api_key")
+    async def list_models(request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [
-            {"id": m, "object": "model", "owned_by": "local-rag-chat"} for m in (RAG_MODEL, served)
-        ]})
+            protocol.model_entry(name, started) for name in catalog.listed]})
+
+    async def get_model(request: Request) -> Response:
+        name = request.path_params["model"]
+        if not (catalog.chat(name) or catalog.embeds(name)):
+            raise unknown_model(name, catalog.listed)
+        return JSONResponse(protocol.model_entry(name, started))
 
     async def completions(request: Request) -> Response:
-        if not authorised(request):
-            return _error(401, "Incorrect API key provided.", "invalid_api_key")
+        req = protocol.parse(protocol.ChatRequest, await request.body())
+        target = _target(catalog, req.model)
+        if req.stream_options is not None and not req.stream:
+            raise bad_request("stream_options is only allowed when stream is true.",
+                              "stream_options")
+        options = settings.with_overrides(max_answer_tokens=req.answer_tokens,
+                                          temperature=req.temperature)
+        wants_text = request.headers.get(SOURCES_HEADER, "").strip().lower() == "text"
+        answer = _answer(target, _messages(req, target), options, req.stops, pool, wants_text)
         try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "The request body is not valid JSON.", "invalid_json")
-        wanted, messages = body.get("model"), body.get("messages") or []
-        if wanted not in (RAG_MODEL, served):
-            return _error(404, f"The model {wanted!r} does not exist.", "model_not_found")
-        if not messages or messages[-1].get("role") != "user":
-            return _error(400, "The last message must come from the user.", "invalid_messages")
-        try:
-            options = settings.with_overrides(
-                max_answer_tokens=body.get("max_tokens"), temperature=body.get("temperature"))
-        except ValidationError as exc:
-            return _error(400, str(exc), "invalid_value")
-        stream = (_documents if wanted == RAG_MODEL else _direct)(messages, options)
-        try:
-            first = await anext(stream, "")
+            # Wait for the first piece before answering, so a model that cannot
+            # answer is a 503, not a stream that breaks off.
+            first = await anext(answer.text, "")
         except ModelUnavailable as exc:
-            return _error(503, str(exc), "model_unavailable")
-        if body.get("stream"):
-            return StreamingResponse(_sse(wanted, first, stream), media_type="text/event-stream")
+            raise unavailable(str(exc)) from exc
+        call = protocol.new_id()
+        if req.stream:
+            usage = bool(req.stream_options and req.stream_options.include_usage)
+            return EventSourceResponse(_events(call, req.model, first, answer, usage),
+                                       sep="\n", ping=15)
         try:
-            return _complete(wanted, first + "".join([d async for d in stream]))
+            text = first + "".join([delta async for delta in answer.text])
         except ModelUnavailable as exc:
-            return _error(503, str(exc), "model_unavailable")
+            raise unavailable(str(exc)) from exc
+        return JSONResponse(protocol.completion(
+            call, req.model, text, answer.finish_reason,
+            protocol.usage(answer.prompt_tokens, answer.completion_tokens), _extra(answer)))
 
-    async def _direct(messages: list[dict], options: Settings) -> AsyncIterator[str]:
-        model = await asyncio.to_thread(pool.load, options.llm)
-        async for delta in model.stream(messages, max_tokens=options.max_answer_tokens,
-                                        temperature=options.temperature):
-            yield delta
+    async def embeddings(request: Request) -> Response:
+        req = protocol.parse(protocol.EmbeddingRequest, await request.body())
+        if not catalog.embeds(req.model):
+            raise ApiError(404, f"The model {req.model!r} does not embed; use "
+                           f"{catalog.embedding_model!r}.", "model_not_found", "model")
+        texts = req.texts
+        if len(texts) > MAX_INPUTS or any(not t for t in texts):
+            raise bad_request(f"input must be 1 to {MAX_INPUTS} non-empty strings.", "input")
+        vectors = await asyncio.to_thread(embedder.embed, texts)  # blocking: off the loop
+        if req.dimensions is not None and req.dimensions != len(vectors[0]):
+            raise bad_request(f"{catalog.embedding_model} makes vectors of "
+                              f"{len(vectors[0])} dimensions only.", "dimensions")
+        tokens = sum(await asyncio.to_thread(embedder.count_tokens, texts))
+        return JSONResponse(protocol.embeddings(req.model, vectors, req.encoding_format, tokens))
 
-    async def _documents(messages: list[dict], options: Settings) -> AsyncIterator[str]:
-        history = [m for m in messages[:-1] if m.get("role") in ("user", "assistant")]
-        turn = await chat.prepare(messages[-1]["content"], library, options, history)
-        async for delta in chat.stream_answer(turn, pool, options):
-            yield delta
-        _, shown = turn.shown_sources(uncited=len(turn.context))
-        if shown:
-            yield "\n\nSources: " + "; ".join(f"[{n}] {h.chunk.label()}" for n, h in shown)
+    app = Starlette(
+        routes=[
+            Route("/v1/models", guarded(list_models)),
+            Route("/v1/models/{model:path}", guarded(get_model)),
+            Route("/v1/chat/completions", guarded(completions), methods=["POST"]),
+            Route("/v1/embeddings", guarded(embeddings), methods=["POST"]),
+        ],
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+    app.state.models = catalog.listed
+    return app
 
-    return Starlette(routes=[
-        Route("/v1/models", models),
-        Route("/v1/chat/completions", completions, methods=["POST"]),
-    ])
+
+def _target(catalog: Catalog, name: str) -> Target:
+    target = catalog.chat(name)
+    if target is None and catalog.embeds(name):
+        raise bad_request(f"{name!r} is an embedding model: use /v1/embeddings.", "model")
+    if target is None:
+        raise unknown_model(name, catalog.listed)
+    return target
+
+
+def _messages(req: protocol.ChatRequest, target: Target) -> list[dict[str, str]]:
+    messages = []
+    for m in req.plain_messages():
+        if m["role"] in ("tool", "function"):
+            raise bad_request("Tool messages are not supported.", "messages")
+        # developer is the newer name of system
+        messages.append({**m, "role": "system" if m["role"] == "developer" else m["role"]})
+    if target.library is not None and (messages[-1]["role"] != "user"
+                                       or not messages[-1]["content"].strip()):
+        raise bad_request("The last message must be the user's question.", "messages")
+    return messages
+
+
+def _answer(target: Target, messages: list[dict[str, str]], options: Settings,
+            stops: list[str], pool: ModelPool, sources_in_text: bool) -> Answer:
+    if target.library is None:
+        return answer_directly(messages, pool, options, stops)
+    return answer_from_library(messages, target.library, pool, options, stops,
+                               collection=target.collection or "",
+                               sources_in_text=target.sources_in_text or sources_in_text)
+
+
+def _extra(answer: Answer) -> dict:
+    return {"rag": answer.rag} if answer.rag is not None else {}
+
+
+async def _events(call: str, model: str, first: str, answer: Answer,
+                  include_usage: bool) -> AsyncIterator[dict]:
+    """The chunks of a streamed answer: the role first, then the text, then the finish
+    reason (with the ``rag`` field) and, if asked, the usage; a client that leaves
+    cancels this generator, which stops the model."""
+    yield {"data": protocol.chunk(call, model, {"role": "assistant", "content": ""})}
+    try:
+        if first:
+            yield {"data": protocol.chunk(call, model, {"content": first})}
+        async for delta in answer.text:
+            yield {"data": protocol.chunk(call, model, {"content": delta})}
+    except ModelUnavailable as exc:
+        # Too late for a status code: OpenAI sends the error as an event, the SDK raises it.
+        yield {"data": json.dumps(unavailable(str(exc)).body())}
+        return
+    except Exception as exc:  # noqa: BLE001 - whatever broke, the client must not take
+        # a cut-off answer for a whole one
+        failed = ApiError(500, f"The answer broke off: {type(exc).__name__}: {exc}", None)
+        yield {"data": json.dumps(failed.body())}
+        return
+    yield {"data": protocol.chunk(call, model, {}, answer.finish_reason, extra=_extra(answer))}
+    if include_usage:
+        used = protocol.usage(answer.prompt_tokens, answer.completion_tokens)
+        yield {"data": protocol.chunk(call, model, None, used=used)}
+    yield {"data": "[DONE]"}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    return ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}.",
+                    code).response()
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return ApiError(500, f"The server failed: {type(exc).__name__}: {exc}", None).response()

@@ -131,12 +131,12 @@ def api(tmp_path_factory, embedded_model):
 def test_the_api_answers_from_the_documents_with_sources(api):
     client = openai.OpenAI(base_url=api, api_key="s3cret")
     stream = client.chat.completions.create(
-        model="local-rag-chat", stream=True,
+        model="local-rag-chat", stream=True, extra_headers={"X-RAG-Sources": "text"},
         messages=[{"role": "user", "content": "What is the daily meal allowance?"}])
     deltas = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
     answer = "".join(deltas)
     assert len(deltas) > 2
-    assert "55" in answer and "Sources: [1] travel-policy.md" in answer
+    assert "55" in answer and "- [1] travel-policy.md" in answer
 
 
 def test_the_api_rejects_a_bad_key_and_names_unknown_models(api):

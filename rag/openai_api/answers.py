@@ -1,0 +1,145 @@
+"""One chat request answered: from a library of documents, or by the chat model alone.
+
+``answer_from_library`` is the only place the API asks the RAG pipeline for an
+answer, so moving to another pipeline (a conversation service) changes one function.
+Both kinds return an ``Answer`` whose text streams; its counts, finish reason and
+the ``rag`` extra field are final once the text has ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from rag import chat
+from rag.config import Settings
+from rag.models.base import ChatModel, Message, estimate_tokens
+from rag.openai_api.stops import StopCut
+from rag.retrieval import Library
+from rag.routing import ModelPool
+
+
+@dataclass
+class Answer:
+    text: AsyncIterator[str] = field(init=False, repr=False)  # the content, delta by delta
+    finish_reason: str = "stop"  # "length" when the answer reached its token limit
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    rag: dict | None = None  # sources and evidence, for answers from a library
+
+
+async def _close(stream: AsyncIterator[str]) -> None:
+    """Stop a model's stream (a stop sequence was found, or the client left)."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
+
+
+def _count(model: ChatModel | None, text: str) -> int:
+    if not text:
+        return 0
+    return model.count_tokens(text) if model else estimate_tokens(text)
+
+
+def _settle(answer: Answer, model: ChatModel | None, generated: str, cut: StopCut,
+            max_tokens: int) -> None:
+    """Counts and finish reason, once the text has ended.
+
+    The backends do not say why they stopped, so an answer as long as its limit
+    (in the model's own tokens) counts as cut by it."""
+    answer.completion_tokens = _count(model, cut.text)
+    reached = model is not None and not cut.hit and _count(model, generated) >= max_tokens
+    answer.finish_reason = "length" if reached else "stop"
+
+
+def answer_directly(messages: Sequence[Message], pool: ModelPool, settings: Settings,
+                    stops: Sequence[str]) -> Answer:
+    """The chat model alone, given the client's messages as they are."""
+    answer = Answer()
+    cut = StopCut(stops)
+
+    async def text() -> AsyncIterator[str]:
+        model = await asyncio.to_thread(pool.load, settings.llm)
+        answer.prompt_tokens = sum(_count(model, m["content"]) for m in messages)
+        stream = model.stream(messages, max_tokens=settings.max_answer_tokens,
+                              temperature=settings.temperature)
+        raw: list[str] = []
+
+        async def recorded() -> AsyncIterator[str]:
+            async for delta in stream:
+                raw.append(delta)
+                yield delta
+
+        try:
+            async for delta in cut.apply(recorded()):
+                yield delta
+        finally:
+            await _close(stream)
+        _settle(answer, model, "".join(raw), cut, settings.max_answer_tokens)
+
+    answer.text = text()
+    return answer
+
+
+def answer_from_library(messages: Sequence[Message], library: Library, pool: ModelPool,
+                        settings: Settings, stops: Sequence[str], *, collection: str,
+                        sources_in_text: bool = False) -> Answer:
+    """The last user message answered from ``library``; earlier exchanges are its history.
+
+    Private passages reach only models on this machine: ``chat`` decides what each
+    model may see, whichever model answers."""
+    answer = Answer()
+    cut = StopCut(stops)
+    history = [m for m in messages[:-1] if m["role"] in ("user", "assistant")]
+
+    async def text() -> AsyncIterator[str]:
+        turn = await chat.prepare(messages[-1]["content"], library, settings, history)
+        stream = chat.stream_answer(turn, pool, settings)
+        try:
+            async for delta in cut.apply(stream):
+                yield delta
+        finally:
+            await _close(stream)
+        # The model that answered counts the tokens; with no answer from a model
+        # (nothing relevant found), the primary one counts the notice.
+        model = next((m for m in pool.loaded.values() if m.name == turn.model),
+                     pool.loaded.get(settings.llm))
+        generated = turn.text.removeprefix(chat.GENERAL) if turn.model else ""
+        _settle(answer, model, generated, cut, settings.max_answer_tokens)
+        answer.prompt_tokens = turn.stats.prompt_tokens if turn.model else 0
+        answer.rag = rag_field(turn, collection)
+        if sources_in_text and (listing := sources_text(turn)):
+            yield listing
+
+    answer.text = text()
+    return answer
+
+
+def rag_field(turn: chat.Turn, collection: str) -> dict:
+    """What an answer has beyond its text; the shape is documented in the README."""
+    cited = {n for n, _ in turn.sources()}
+    return {
+        "collection": collection,
+        "model": turn.model or None,
+        "grounded": turn.grounded,
+        "sources": [
+            {"number": n, "cited": n in cited, "source": h.chunk.source,
+             "title": h.chunk.title, "label": h.chunk.label(), "page": h.chunk.page,
+             "heading": h.chunk.heading or None, "text": h.chunk.text,
+             "similarity": None if h.similarity is None else round(h.similarity, 4),
+             "private": bool(h.chunk.extra.get("private"))}
+            for n, h in enumerate(turn.context, start=1)
+        ],
+        "evidence": [e.as_dict() for e in getattr(turn, "evidence", [])],
+        "notices": turn.notices(),
+    }
+
+
+def sources_text(turn: chat.Turn) -> str:
+    """The sources as plain lines after the answer, for clients that only show text."""
+    cited, shown = turn.shown_sources(uncited=len(turn.context))
+    if not shown:
+        return ""
+    lines = [f"- [{n}] {h.chunk.label()}" for n, h in shown]
+    return "\n\n" + ("Sources:" if cited else "Retrieved (not cited):") + "\n" + "\n".join(lines)
