@@ -24,7 +24,6 @@ CountTokens = Callable[[Sequence[str]], list[int]]
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
 _WORD_GAP = re.compile(r"\s+")
-_LINE_BREAK = re.compile(r"\n")
 
 
 @dataclass(frozen=True)
@@ -108,11 +107,11 @@ def _block_units(text: str, block: Block, max_tokens: int, count: CountTokens) -
     if whole <= max_tokens:
         return [Span(start, end, whole)]
     if block.kind == "code":
-        lines = _spans_between(text, _LINE_BREAK, start, end)
+        lines = _lines(text, start, end)
         return [Span(a, b, n) for (a, b), n in zip(lines, count([text[a:b] for a, b in lines]))]
     header = text[block.start : block.header_end]
     [header_tokens] = count([header])
-    rows = _spans_between(text, _LINE_BREAK, block.header_end, end)
+    rows = _lines(text, block.header_end, end)
     budget = max(max_tokens - header_tokens, 1)
     groups: list[Span] = []
     group: list[tuple[int, int]] = []
@@ -128,6 +127,18 @@ def _block_units(text: str, block: Block, max_tokens: int, count: CountTokens) -
         groups.append(_row_group(group, used, header, header_tokens, first=not groups,
                                  table_start=start))
     return groups
+
+
+def _lines(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Non-blank lines, with their indentation (code needs it), without line breaks."""
+    spans, cursor = [], start
+    while cursor < end:
+        stop = text.find("\n", cursor, end)
+        stop = end if stop < 0 else stop
+        if text[cursor:stop].strip():
+            spans.append((cursor, len(text[cursor:stop].rstrip()) + cursor))
+        cursor = stop + 1
+    return spans
 
 
 def _row_group(

@@ -28,17 +28,27 @@ def is_supported(path: Path) -> bool:
     return path.suffix.lower() in BY_SUFFIX
 
 
-def load(path: Path, options: ReadOptions | None = None) -> Loaded:
-    options = options or ReadOptions()
+def check(path: Path, max_bytes: int, name: str | None = None) -> str:
+    """The reader ``path`` gets, after the checks every file passes (size, content
+    matching the name); raises ``Unreadable`` with the reason otherwise."""
     try:
         size = path.stat().st_size
         if size == 0:
             raise Unreadable("empty file")
-        if size > options.max_bytes:
+        if size > max_bytes:
             raise Unreadable(
                 f"too large: {size / 2**20:.0f} MB, the limit is "
-                f"{options.max_bytes / 2**20:.0f} MB (RAG_MAX_FILE_MB)"
+                f"{max_bytes / 2**20:.0f} MB (RAG_MAX_FILE_MB)"
             )
-        return READERS[reader_kind(path)](path, options)
+        return reader_kind(path, name)
+    except OSError as exc:
+        raise Unreadable(f"cannot read: {exc.strerror or exc}") from exc
+
+
+def load(path: Path, options: ReadOptions | None = None) -> Loaded:
+    options = options or ReadOptions()
+    kind = check(path, options.max_bytes)
+    try:
+        return READERS[kind](path, options)
     except OSError as exc:
         raise Unreadable(f"cannot read: {exc.strerror or exc}") from exc

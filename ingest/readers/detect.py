@@ -68,11 +68,13 @@ def _is_docx(path: Path) -> bool:
         return True  # a broken DOCX: let the DOCX reader say it is damaged
 
 
-def reader_kind(path: Path) -> str:
-    """The reader for ``path``; raises ``Unreadable`` when content and name disagree."""
-    promised = BY_SUFFIX.get(path.suffix.lower())
+def reader_kind(path: Path, name: str | None = None) -> str:
+    """The reader for ``path`` (called ``name``, if given, as an upload is);
+    raises ``Unreadable`` when content and name disagree."""
+    suffix = Path(name or path.name).suffix
+    promised = BY_SUFFIX.get(suffix.lower())
     if promised is None:
-        raise Unreadable(f"unsupported format ({path.suffix or 'no extension'})")
+        raise Unreadable(f"unsupported format ({suffix or 'no extension'})")
     found = sniff(path)
     if found == promised or (found == "text" and promised in TEXT_KINDS):
         return promised
@@ -80,7 +82,7 @@ def reader_kind(path: Path) -> str:
     if found == "text" and _looks_like_html(path):
         what = "an HTML page"
     raise Unreadable(
-        f"named {path.suffix} but holds {what}, so it was not read"
+        f"named {suffix} but holds {what}, so it was not read"
         + ("; rename it to match its content" if found in ("pdf", "docx", "image") else "")
     )
 

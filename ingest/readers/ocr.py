@@ -60,7 +60,7 @@ def _engine() -> Any:
     assert files is not None
     return RapidOCR(
         params={
-            "Global.log_level": "warning",
+            "Global.log_level": "error",
             "Det.model_path": str(files["det"]),
             "Rec.model_path": str(files["rec"]),
             "Cls.model_path": str(files["cls"]),

@@ -75,7 +75,7 @@ def _pypdf_pages(path: Path) -> tuple[list[str], list[bool]]:
         texts.append(page.extract_text() or "")
         try:
             contents = page.get_contents()
-            ruled.append(bool(contents and _DRAWS_LINES.search(contents.get_data())))
+            ruled.append(contents is not None and bool(_DRAWS_LINES.search(contents.get_data())))
         except Exception:  # noqa: BLE001 - a page's drawing is optional to us
             ruled.append(False)
     return texts, ruled
