@@ -9,7 +9,7 @@ import pytest
 from docbuilders import (TABLE_HEADER, pdf_pypdf_rejects, photo_without_text, scanned_pdf,
                          table_docx, table_html, table_pdf, text_image)
 from ingest.chunking import chunk_sections
-from ingest.loaders import Block, Section, Unreadable, load, markdown_sections
+from ingest.loaders import Block, ReadOptions, Section, Unreadable, load, markdown_sections
 from ingest.pipeline import Ingestor, discover
 from ingest.readers import ocr
 from rag.retrieval import search
@@ -60,9 +60,7 @@ def test_a_photo_of_a_receipt_is_found_by_a_word_on_it(library, settings, tmp_pa
 def test_ocr_off_leaves_scans_reported_and_images_refused(library, tmp_path):
     scan = scanned_pdf(tmp_path / "scan.pdf", [text_image(["Quarterly figures"])])
     text_image(["A receipt"]).save(tmp_path / "receipt.png")
-    settings = library.settings.with_overrides(ocr=False)
-    library.settings = settings
-    summary = ingest(library, tmp_path)
+    summary = ingest(library, tmp_path, read_options=ReadOptions(ocr=False))
     assert "no text layer in 1 page(s)" in summary.failed[str(scan)]
     assert "OCR is off" in summary.failed[str(tmp_path / "receipt.png")]
     assert not summary.ocr_pages
@@ -199,8 +197,6 @@ def test_the_content_not_the_name_chooses_the_reader(tmp_path, reason):
 
 
 def test_text_names_share_their_readers_and_size_is_limited(tmp_path):
-    from ingest.loaders import ReadOptions
-
     page = tmp_path / "page.txt"
     page.write_text("<html><body><p>Shown as text.</p></body></html>")
     assert "<p>" in load(page).sections[0].text  # a text name: plain text, read as such
