@@ -65,14 +65,16 @@ class Summary:
         ]
         if self.ocr_pages:
             pages = sum(self.ocr_pages.values())
+            rate = pages / max(self.ocr_seconds, 1e-6)
             lines.append(f"OCR read {pages} scanned page(s) or image(s) in {len(self.ocr_pages)} "
-                         f"file(s), in {self.ocr_seconds:.1f} s ({pages / max(self.ocr_seconds, 1e-6):.2f} pages/s).")
+                         f"file(s), in {self.ocr_seconds:.1f} s ({rate:.2f} pages/s).")
         if self.read_by:
             lines.append("Read by a second PDF engine, after pypdf could not parse them:")
             lines += [f"  {Path(p).name}: {engine}" for p, engine in self.read_by.items()]
         if self.pages_without_text:
             total = sum(self.pages_without_text.values())
-            lines.append(f"{total} PDF page(s) had no text layer and no text OCR could read (or OCR was off), skipped:")
+            lines.append(f"{total} PDF page(s) had no text layer and no text OCR could read "
+                         "(or OCR was off), skipped:")
             lines += [f"  {Path(p).name}: {n} page(s)" for p, n in self.pages_without_text.items()]
         if self.failed:
             lines.append("Could not ingest (everything else was saved):")

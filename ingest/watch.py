@@ -126,7 +126,8 @@ class Watcher:
         summary = Summary()
         if present:
             summary = self.ingestor.run(discover(present, self.exclude), progress=False)
-        summary.removed = sorted(set(summary.removed) | set(forget(self.ingestor.library, vanished)))
+        forgotten = forget(self.ingestor.library, vanished)
+        summary.removed = sorted(set(summary.removed) | set(forgotten))
         self._report(summary)
 
     def _report(self, summary: Summary) -> None:

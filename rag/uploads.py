@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.loaders import FORMATS, Unreadable, is_supported
-from ingest.readers import check
 from ingest.pipeline import Ingestor, Target
+from ingest.readers import check
 from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.library import Library, open_library

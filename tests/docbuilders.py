@@ -10,7 +10,6 @@ from pathlib import Path
 
 from fpdf import FPDF
 from PIL import Image, ImageDraw, ImageFont
-
 from testdocs import write_pdf
 
 TABLE = [["Fruit", "Price", "Stock"], ["Apple", "1.20", "40"], ["Quince", "3.10", "7"],

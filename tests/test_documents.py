@@ -5,9 +5,17 @@ real pipeline and found again with a real search.
 """
 
 import pytest
+from docbuilders import (
+    TABLE_HEADER,
+    pdf_pypdf_rejects,
+    photo_without_text,
+    scanned_pdf,
+    table_docx,
+    table_html,
+    table_pdf,
+    text_image,
+)
 
-from docbuilders import (TABLE_HEADER, pdf_pypdf_rejects, photo_without_text, scanned_pdf,
-                         table_docx, table_html, table_pdf, text_image)
 from ingest.chunking import chunk_sections
 from ingest.loaders import Block, ReadOptions, Section, Unreadable, load, markdown_sections
 from ingest.pipeline import Ingestor, discover

@@ -3,8 +3,8 @@
 import zipfile
 
 import pytest
-
 from docbuilders import table_docx
+
 from rag import chat, uploads
 from rag.retrieval import open_library
 from rag.routing import ModelPool

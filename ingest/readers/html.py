@@ -38,7 +38,7 @@ def read(path: Path, options: ReadOptions) -> Loaded:
     return Loaded(sections)
 
 
-def _rows(table) -> list[list[str]]:  # noqa: ANN001 - a bs4 Tag
+def _rows(table) -> list[list[str]]:
     rows = []
     for tr in table.find_all("tr"):
         if tr.find_parent("table") is not table:

@@ -33,21 +33,24 @@ def read(path: Path, options: ReadOptions) -> Loaded:
     except Exception as first:  # noqa: BLE001 - pypdf raises many types on broken files
         try:
             texts, ruled, engine = _pdfium_pages(path), [], "pdfium"
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if "password" in str(exc).lower():
                 raise Unreadable(f"encrypted PDF: {exc}") from exc
             raise Unreadable(f"damaged PDF: {first}") from first
     if not texts:
         raise Unreadable("PDF has no pages")
 
-    drawn = [n for n, (text, lines) in enumerate(zip(texts, ruled), start=1) if text.strip() and lines]
+    drawn = [n for n, (text, lines) in enumerate(zip(texts, ruled), start=1)
+             if text.strip() and lines]
     tabled = _tables(path, drawn) if drawn else {}
     sections: list[Section] = []
     for n, text in enumerate(texts, start=1):
         if text.strip():
             sections.extend(tabled.get(n) or [Section(text, page=n)])
     blank = [n for n, text in enumerate(texts, start=1) if not text.strip()]
-    scanned, seconds = _ocr_pages(path, blank) if blank and options.ocr and ocr.available() else ([], 0.0)
+    scanned, seconds = [], 0.0
+    if blank and options.ocr and ocr.available():
+        scanned, seconds = _ocr_pages(path, blank)
     sections = sorted(sections + scanned, key=lambda s: s.page or 0)
     without = len(blank) - len(scanned)
     if not sections:
@@ -105,11 +108,11 @@ def _tables(path: Path, numbers: list[int]) -> dict[int, list[Section]]:
             for number in numbers:
                 try:
                     sections = _page_with_tables(pdf.pages[number - 1], number)
-                except Exception:  # noqa: BLE001 - tables are a bonus; plain text still stands
+                except Exception:  # noqa: BLE001, S112 - tables are a bonus; the text still stands
                     continue
                 if sections:
                     found[number] = sections
-    except Exception:  # noqa: BLE001 - pdfplumber cannot open what pypdf read
+    except Exception:  # noqa: BLE001, S110 - pdfplumber cannot open what pypdf read
         pass
     return found
 
