@@ -212,3 +212,26 @@ def test_text_names_share_their_readers_and_size_is_limited(tmp_path):
     big.write_bytes(b"word " * 300_000)
     with pytest.raises(Unreadable, match=r"too large: 1 MB, the limit is 1 MB \(RAG_MAX_FILE_MB\)"):
         load(big, ReadOptions(max_bytes=2**20))
+
+
+def test_no_ocr_on_the_command_line(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    text_image(["Parking ticket 12 euros"]).save(docs / "ticket.png")
+    done = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "ingest", "--no-ocr", "--json", str(docs),
+         "--index", str(tmp_path / "index")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    [failure] = json.loads(done.stdout)["failed"]
+    assert "OCR is off" in failure["reason"]
+
+
+def test_windows_line_endings_and_unicode_line_separators_keep_headings():
+    text = "Intro\u2028still intro.\r\n\r\n# One\r\n\r\nBody one.\r\n\r\n## Two\r\n\r\nBody two.\r\n"
+    sections = markdown_sections(text)
+    assert [s.heading for s in sections] == ["", "One", "One > Two"]
+    assert sections[2].text.startswith("## Two")

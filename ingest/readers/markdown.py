@@ -27,11 +27,12 @@ def _parser() -> Any:
 
 def markdown_sections(text: str) -> list[Section]:
     """One section per heading, carrying its path of parent headings."""
-    lines = text.splitlines(keepends=True)
-    offset = [0, *accumulate(len(line) for line in lines)]  # line number -> character
+    # Line numbers as the parser counts them: only "\n" (and "\r\n") end a line.
+    lines = text.split("\n")
+    offset = [0, *accumulate(len(line) + 1 for line in lines)]  # line number -> character
 
     def at(line: int) -> int:
-        return offset[min(line, len(lines))]
+        return min(offset[min(line, len(lines))], len(text))
 
     tokens = _parser().parse(text)
     begin = 0
