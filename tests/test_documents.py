@@ -235,3 +235,28 @@ def test_windows_line_endings_and_unicode_line_separators_keep_headings():
     sections = markdown_sections(text)
     assert [s.heading for s in sections] == ["", "One", "One > Two"]
     assert sections[2].text.startswith("## Two")
+
+
+def _can_cut_the_network() -> bool:
+    import shutil
+    import subprocess
+
+    return bool(shutil.which("unshare")) and subprocess.run(
+        ["unshare", "-rn", "true"], capture_output=True).returncode == 0
+
+
+@needs_ocr
+@pytest.mark.skipif(not _can_cut_the_network(), reason="cannot run a process without network")
+def test_ocr_runs_without_any_network(tmp_path):
+    """In a process with no network at all, OCR still reads: its models ship in the wheel."""
+    import subprocess
+    import sys
+
+    text_image(["Offline reading works"]).save(tmp_path / "offline.png")
+    script = ("import sys; from PIL import Image; from ingest.readers import ocr; "
+              "print(ocr.read(Image.open(sys.argv[1])).text)")
+    done = subprocess.run(["unshare", "-rn", sys.executable, "-c", script,
+                           str(tmp_path / "offline.png")], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Offline reading works" in done.stdout
