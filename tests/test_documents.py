@@ -260,3 +260,12 @@ def test_ocr_runs_without_any_network(tmp_path):
                           timeout=300)
     assert done.returncode == 0, done.stderr
     assert "Offline reading works" in done.stdout
+
+
+def test_html_headings_become_the_heading_path(tmp_path):
+    page = tmp_path / "guide.html"
+    page.write_text("<html><body><p>Intro.</p><h1>Guide</h1><p>Welcome.</p><h2>Setup</h2>"
+                    "<p>Plug it in.</p><h2>Use</h2><p>Press start.</p></body></html>")
+    sections = load(page).sections
+    assert [s.heading for s in sections] == ["", "Guide", "Guide > Setup", "Guide > Use"]
+    assert "Plug it in." in sections[2].text

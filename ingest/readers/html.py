@@ -1,4 +1,4 @@
-"""HTML pages: the visible text, with tables as Markdown tables."""
+"""HTML pages: the visible text, headings as the heading path, tables as Markdown tables."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 from ingest.readers.text import read_text
 from ingest.readers.types import Loaded, ReadOptions, SectionBuilder, Unreadable
 
-_MARK = "\ue000table{}\ue000"  # a private-use character never found in real pages
-_MARKS = re.compile("\ue000table(\\d+)\ue000")
+# Tables and headings are swapped for marks in the text (a private-use character
+# never found in real pages), then rebuilt from the marks in reading order.
+_MARK = "\ue000{}\ue000"
+_MARKS = re.compile("\ue000(\\d+)\ue000")
 
 
 def read(path: Path, options: ReadOptions) -> Loaded:
@@ -18,17 +20,27 @@ def read(path: Path, options: ReadOptions) -> Loaded:
     soup = BeautifulSoup(read_text(path), "html.parser")
     for hidden in soup(["script", "style", "noscript", "template", "head"]):
         hidden.decompose()
-    tables = []
-    for table in soup.find_all("table"):
-        if table.find_parent("table") is not None:
-            continue  # a nested table is read as its cell's text
-        tables.append(_rows(table))
-        table.replace_with(soup.new_string(f"\n\n{_MARK.format(len(tables) - 1)}\n\n"))
+    marked: list[tuple[int, str] | list[list[str]]] = []  # (level, title) or table rows
+    for element in soup.find_all(["table", "h1", "h2", "h3", "h4", "h5", "h6"]):
+        if element.find_parent("table") is not None:
+            continue  # inside a table: read as its cell's text
+        if element.name == "table":
+            marked.append(_rows(element))
+        else:
+            title = element.get_text(" ", strip=True)
+            if not title:
+                continue
+            marked.append((int(element.name[1]), title))
+        element.replace_with(soup.new_string(f"\n\n{_MARK.format(len(marked) - 1)}\n\n"))
     text = re.sub(r"\n\s*\n+", "\n\n", soup.get_text("\n")).strip()
     build = SectionBuilder()
     for n, part in enumerate(_MARKS.split(text)):
         if n % 2:
-            build.table(tables[int(part)])
+            item = marked[int(part)]
+            if isinstance(item, tuple):
+                build.heading(*item)
+            else:
+                build.table(item)
         else:
             for paragraph in part.split("\n\n"):
                 build.paragraph(paragraph)
