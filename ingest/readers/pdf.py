@@ -48,7 +48,8 @@ def read(path: Path, options: ReadOptions) -> Loaded:
         if text.strip():
             sections.extend(tabled.get(n) or [Section(text, page=n)])
     blank = [n for n, text in enumerate(texts, start=1) if not text.strip()]
-    scanned, seconds = [], 0.0
+    scanned: list[Section] = []
+    seconds = 0.0
     if blank and options.ocr and ocr.available():
         scanned, seconds = _ocr_pages(path, blank)
     sections = sorted(sections + scanned, key=lambda s: s.page or 0)
