@@ -156,7 +156,7 @@ async def start() -> None:
         if res.settings.llm_fallback:
             by += " Questions go to the fallback models meanwhile."
     await cl.Message(
-        content=f"Hello! Ask me about {where}, or attach a PDF, Markdown or text file to ask "
+        content=f"Hello! Ask me about {where}, or attach a file ({uploads.FORMATS}) to ask "
         f"about it. {by}"
     ).send()
 

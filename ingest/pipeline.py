@@ -26,7 +26,7 @@ from typing import TypeVar
 from tqdm import tqdm
 
 from ingest.chunking import Piece, chunk_sections
-from ingest.loaders import Unreadable, is_supported, load
+from ingest.loaders import ReadOptions, Unreadable, is_supported, load
 from ingest.summary import Summary
 from rag import library as lib
 from rag import store
@@ -99,6 +99,9 @@ class Prepared:
     chunks: list[Chunk] | None = None  # None: unchanged since the last ingest
     error: str | None = None
     pages_without_text: int = 0
+    engine: str = ""
+    ocr_pages: int = 0
+    ocr_seconds: float = 0.0
 
 
 @dataclass
@@ -109,6 +112,7 @@ class Ingestor:
     chunk_overlap: int | None = None
     extra_metadata: dict[str, str | int | float | bool] = field(default_factory=dict)
     batch_chunks: int = 256
+    read_options: ReadOptions | None = None  # None: the library's settings decide
 
     def __post_init__(self) -> None:
         settings = self.library.settings
@@ -116,11 +120,15 @@ class Ingestor:
             self.chunk_tokens = settings.chunk_tokens
         if self.chunk_overlap is None:
             self.chunk_overlap = settings.chunk_overlap
+        if self.read_options is None:
+            self.read_options = ReadOptions(settings.ocr, settings.max_file_mb * 2**20)
 
     @property
     def options(self) -> str:
         extra = json.dumps(self.extra_metadata, sort_keys=True)
-        return f"{self.chunk_tokens}/{self.chunk_overlap}/{extra}"
+        # A scan ingested without OCR must be read again once OCR is on.
+        ocr = "" if self.read_options.ocr else "/no-ocr"
+        return f"{self.chunk_tokens}/{self.chunk_overlap}/{extra}{ocr}"
 
     @property
     def embedder(self) -> Embedder:
@@ -140,7 +148,7 @@ class Ingestor:
             file_hash = content_hash(path, self.options)
             if stored and stored.complete and stored.content_hash == file_hash:
                 return Prepared(path, file_hash)
-            loaded = load(path)
+            loaded = load(path, self.read_options)
         except (Unreadable, OSError) as exc:
             return Prepared(path, "", error=str(exc))
         self.check_chunk_size()
@@ -148,7 +156,9 @@ class Ingestor:
             loaded.sections, self.chunk_tokens, self.chunk_overlap, self.embedder.count_tokens
         )
         chunks = self._chunks(str(path), file_hash, pieces)
-        return Prepared(path, file_hash, chunks, pages_without_text=loaded.pages_without_text)
+        return Prepared(path, file_hash, chunks, pages_without_text=loaded.pages_without_text,
+                        engine=loaded.engine, ocr_pages=loaded.ocr_pages,
+                        ocr_seconds=loaded.ocr_seconds)
 
     def _chunks(self, source: str, file_hash: str, pieces: list[Piece]) -> list[Chunk]:
         extra = {**self.extra_metadata, "file_hash": file_hash, "chunk_count": len(pieces)}
@@ -162,7 +172,7 @@ class Ingestor:
                 heading=p.heading,
                 start=p.start,
                 end=p.end,
-                extra=extra,
+                extra={**extra, "ocr": True} if p.ocr else extra,
             )
             for i, p in enumerate(pieces)
         ]
@@ -207,8 +217,8 @@ class Ingestor:
                     pending, waiting = [], 0
                 bar.update()
                 rate = summary.chunks_written / max(time.perf_counter() - started, 1e-6)
-                bar.set_postfix_str(f"{summary.chunks_written} chunks, {rate:.0f} chunks/s",
-                                    refresh=False)
+                bar.set_postfix_str(f"{summary.chunks_written} chunks, {rate:.0f} chunks/s"
+                                    + summary.ocr_postfix(), refresh=False)
             summary.chunks_written += self.write(pending, stored)
         if prune:
             summary.removed = self.prune(target, stored)
@@ -226,6 +236,7 @@ class Ingestor:
             (summary.updated if name in stored else summary.added).append(name)
         if prepared.pages_without_text:
             summary.pages_without_text[name] = prepared.pages_without_text
+        summary.record_reading(name, prepared.engine, prepared.ocr_pages, prepared.ocr_seconds)
 
     def prune(self, target: Target, stored: dict[str, store.StoredFile]) -> list[str]:
         """Forget indexed files that have vanished from the folders just ingested."""

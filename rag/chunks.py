@@ -25,6 +25,8 @@ class Chunk:
     def label(self) -> str:
         """How a person refers to the chunk: file name plus page or heading."""
         where = f"p. {self.page}" if self.page else self.heading
+        if self.extra.get("ocr"):  # read from pixels: words may be misread
+            where = f"{where}, OCR" if where else "OCR"
         return f"{self.title}, {where}" if where else self.title
 
 

@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--private", action="store_true",
                    help="never send these documents to a model off this machine")
+    p.add_argument("--no-ocr", dest="ocr", action="store_false", default=None,
+                   help="do not read scanned pages and images (RAG_OCR=false)")
+    p.add_argument("--watch", action="store_true",
+                   help="after ingesting, keep the index in step as files change (Ctrl-C stops)")
     p.set_defaults(run=cmd_ingest)
 
     p = sub.add_parser("forget", parents=[common], help="remove documents from the index")
@@ -133,11 +137,15 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.pipeline import Ingestor, discover
     from rag.retrieval import open_library
 
-    target = discover(args.paths, exclude=[settings.index])
+    settings = settings.with_overrides(ocr=args.ocr)
+    target = None if args.watch else discover(args.paths, exclude=[settings.index])
     library = open_library(settings)
-    summary = Ingestor(
-        library, extra_metadata={"private": True} if args.private else {},
-    ).run(target, prune=args.prune)
+    ingestor = Ingestor(library, extra_metadata={"private": True} if args.private else {})
+    if target is None:  # --watch: a path may appear later
+        from ingest.watch import watch
+
+        return watch(ingestor, args.paths, exclude=[settings.index])
+    summary = ingestor.run(target, prune=args.prune)
     print(json.dumps(summary.as_dict(), indent=2) if args.json else summary.render())
     return summary.exit_code
 

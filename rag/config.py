@@ -45,6 +45,12 @@ class Settings(BaseSettings):
         200, ge=16, description="Chunk size in embedding-model tokens (MiniLM reads 256)."
     )
     chunk_overlap: int = Field(40, ge=0, description="Overlap between chunks, in tokens.")
+    ocr: bool = Field(
+        True, description="Read scanned pages and images with OCR (RapidOCR), where installed."
+    )
+    max_file_mb: int = Field(
+        100, ge=1, description="Larger files are not read, by ingest or as uploads."
+    )
 
     llm: str = Field("embedded", description="Chat model spec: embedded, onnx:PATH, ...")
     llm_api_key: SecretStr | None = Field(None, description="Key for openai: servers.")

@@ -14,13 +14,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.loaders import is_supported
+from ingest.loaders import FORMATS, Unreadable, is_supported
 from ingest.pipeline import Ingestor, Target
+from ingest.readers import check
 from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.library import Library, open_library
 
 ORIGIN = "upload"
+__all__ = ["FORMATS", "ORIGIN", "ChatUploads", "add", "create", "discard", "refused"]
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,9 @@ def add(uploads: ChatUploads, path: str, name: str) -> str:
     # Chainlit stores uploads under random names and deletes them at the session's
     # end; a copy under the real name gives sources a name people recognise.
     target = uploads.folder / "files" / _safe_name(name)
-    if not is_supported(target):
-        return f"**{name}**: not added; this format is not supported (PDF, Markdown, text)."
+    refusal = refused(Path(path), target.name, uploads.library.settings.max_file_mb)
+    if refusal:
+        return f"**{name}**: not added; {refusal}."
     target.parent.mkdir(exist_ok=True)
     shutil.copyfile(path, target)
     summary = Ingestor(
@@ -56,6 +59,19 @@ def add(uploads: ChatUploads, path: str, name: str) -> str:
         return f"**{name}** could not be read: {summary.failed[str(target)]}."
     chunks = summary.chunks_written
     return f"Added **{name}** to this chat ({chunks} passage{'s' if chunks != 1 else ''})."
+
+
+def refused(path: Path, name: str, max_mb: int) -> str | None:
+    """Why an uploaded file is not read, checked on the server before anything is copied:
+    its name must be of a format ingest reads, its size within the limit, and its bytes
+    what the name says (the reader is chosen by content, never by the name alone)."""
+    if not is_supported(Path(name)):
+        return f"this format is not supported ({FORMATS})"
+    try:
+        check(path, max_mb * 2**20, name)
+    except Unreadable as exc:
+        return str(exc)
+    return None
 
 
 def discard(uploads: ChatUploads) -> None:

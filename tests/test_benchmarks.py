@@ -6,11 +6,13 @@ import sys
 
 
 def test_ingest_benchmark_prints_its_ratios():
-    done = subprocess.run([sys.executable, "-m", "benchmarks.ingest", "--docs", "12"],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-m", "benchmarks.ingest", "--docs", "12",
+                           "--ocr-pages", "1"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert re.search(r"ratio to embedding alone: \d+\.\d+", done.stdout)
     assert re.search(r"ratio to first ingest: +\d+\.\d+", done.stdout)
+    assert re.search(r"OCR, scanned pages: .* \d+\.\d+ pages/s", done.stdout)
+    assert re.search(r"same pages, text layer: .* \d+\.\d+ pages/s", done.stdout)
 
 
 def test_relevance_calibration_prints_the_trade_off():

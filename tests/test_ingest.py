@@ -81,7 +81,7 @@ def test_bad_files_are_reported_and_the_rest_is_ingested(library, tmp_path):
     encrypt_pdf(write_pdf(tmp_path / "plain.pdf", ["Secret."]), docs / "locked.pdf")
     truncate(write_pdf(tmp_path / "full.pdf", ["Text."] * 4), docs / "broken.pdf")
     (docs / "empty.txt").write_text("")
-    (docs / "image.png").write_bytes(b"\x89PNG\r\n")
+    (docs / "song.mp3").write_bytes(b"ID3\x04\x00")  # images are read now (OCR); audio is not
     (docs / ".hidden.md").write_text("# Hidden\n\nnever ingested")
 
     summary = ingest(library, docs)

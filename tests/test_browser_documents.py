@@ -1,0 +1,29 @@
+"""Every format ingest reads can be attached in the browser (DOCX, PNG), and is answered from."""
+
+from __future__ import annotations
+
+import pytest
+from docbuilders import table_docx, text_image
+from test_browser import ANSWER, app_url, ask, browser, open_chat, source_links  # noqa: F401
+
+pytestmark = pytest.mark.browser
+
+
+def test_an_attached_docx_and_png_are_read_in_the_chat(browser, app_url, tmp_path):  # noqa: F811
+    docx = table_docx(tmp_path / "prices.docx")
+    receipt = tmp_path / "receipt.png"
+    text_image(["KIOSK RECEIPT", "1 x Tamarind candy 2.80"]).save(receipt)
+    context, page = open_chat(browser, app_url[0])
+    try:
+        page.set_input_files("input[type=file]", [str(docx), str(receipt)])
+        page.wait_for_timeout(1000)
+        ask(page, "How much does a quince cost?", timeout=300)
+        notes = "\n".join(page.locator(ANSWER).all_inner_texts())  # one note per file
+        assert "Added prices.docx to this chat (1 passage)" in notes
+        assert "Added receipt.png to this chat (1 passage)" in notes
+        assert any(link.startswith("[1] prices.docx") for link in source_links(page))
+
+        ask(page, "What did the tamarind candy cost on the kiosk receipt?")
+        assert any("receipt.png, ocr" in link for link in source_links(page))
+    finally:
+        context.close()
