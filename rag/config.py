@@ -12,7 +12,7 @@ from typing import Literal
 from typing import Annotated
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Lists and maps may be given as JSON or, more readably, comma-separated:
@@ -102,6 +102,21 @@ class Settings(BaseSettings):
     history_turns: int = Field(3, ge=0, le=20, description="Earlier exchanges sent to the model.")
     max_answer_tokens: int = Field(384, ge=1)
     temperature: float = Field(0.2, ge=0.0, le=2.0)
+
+    # Chat history (rag/chats.py).
+    chats_dir: Path | None = Field(
+        None, description="Stored chats and their files; default: the chats folder in the index.",
+    )
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("RAG_DATABASE_URL", "DATABASE_URL"),
+        description="PostgreSQL for chat history (postgresql://...); default SQLite.",
+    )
+    chat_retention_days: int = Field(
+        0, ge=0, description="Delete chats untouched for this many days; 0 keeps them.",
+    )
+    auth: str = Field(
+        "", description="Login: empty for one local user, or header:NAME (a trusted proxy's).",
+    )
 
     @field_validator("llm_fallback", "llm_local_hosts", mode="before")
     @classmethod
