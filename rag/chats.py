@@ -20,7 +20,7 @@ import secrets
 import shutil
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -329,7 +329,7 @@ class ChatStore:
     async def steps(self, thread_id: str) -> list[dict]:
         async with self.engine.connect() as db:
             rows = (await db.execute(sa.select(t_steps).where(t_steps.c.thread_id == thread_id)
-                                     .order_by(t_steps.c.seq))).mappings().all()
+                                     .order_by(t_steps.c.created_at, t_steps.c.seq))).mappings().all()
             marks = {r["for_id"]: r for r in (await db.execute(sa.select(t_feedback).where(
                 t_feedback.c.thread_id == thread_id))).mappings()}
         found = []
@@ -436,3 +436,22 @@ def auth_secret(settings: Settings) -> str:
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(48))
     return path.read_text().strip()
+
+
+def header_user(auth: str, headers: Mapping[str, str]) -> str | None:
+    """Who is asking, for header login. With no login configured (``RAG_AUTH`` empty,
+    on loopback) everyone is the one local user; with ``header:NAME`` the trusted
+    reverse proxy names the user in that header (no header, no entry)."""
+    if not auth:
+        return LOCAL_USER
+    if auth.startswith("header:"):
+        name = (headers.get(auth.split(":", 1)[1]) or "").strip()
+        return name or None
+    return None  # another login (password) decides
+
+
+def sweep_older(folder: Path, before: float) -> None:
+    """Remove what a crashed run left in ``folder`` (entries older than ``before``)."""
+    for entry in folder.glob("*") if folder.is_dir() else []:
+        if entry.stat().st_mtime < before:
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()

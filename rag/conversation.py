@@ -44,6 +44,11 @@ class Entry:
         return {"role": self.role, "content": self.content, "private": self.private}
 
 
+def profiles(settings: Settings) -> list[str]:
+    """The specs a person can choose between: the primary model, then the fallbacks."""
+    return list(dict.fromkeys([settings.llm, *settings.llm_fallback]))
+
+
 class Engine:
     """What every conversation of a process shares: settings, the library, loaded
     models (one per spec, shared by every profile's pool) and the chat store."""
@@ -70,8 +75,7 @@ class Engine:
         return self.store
 
     def profiles(self) -> list[str]:
-        """The specs a person can choose between: the primary model, then the fallbacks."""
-        return list(dict.fromkeys([self.settings.llm, *self.settings.llm_fallback]))
+        return profiles(self.settings)
 
     def pool(self, spec: str | None = None) -> ModelPool:
         """The chosen model first, then the configured fallbacks."""
@@ -130,6 +134,26 @@ class Conversation:
         found = [self.engine.live.current()] if self.use_library else []
         own = self._open_uploads(False)
         return found + ([own.library] if own else [])
+
+    def configure(self, values: dict) -> None:
+        """The chat's own options (the app's settings panel)."""
+        globs = [g.strip() for g in str(values.get("sources") or "").split(",") if g.strip()]
+        self.options = self.engine.settings.with_overrides(
+            top_k=int(values["top_k"]), temperature=float(values["temperature"]), sources=globs)
+        self.use_library = bool(values.get("use_library", True))
+
+    async def greeting(self) -> str:
+        """The welcome: how many documents, and which model answers (or why none can)."""
+        from rag import store, transcript
+
+        library = await asyncio.to_thread(self.engine.live.current)
+        counts = await asyncio.to_thread(store.source_counts, library.collection)
+        try:
+            model = await asyncio.to_thread(self.engine.pool(self.spec).load, self.spec)
+            return transcript.welcome(len(counts), model.name, None, False)
+        except RagError as exc:
+            return transcript.welcome(len(counts), None, str(exc),
+                                      bool(self.engine.settings.llm_fallback))
 
     def close(self) -> None:
         """Release open files; nothing is deleted (the chat may be resumed)."""
@@ -235,7 +259,7 @@ def sources(turn: chat.Turn) -> list[dict]:
 def metadata(turn: chat.Turn) -> dict:
     """What an answer's stored message carries besides its shown text."""
     return {"private": turn.private, "answer": turn.text, "sources": sources(turn),
-            "model": turn.model, "notices": turn.notices()}
+            "model": turn.model, "notices": turn.notices(), "stopped": turn.stopped}
 
 
 def entries_from_steps(steps: Sequence[dict]) -> list[Entry]:
@@ -247,6 +271,11 @@ def entries_from_steps(steps: Sequence[dict]) -> list[Entry]:
         role = "user" if step["type"] == "user_message" else "assistant"
         if role == "assistant" and "answer" not in meta:
             continue  # the welcome and notes such as "Added file.pdf to this chat"
+        if role == "assistant" and meta.get("stopped"):
+            # Only whole answers are history: a stopped one is nothing to build on.
+            if entries and entries[-1].role == "user":
+                entries.pop()
+            continue
         content = meta.get("answer", step.get("output") or "")
         entries.append(Entry(role, content, bool(meta.get("private")), meta.get("sources", [])))
     _link_private(entries)
@@ -301,25 +330,6 @@ class Conversations:
         await (await self._store()).delete_thread(chat_id)
 
     async def export(self, chat_id: str, user: str | None = LOCAL_USER) -> str:
+        from rag.transcript import export_markdown
+
         return export_markdown(await self.thread(chat_id, user))
-
-
-def export_markdown(thread: dict) -> str:
-    """The chat as Markdown: each question, each answer and the passages it cites."""
-    lines = [f"# {thread.get('name') or 'Chat'}", "",
-             f"Chat `{thread['id']}`, started {thread.get('createdAt', '')}.", ""]
-    for entry in entries_from_steps(thread.get("steps") or []):
-        if entry.role == "user":
-            lines += [f"## {entry.content.strip()}", ""]
-            continue
-        lines += [entry.content.strip(), ""]
-        if entry.sources:
-            heading = "Sources" if entry.sources[0].get("cited") else "Retrieved passages"
-            lines += [f"**{heading}:**", ""]
-            for s in entry.sources:
-                quote = " ".join(str(s.get("text", "")).split())
-                lines.append(f"- [{s['n']}] {s['label']} (`{s['source']}`)")
-                if quote:
-                    lines.append(f"  > {quote}")
-            lines.append("")
-    return "\n".join(lines).rstrip() + "\n"

@@ -18,7 +18,8 @@ from support_db import fresh_database, missing, postgres_cluster
 
 from ingest.pipeline import Ingestor, discover
 from rag.chats import ChatStore
-from rag.conversation import Conversation, Conversations, Engine, export_markdown
+from rag.conversation import Conversation, Conversations, Engine
+from rag.transcript import export_markdown
 from rag.errors import RagError
 from rag.freshness import LiveLibrary
 
