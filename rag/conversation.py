@@ -53,7 +53,7 @@ class Engine:
     """What every conversation of a process shares: settings, the library, loaded
     models (one per spec, shared by every profile's pool) and the chat store."""
 
-    def __init__(self, settings: Settings, live: LiveLibrary,
+    def __init__(self, settings: Settings, live: LiveLibrary | None,
                  store: ChatStore | None = None) -> None:
         self.settings = settings
         self.live = live
