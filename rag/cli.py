@@ -388,7 +388,7 @@ async def _compare(questions: list[str], specs: list[str], settings: Settings) -
                 continue
             st = trial.stats
             rate = f"{st.tokens_per_s:.1f}" if st.tokens_per_s else "-"
-            print(f"{trial.model[:40]:40} {st.first_token_s or 0:10.2f}s {rate:>9} "
+            print(f"{(trial.model or spec)[:40]:40} {st.first_token_s or 0:10.2f}s {rate:>9} "
                   f"{st.answer_tokens:7d} {len(trial.text):6d}  {question[:50]}")
             cited, shown = trial.shown_sources(uncited=len(trial.context))
             if shown:
