@@ -173,7 +173,7 @@ async def _finish(reply: cl.Message, turn) -> None:
         reply.content += "\n\n" + "\n".join(f"> {n}" for n in notices)
     reply.metadata = metadata(turn)  # provenance and sources, for history and export
     if turn.context:
-        cited, shown = turn.shown_sources()
+        cited, shown = turn.shown_sources(uncited=len(turn.context))  # as every door shows
         reply.elements = [cl.Text(name=f"[{n}] {hit.chunk.label()}", content=hit.chunk.text,
                                   display="side") for n, hit in shown]
         reply.content += (f"\n\n**{transcript.sources_heading(cited)}:** "

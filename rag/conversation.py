@@ -265,7 +265,7 @@ def metadata(turn: chat.Turn) -> dict:
 def entries_from_steps(steps: Sequence[dict]) -> list[Entry]:
     entries = []
     for step in steps:
-        if step.get("type") not in MESSAGE_TYPES or step.get("parentId"):
+        if step.get("type") not in MESSAGE_TYPES:
             continue
         meta = step.get("metadata") or {}
         role = "user" if step["type"] == "user_message" else "assistant"

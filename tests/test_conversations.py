@@ -264,3 +264,22 @@ async def test_general_answers_do_not_carry_private_history(private_engine):
         remote.shutdown()
     assert not turn.grounded and remote.bodies
     assert SECRET not in str(remote.bodies)
+
+
+def test_history_comes_back_from_the_app_s_stored_messages():
+    """Chainlit stores answers as steps under the question; notes have no answer."""
+    from rag.conversation import entries_from_steps
+
+    steps = [
+        {"id": "w", "type": "assistant_message", "output": "Hello!", "metadata": {}},
+        {"id": "q", "type": "user_message", "output": "What is my code?", "metadata": {}},
+        {"id": "r", "type": "retrieval", "output": "Searched for: ..."},
+        {"id": "a", "type": "assistant_message", "parentId": "q", "output": "It is X [1].\n\n"
+         "**Sources:** [1] diary.md", "metadata": {"answer": "It is X [1].", "private": True}},
+        {"id": "q2", "type": "user_message", "output": "Tell a long story", "metadata": {}},
+        {"id": "a2", "type": "assistant_message", "output": "Once", "metadata": {
+            "answer": "Once", "stopped": True}},
+    ]
+    entries = entries_from_steps(steps)
+    assert [(e.role, e.content, e.private) for e in entries] == [
+        ("user", "What is my code?", True), ("assistant", "It is X [1].", True)]
