@@ -16,6 +16,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 from rag import chat, uploads
@@ -284,7 +285,7 @@ def entries_from_steps(steps: Sequence[dict]) -> list[Entry]:
 
 def _link_private(entries: list[Entry]) -> None:
     """A question whose answer is private is private too (and the other way round)."""
-    for before, after in zip(entries, entries[1:]):
+    for before, after in pairwise(entries):
         if before.role == "user" and after.role == "assistant" and (before.private
                                                                      or after.private):
             before.private = after.private = True

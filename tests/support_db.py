@@ -47,8 +47,9 @@ def postgres_cluster() -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")
     port = free_port()
-    run = lambda cmd: subprocess.run(_as_server_user(cmd), capture_output=True,  # noqa: E731
-                                     text=True, timeout=120)
+    def run(cmd: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run(_as_server_user(cmd), capture_output=True, text=True,
+                              timeout=120, check=False)
     done = run(["initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                 "--no-sync"])
     if done.returncode:

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_browser import ANSWER, ROOT, ask, browser, retrieval_step, source_links  # noqa: F401
-
 from servers import free_port
+from test_browser import ANSWER, ROOT, ask, browser, retrieval_step, source_links  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
@@ -102,9 +101,9 @@ def test_a_chat_is_listed_reopened_and_continued(browser, app):  # noqa: F811
 def zephyr_pdf(folder: Path) -> Path:
     from testdocs import write_pdf
 
-    return write_pdf(folder / "zephyr.pdf", [
+    return write_pdf(folder / "zephyr.pdf", [(
         "The Zephyr-9 survey drone carries 3 kilograms of cargo and flies for 47 minutes "
-        "on one battery. Its range is 18 kilometres."])
+        "on one battery. Its range is 18 kilometres.")])
 
 
 ZEPHYR = "How long does the Zephyr-9 drone fly on one battery?"
@@ -176,7 +175,8 @@ def test_deleting_a_chat_deletes_its_files_from_disk(browser, app, tmp_path):  #
             time.sleep(0.1)
         assert not files.exists()
         done = subprocess.run([sys.executable, "-m", "rag.cli", "chats", "list", "--all"],
-                              env=app[1], capture_output=True, text=True, timeout=120)
+                              env=app[1], capture_output=True, text=True, timeout=120,
+                              check=True)
         assert chat not in done.stdout
     finally:
         context.close()
@@ -200,6 +200,6 @@ def test_a_chat_exports_as_markdown_and_the_app_cites_as_rag_ask(browser, app): 
     assert f"## {question}" in exported and "travel-policy.md" in exported
 
     asked = subprocess.run([sys.executable, "-m", "rag.cli", "ask", question], env=env,
-                           capture_output=True, text=True, timeout=600)
+                           capture_output=True, text=True, timeout=600, check=True)
     listed = re.findall(r"^  (\[\d+\] .+?)  \(", asked.stdout, re.MULTILINE)
     assert [s.lower() for s in listed] == shown

@@ -8,10 +8,6 @@ that the test declares untrusted.
 
 from __future__ import annotations
 
-import os
-import time
-from pathlib import Path
-
 import pytest
 from servers import Recorder
 from support_db import fresh_database, missing, postgres_cluster
@@ -19,9 +15,9 @@ from support_db import fresh_database, missing, postgres_cluster
 from ingest.pipeline import Ingestor, discover
 from rag.chats import ChatStore
 from rag.conversation import Conversation, Conversations, Engine
-from rag.transcript import export_markdown
 from rag.errors import RagError
 from rag.freshness import LiveLibrary
+from rag.transcript import export_markdown
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +138,7 @@ async def test_a_stored_chat_resumes_with_its_history_and_files(engine, tmp_path
     conv.close()
 
     again = await chats.open(conv.id)
-    assert [e.content for e in again.history][0] == "How do I install Local RAG Chat on Linux?"
+    assert again.history[0].content == "How do I install Local RAG Chat on Linux?"
     assert await again.files() == ["zephyr.md"]
     follow = await again.prepare("And on Windows?")  # needs the first question
     assert follow.search_query.startswith("How do I install Local RAG Chat on Linux?")
