@@ -320,6 +320,19 @@ class Conversations:
         thread = await self.thread(chat_id, user)
         return Conversation.from_thread(self.engine, thread, persist=True, **kwargs)
 
+    async def for_request(self, messages: Sequence[dict], chat_id: str | None = None,
+                          user: str = LOCAL_USER, **kwargs) -> tuple[Conversation, str]:
+        """What ``rag serve`` needs for one request: with ``chat_id``, the stored chat
+        (its history and files; the answer is stored in it) and the last user
+        message; without, a conversation made of the messages sent."""
+        if chat_id is None:
+            return await Conversation.from_messages(self.engine, messages, **kwargs)
+        conv = await self.open(chat_id, user, **kwargs)
+        users = [m for m in messages if m.get("role") == "user"]
+        if not users:
+            raise RagError("The last message must come from the user.")
+        return conv, text_of(users[-1].get("content"))
+
     async def list(self, user: str | None = LOCAL_USER, first: int = 100) -> list[dict]:
         store = await self._store()
         user_id = None if user is None else (await store.ensure_user(user))["id"]

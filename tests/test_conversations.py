@@ -279,3 +279,27 @@ def test_history_comes_back_from_the_app_s_stored_messages():
     entries = entries_from_steps(steps)
     assert [(e.role, e.content, e.private) for e in entries] == [
         ("user", "What is my code?", True), ("assistant", "It is X [1].", True)]
+
+
+async def test_an_api_request_continues_a_stored_chat_or_its_own_messages(engine):
+    chats = Conversations(engine)
+    stored = await chats.create()
+    await stored.ask("How do I install Local RAG Chat on Linux?")
+    conv, question = await chats.for_request(
+        [{"role": "user", "content": [{"type": "text", "text": "And on Windows?"}]}],
+        chat_id=stored.id)
+    assert question == "And on Windows?" and len(conv.history) == 2
+    turn = await conv.ask(question)
+    assert turn.search_query.startswith("How do I install Local RAG Chat on Linux?")
+    assert len((await chats.thread(stored.id))["steps"]) == 4
+
+    sent = [{"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "How do I install Local RAG Chat on Linux?"},
+            {"role": "assistant", "content": "Run make run."},
+            {"role": "user", "content": "And on Windows?"}]
+    conv, question = await chats.for_request(sent)
+    assert [e.content for e in conv.history] == [sent[1]["content"], sent[2]["content"]]
+    with pytest.raises(RagError):
+        await chats.for_request(sent[:3])
+    with pytest.raises(RagError, match="no chat"):
+        await chats.for_request(sent, chat_id=stored.id, user="mallory")
