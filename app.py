@@ -11,9 +11,11 @@ import time
 import chainlit as cl
 from chainlit.config import FILES_DIRECTORY
 from chainlit.input_widget import Slider, Switch, TextInput
+from chainlit.types import ThreadDict
 
-from app_datalayer import RagDataLayer
+from app_datalayer import RagDataLayer, reattach_passages
 from rag import chats, transcript
+from rag.chat import Turn
 from rag.config import Settings
 from rag.conversation import Conversation, Engine, metadata, profiles
 from rag.errors import RagError
@@ -28,25 +30,13 @@ _loading = asyncio.Lock()
 cl.data_layer(lambda: LAYER)
 
 
-def _load() -> Engine:
-    found = Engine.open(SETTINGS)
-    try:
-        found.pool().load(SETTINGS.llm)  # the first question should not wait
-    except RagError:
-        pass  # said in the welcome; a fallback may still answer
-    chats.sweep_older(FILES_DIRECTORY, STARTED)  # Chainlit's copies left by a crashed run
-    return found
-
-
 async def engine() -> Engine:
     """Loaded once per process, on the first chat."""
     global _engine
     async with _loading:
         if _engine is None:
-            loaded = await asyncio.to_thread(_load)
-            loaded.store = await LAYER.store()
-            await loaded.open_store()  # retention and orphaned files
-            _engine = loaded
+            _engine = await Engine.start(SETTINGS, await LAYER.store())
+            chats.sweep_older(FILES_DIRECTORY, STARTED)  # Chainlit's copies a crash left
     return _engine
 
 
@@ -58,30 +48,25 @@ async def login_by_header(headers) -> cl.User | None:
 
 @cl.set_chat_profiles
 async def chat_profiles(user=None, language=None):
-    specs = profiles(SETTINGS)
-    if len(specs) < 2:
-        return None  # one model: nothing to choose
-    return [cl.ChatProfile(name=label(s), markdown_description=f"`RAG_LLM={s}`") for s in specs]
+    specs = profiles(SETTINGS)  # with one model there is nothing to choose
+    return [cl.ChatProfile(name=label(s), markdown_description=f"`RAG_LLM={s}`")
+            for s in specs] if len(specs) > 1 else None
 
 
 async def _conversation(thread: dict | None = None) -> Conversation:
     res = await engine()
     name = cl.user_session.get("chat_profile")
     spec = next((s for s in res.profiles() if label(s) == name), SETTINGS.llm)
-    if thread is not None:
-        conv = Conversation.from_thread(res, thread, spec=spec)
-    else:
-        conv = Conversation(res, id=cl.context.session.thread_id, spec=spec)
+    conv = (Conversation.from_thread(res, thread, spec=spec) if thread is not None
+            else Conversation(res, id=cl.context.session.thread_id, spec=spec))
     cl.user_session.set("conversation", conv)
     await cl.ChatSettings([
-        Slider(id="top_k", label="Passages per answer", initial=SETTINGS.top_k, min=1, max=12,
-               step=1),
-        Slider(id="temperature", label="Temperature", initial=SETTINGS.temperature, min=0,
-               max=1.5, step=0.1),
+        Slider(id="top_k", label="Passages per answer", initial=SETTINGS.top_k, min=1, max=12),
+        Slider(id="temperature", label="Temperature", initial=SETTINGS.temperature, max=1.5,
+               step=0.1),
         Switch(id="use_library", label="Search the library (off: only this chat's files)",
                initial=True),
-        TextInput(id="sources", label="Only documents matching (globs, comma-separated)",
-                  initial=""),
+        TextInput(id="sources", label="Only documents matching (globs, comma-separated)"),
     ]).send()
     return conv
 
@@ -89,24 +74,16 @@ async def _conversation(thread: dict | None = None) -> Conversation:
 @cl.on_chat_start
 async def start() -> None:
     try:
-        conv = await _conversation()
+        await cl.Message(content=await (await _conversation()).greeting()).send()
     except RagError as exc:
         await cl.ErrorMessage(content=str(exc)).send()
-        return
-    await cl.Message(content=await conv.greeting()).send()
 
 
 @cl.on_chat_resume
-async def resume(thread: dict) -> None:
-    """A past chat, with its history and files. Its cited passages go into this
-    session's files: the old session's copies are gone."""
-    await _conversation(thread)
-    for element in thread.get("elements") or []:
-        if element.get("content") is not None:
-            ref = await cl.context.session.persist_file(
-                name=element["name"], mime="text/plain", content=element["content"])
-            session = cl.context.session
-            element["url"] = f"/project/file/{ref['id']}?session_id={session.id}"
+async def resume(thread: ThreadDict) -> None:
+    """A past chat, with its history, files and cited passages."""
+    await _conversation(dict(thread))
+    await reattach_passages(thread)
 
 
 @cl.on_settings_update
@@ -117,7 +94,7 @@ async def update_settings(values: dict) -> None:
 @cl.on_chat_end
 async def end() -> None:
     # A disconnect may be a network blip: the chat and its files stay until deleted.
-    if (conv := cl.user_session.get("conversation")) is not None:
+    if conv := cl.user_session.get("conversation"):
         await asyncio.to_thread(conv.close)
 
 
@@ -129,19 +106,14 @@ async def export(action: cl.Action) -> None:
         cl.File(name="chat.md", content=text.encode(), mime="text/markdown")]).send()
 
 
-async def _take_uploads(message: cl.Message, conv: Conversation) -> None:
-    """Attached files go into this chat's own private library; Chainlit's copy goes."""
-    for f in [e for e in message.elements if getattr(e, "path", None)]:
-        report = await conv.attach(f.path, f.name)
-        await asyncio.to_thread(lambda p=f.path: os.path.exists(p) and os.remove(p))
-        await cl.Message(content=report, author="Library").send()
-
-
 @cl.on_message
 async def answer(message: cl.Message) -> None:
     conv: Conversation = cl.user_session.get("conversation")
     try:
-        await _take_uploads(message, conv)
+        for f in [e for e in message.elements if e.path]:  # into this chat's own library
+            report = await conv.attach(str(f.path), f.name)
+            await asyncio.to_thread(os.remove, str(f.path))  # Chainlit's copy is not needed
+            await cl.Message(content=report, author="Library").send()
         if not message.content.strip():
             return  # files only: they were announced above
         turn = await conv.prepare(message.content)
@@ -151,8 +123,8 @@ async def answer(message: cl.Message) -> None:
     step = cl.Step(name="Retrieval", type="retrieval")
     step.input, step.output = turn.search_query, transcript.retrieval_report(turn)
     await step.send()
-    reply = cl.Message(content="", actions=[cl.Action(name="export", payload={},
-                                                      label="Export chat as Markdown")])
+    reply = cl.Message(content="", actions=[
+        cl.Action(name="export", payload={}, label="Export chat as Markdown")])
     try:
         async for delta in conv.stream(turn):
             await reply.stream_token(delta)
@@ -168,14 +140,10 @@ async def answer(message: cl.Message) -> None:
     await _finish(reply, turn)
 
 
-async def _finish(reply: cl.Message, turn) -> None:
-    if notices := turn.notices():
-        reply.content += "\n\n" + "\n".join(f"> {n}" for n in notices)
+async def _finish(reply: cl.Message, turn: Turn) -> None:
+    text, shown = transcript.footer(turn)
+    reply.content += text
     reply.metadata = metadata(turn)  # provenance and sources, for history and export
-    if turn.context:
-        cited, shown = turn.shown_sources(uncited=len(turn.context))  # as every door shows
-        reply.elements = [cl.Text(name=f"[{n}] {hit.chunk.label()}", content=hit.chunk.text,
-                                  display="side") for n, hit in shown]
-        reply.content += (f"\n\n**{transcript.sources_heading(cited)}:** "
-                          + ", ".join(e.name for e in reply.elements))
+    reply.elements = [cl.Text(name=f"[{n}] {h.chunk.label()}", content=h.chunk.text,
+                              display="side") for n, h in shown]
     await reply.send()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
+from chainlit.context import context
 from chainlit.data.base import BaseDataLayer
 from chainlit.data.utils import queue_until_user_message
 from chainlit.element import Element, ElementDict
@@ -125,3 +126,13 @@ class RagDataLayer(BaseDataLayer):
 
     async def get_favorite_steps(self, user_id: str) -> list[StepDict]:
         return []
+
+
+async def reattach_passages(thread: ThreadDict) -> None:
+    """Cited passages of a resumed chat, served from this session's files: the old
+    session's copies are gone (Chainlit deletes them when a session ends)."""
+    session = context.session
+    for element in thread.get("elements") or []:
+        if (text := dict(element).get("content")) is not None:
+            ref = await session.persist_file(element["name"], "text/plain", content=text)
+            element["url"] = f"/project/file/{ref['id']}?session_id={session.id}"

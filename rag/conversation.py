@@ -67,6 +67,23 @@ class Engine:
         """Blocking: loads the embedding model and opens the index."""
         return cls(settings, LiveLibrary(library or open_library(settings)))
 
+    @classmethod
+    async def start(cls, settings: Settings, store: ChatStore) -> Engine:
+        """The app's engine: library and primary model loaded off the event loop (the
+        first question should not wait), the chat store connected, retention applied."""
+        def load() -> Engine:
+            found = cls.open(settings)
+            try:
+                found.pool().load(settings.llm)
+            except RagError:
+                pass  # said in the welcome; a fallback may still answer
+            return found
+
+        found = await asyncio.to_thread(load)
+        found.store = store
+        await found.open_store()
+        return found
+
     async def open_store(self) -> ChatStore:
         """Connect to the chat history; old chats (retention) and orphaned files go."""
         if self.store is None:
@@ -74,6 +91,13 @@ class Engine:
             await self.store.expire(self.settings.chat_retention_days)
             await self.store.sweep_files()
         return self.store
+
+    @property
+    def shared(self) -> LiveLibrary:
+        """The shared library (only `rag chats` commands run without one)."""
+        if self.live is None:
+            raise RagError("No library was opened for this command.")
+        return self.live
 
     def profiles(self) -> list[str]:
         return profiles(self.settings)
@@ -118,12 +142,13 @@ class Conversation:
             folder = self.files_dir
             if create or (folder is not None and (folder / "index").is_dir()):
                 self._uploads = uploads.create(
-                    self.engine.settings, self.engine.live.library.embedder, folder)
+                    self.engine.settings, self.engine.shared.library.embedder, folder)
         return self._uploads
 
     async def attach(self, path: str | Path, name: str) -> str:
         """Ingest a file into this conversation's private library; one sentence back."""
         chat_uploads = await asyncio.to_thread(self._open_uploads, True)
+        assert chat_uploads is not None  # made when missing
         return await asyncio.to_thread(uploads.add, chat_uploads, str(path), name)
 
     async def files(self) -> list[str]:
@@ -132,7 +157,7 @@ class Conversation:
 
     def libraries(self) -> list[Library]:
         """Blocking: the shared library (seeing `rag ingest` runs) and this chat's files."""
-        found = [self.engine.live.current()] if self.use_library else []
+        found = [self.engine.shared.current()] if self.use_library else []
         own = self._open_uploads(False)
         return found + ([own.library] if own else [])
 
@@ -147,7 +172,7 @@ class Conversation:
         """The welcome: how many documents, and which model answers (or why none can)."""
         from rag import store, transcript
 
-        library = await asyncio.to_thread(self.engine.live.current)
+        library = await asyncio.to_thread(self.engine.shared.current)
         counts = await asyncio.to_thread(store.source_counts, library.collection)
         try:
             model = await asyncio.to_thread(self.engine.pool(self.spec).load, self.spec)
@@ -264,7 +289,7 @@ def metadata(turn: chat.Turn) -> dict:
 
 
 def entries_from_steps(steps: Sequence[dict]) -> list[Entry]:
-    entries = []
+    entries: list[Entry] = []
     for step in steps:
         if step.get("type") not in MESSAGE_TYPES:
             continue

@@ -32,8 +32,15 @@ def retrieval_report(turn: Turn) -> str:
     return "\n".join(rows)
 
 
-def sources_heading(cited: bool) -> str:
-    return "Sources" if cited else "Retrieved passages (the answer cites none)"
+def footer(turn: Turn) -> tuple[str, list[tuple[int, Hit]]]:
+    """What follows an answer: its notices and sources line, and the passages to show
+    (the cited ones or, when none is cited, all it was given: as every door shows)."""
+    text = "".join(f"\n> {n}" for n in turn.notices())
+    cited, shown = turn.shown_sources(uncited=len(turn.context))
+    if shown:
+        heading = "Sources" if cited else "Retrieved passages (the answer cites none)"
+        text += f"\n\n**{heading}:** " + ", ".join(f"[{n}] {h.chunk.label()}" for n, h in shown)
+    return ("\n" + text if text else ""), shown
 
 
 def welcome(documents: int, model: str | None, problem: str | None, fallback: bool) -> str:

@@ -158,11 +158,16 @@ def test_deleting_a_chat_deletes_its_files_from_disk(browser, app, tmp_path):  #
     url, _, index = app
     context, page = open_as(browser, url, "carol")
     try:
-        attach(page, zephyr_pdf(tmp_path))
+        pdf = zephyr_pdf(tmp_path)
+        attach(page, pdf)
         ask(page, ZEPHYR)
         chat = thread_id(page)
         files = index / "chats" / "files" / chat
         assert (files / "files" / "zephyr.pdf").exists()
+        # Chainlit's own copy of the upload is not kept once the chat has the file.
+        copies = [p for p in (ROOT / ".files").rglob("*")
+                  if p.is_file() and p.read_bytes() == pdf.read_bytes()]
+        assert copies == []
 
         item = page.locator(f"a[href='/thread/{chat}']")
         item.hover()
