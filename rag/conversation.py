@@ -249,8 +249,12 @@ class Conversation:
     def from_thread(cls, engine: Engine, thread: dict, **kwargs) -> Conversation:
         """A stored chat (Chainlit's ThreadDict shape), ready to continue."""
         entries = entries_from_steps(thread.get("steps") or [])
-        return cls(engine, id=thread["id"], user_id=thread.get("userId"), history=entries,
+        conv = cls(engine, id=thread["id"], user_id=thread.get("userId"), history=entries,
                    **kwargs)
+        chosen = (thread.get("metadata") or {}).get("chat_settings") or {}
+        if {"top_k", "temperature"} <= set(chosen):
+            conv.configure(chosen)  # the settings panel as the chat last had it
+        return conv
 
     @classmethod
     async def from_messages(cls, engine: Engine, messages: Sequence[dict],

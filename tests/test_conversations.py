@@ -303,3 +303,11 @@ async def test_an_api_request_continues_a_stored_chat_or_its_own_messages(engine
         await chats.for_request(sent[:3])
     with pytest.raises(RagError, match="no chat"):
         await chats.for_request(sent, chat_id=stored.id, user="mallory")
+
+
+def test_a_resumed_chat_keeps_its_settings(engine):
+    thread = {"id": "t", "steps": [], "metadata": {"chat_settings": {
+        "top_k": 2, "temperature": 0.5, "use_library": False, "sources": "*.md"}}}
+    conv = Conversation.from_thread(engine, thread)
+    assert (conv.options.top_k, conv.options.temperature, conv.use_library,
+            conv.options.sources) == (2, 0.5, False, ["*.md"])
