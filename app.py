@@ -111,8 +111,7 @@ async def answer(message: cl.Message) -> None:
     conv: Conversation = cl.user_session.get("conversation")
     try:
         for f in [e for e in message.elements if e.path]:  # into this chat's own library
-            report = await conv.attach(str(f.path), f.name)
-            await asyncio.to_thread(os.remove, str(f.path))  # Chainlit's copy is not needed
+            report = await conv.attach(str(f.path), f.name, consume=True)  # Chainlit's copy goes
             await cl.Message(content=report, author="Library").send()
         if not message.content.strip():
             return  # files only: they were announced above

@@ -145,11 +145,17 @@ class Conversation:
                     self.engine.settings, self.engine.shared.library.embedder, folder)
         return self._uploads
 
-    async def attach(self, path: str | Path, name: str) -> str:
-        """Ingest a file into this conversation's private library; one sentence back."""
-        chat_uploads = await asyncio.to_thread(self._open_uploads, True)
-        assert chat_uploads is not None  # made when missing
-        return await asyncio.to_thread(uploads.add, chat_uploads, str(path), name)
+    async def attach(self, path: str | Path, name: str, consume: bool = False) -> str:
+        """Ingest a file into this conversation's private library; one sentence back.
+        With ``consume`` the file given is deleted afterwards, read or not (an upload's
+        temporary copy: the chat keeps its own)."""
+        try:
+            chat_uploads = await asyncio.to_thread(self._open_uploads, True)
+            assert chat_uploads is not None  # made when missing
+            return await asyncio.to_thread(uploads.add, chat_uploads, str(path), name)
+        finally:
+            if consume:
+                Path(path).unlink(missing_ok=True)
 
     async def files(self) -> list[str]:
         found = await asyncio.to_thread(self._open_uploads, False)
