@@ -311,3 +311,29 @@ def test_a_resumed_chat_keeps_its_settings(engine):
     conv = Conversation.from_thread(engine, thread)
     assert (conv.options.top_k, conv.options.temperature, conv.use_library,
             conv.options.sources) == (2, 0.5, False, ["*.md"])
+
+
+async def test_leftovers_of_a_crashed_run_are_swept(store, tmp_path):
+    """Files of chats that no longer exist, and Chainlit's copies from before the start."""
+    import os
+    import time
+
+    from rag.chats import sweep_older
+
+    user = await store.ensure_user("ann")
+    await store.upsert_thread("alive", user_id=user["id"])
+    day_old = time.time() - 2 * 24 * 3600
+    for name in ("alive", "orphan", "fresh-orphan"):
+        (store.files_dir(name) / "files").mkdir(parents=True)
+    for name in ("alive", "orphan"):
+        os.utime(store.files_dir(name), (day_old, day_old))
+    assert await store.sweep_files() == ["orphan"]
+    assert store.files_dir("alive").exists() and store.files_dir("fresh-orphan").exists()
+
+    copies = tmp_path / ".files"
+    (copies / "old-session").mkdir(parents=True)
+    (copies / "old-session" / "upload.pdf").write_bytes(b"%PDF")
+    os.utime(copies / "old-session", (day_old, day_old))
+    (copies / "live-session").mkdir()
+    sweep_older(copies, before=time.time() - 60)
+    assert [p.name for p in copies.iterdir()] == ["live-session"]
