@@ -1,281 +1,158 @@
 """Chainlit handlers for Local RAG Chat: ``chainlit run app.py``.
 
-Only the browser's side lives here; retrieval, prompts and models are in ``rag``.
+Only Chainlit glue lives here: a conversation's state and answers come from
+rag/conversation.py, chat history from app_datalayer.py over rag/chats.py, and who
+may reach the app from rag/security.py and rag/auth.py (SECURITY.md).
 """
 
 import asyncio
 import os
 import sys
-from dataclasses import dataclass, field
+import time
 
 import chainlit as cl
+from chainlit.config import FILES_DIRECTORY, config
 from chainlit.input_widget import Slider, Switch, TextInput
+from chainlit.server import app as server
+from chainlit.server import get_html_template
+from chainlit.types import ThreadDict
 
-from rag import auth, chat, security, store, uploads
-from rag.chunks import Hit
+from app_datalayer import RagDataLayer, reattach_passages
+from rag import auth, chats, security, transcript
+from rag.chat import Turn
 from rag.config import Settings
+from rag.conversation import Conversation, Engine, metadata, profiles
 from rag.errors import RagError
-from rag.freshness import LiveLibrary
-from rag.library import Library, open_library
 from rag.models.spec import label
-from rag.routing import ModelPool
 from rag.sanitize import safe_label, safe_markdown
-from rag.users import Users, users_path
 
+SETTINGS = Settings()
+BIND = config.run.host
+LAYER = RagDataLayer(SETTINGS)
+STARTED = time.time()
+_engine: Engine | None = None
+_loading = asyncio.Lock()
+cl.data_layer(lambda: LAYER)
 
-# --- Who may reach this app (issue #10, SECURITY.md) -------------------------------------
-def _protect(settings: Settings) -> None:
-    """Host/Origin checks and a Content-Security-Policy on every request, Socket.IO
-    included; a login beyond loopback. Runs at import, before Chainlit starts serving."""
-    from chainlit.config import config
-    from chainlit.server import app as server
-    from chainlit.server import get_html_template
+# Host/Origin checks and a Content-Security-Policy on every request, Socket.IO included.
+if not any(m.cls is security.HostOriginGuard for m in server.user_middleware):
+    server.add_middleware(
+        security.HostOriginGuard, hosts=security.allowed_hosts(SETTINGS, BIND),
+        origins=SETTINGS.allowed_origins, csp=security.content_security_policy(
+            security.inline_scripts(get_html_template(os.getenv("CHAINLIT_ROOT_PATH", "")))))
 
-    bind = config.run.host
-    if not any(m.cls is security.HostOriginGuard for m in server.user_middleware):
-        page = get_html_template(os.getenv("CHAINLIT_ROOT_PATH", ""))
-        server.add_middleware(
-            security.HostOriginGuard, hosts=security.allowed_hosts(settings, bind),
-            origins=settings.allowed_origins,
-            csp=security.content_security_policy(security.inline_scripts(page)))
-    policy = auth.login_policy(settings, bind)
-    if policy.mode == "none":
-        return
-    if not os.environ.get("CHAINLIT_AUTH_SECRET"):
-        os.environ["CHAINLIT_AUTH_SECRET"] = auth.auth_secret(settings.cache_dir)
-    if policy.mode == "header":
-        @cl.header_auth_callback
-        async def login_by_proxy(headers) -> cl.User | None:
-            name = auth.header_user(headers, policy.header)
-            return cl.User(identifier=name, metadata={"auth": "header"}) if name else None
-        return
-    users = Users(users_path(settings))
-    if not users.names():
-        sys.exit(f"A login is required on {bind} (RAG_AUTH=password) but there are no users: "
-                 "add one with `rag user add NAME`.")
+# History needs a login: on loopback everyone is the one local user, logged in by header.
+POLICY = auth.login_policy(SETTINGS, BIND)
+os.environ.setdefault("CHAINLIT_AUTH_SECRET", auth.auth_secret(SETTINGS.cache_dir))
+if POLICY.mode == "password":
+    try:
+        USERS = auth.password_users(SETTINGS, BIND)
+    except RagError as exc:
+        sys.exit(str(exc))
 
     @cl.password_auth_callback
     async def login(name: str, password: str) -> cl.User | None:
-        if await asyncio.to_thread(users.verify, name, password):
-            return cl.User(identifier=name, metadata={"auth": "password"})
-        return None
+        ok = await asyncio.to_thread(USERS.verify, name, password)
+        return cl.User(identifier=name) if ok else None
+else:
+    @cl.header_auth_callback
+    async def login_by_header(headers) -> cl.User | None:
+        name = auth.request_user(POLICY, headers)
+        return cl.User(identifier=name) if name else None
 
 
-_protect(Settings())
-# ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Shared:
-    """What every chat of this process shares: settings, the library, loaded models."""
-
-    settings: Settings
-    live: LiveLibrary
-    pools: dict = field(default_factory=dict)  # profile spec -> its pool
-    models: dict = field(default_factory=dict)  # spec -> loaded model, shared by all pools
-
-    def pool(self, spec: str) -> ModelPool:
-        """The chosen profile's model first, then the configured fallbacks."""
-        if spec not in self.pools:
-            rest = [s for s in self.settings.llm_fallback if s != spec]
-            chosen = self.settings.with_overrides(llm=spec, llm_fallback=rest)
-            self.pools[spec] = ModelPool(chosen, loaded=self.models)
-        return self.pools[spec]
-
-
-_shared: Shared | None = None
-_loading = asyncio.Lock()
-
-
-def _load() -> Shared:
-    settings = Settings()
-    res = Shared(settings, LiveLibrary(open_library(settings)))
-    try:
-        res.pool(settings.llm).load(settings.llm)  # the first question should not wait
-    except RagError:
-        pass  # said in the welcome; a fallback may still answer
-    return res
-
-
-async def shared() -> Shared:
+async def engine() -> Engine:
     """Loaded once per process, on the first chat."""
-    global _shared
+    global _engine
     async with _loading:
-        if _shared is None:
-            _shared = await asyncio.to_thread(_load)
-    return _shared
-
-
-def _profiles(settings: Settings) -> list[str]:
-    return list(dict.fromkeys([settings.llm, *settings.llm_fallback]))
+        if _engine is None:
+            _engine = await Engine.start(SETTINGS, await LAYER.store())
+            chats.sweep_older(FILES_DIRECTORY, STARTED)  # Chainlit's copies a crash left
+    return _engine
 
 
 @cl.set_chat_profiles
-async def profiles(user=None, language=None):
-    specs = _profiles(Settings())
-    if len(specs) < 2:
-        return None  # one model: nothing to choose
-    return [cl.ChatProfile(name=label(s), markdown_description=f"`RAG_LLM={s}`") for s in specs]
+async def chat_profiles(user=None, language=None):
+    specs = profiles(SETTINGS)  # with one model there is nothing to choose
+    return [cl.ChatProfile(name=label(s), markdown_description=f"`RAG_LLM={s}`")
+            for s in specs] if len(specs) > 1 else None
 
 
-def _chosen_spec(settings: Settings) -> str:
+async def _conversation(thread: dict | None = None) -> Conversation:
+    res = await engine()
     name = cl.user_session.get("chat_profile")
-    return next((s for s in _profiles(settings) if label(s) == name), settings.llm)
+    spec = next((s for s in res.profiles() if label(s) == name), SETTINGS.llm)
+    conv = (Conversation.from_thread(res, thread, spec=spec) if thread is not None
+            else Conversation(res, id=cl.context.session.thread_id, spec=spec))
+    cl.user_session.set("conversation", conv)
+    await cl.ChatSettings([
+        Slider(id="top_k", label="Passages per answer", initial=SETTINGS.top_k, min=1, max=12),
+        Slider(id="temperature", label="Temperature", initial=SETTINGS.temperature, max=1.5,
+               step=0.1),
+        Switch(id="use_library", label="Search the library (off: only this chat's files)",
+               initial=True),
+        TextInput(id="sources", label="Only documents matching (globs, comma-separated)"),
+    ]).send()
+    return conv
 
 
 @cl.on_chat_start
 async def start() -> None:
     try:
-        res = await shared()
+        await cl.Message(content=await (await _conversation()).greeting()).send()
     except RagError as exc:
         await cl.ErrorMessage(content=str(exc)).send()
-        return
-    spec = _chosen_spec(res.settings)
-    cl.user_session.set("spec", spec)
-    cl.user_session.set("history", [])
-    cl.user_session.set("options", res.settings)
-    await cl.ChatSettings([
-        Slider(id="top_k", label="Passages per answer", initial=res.settings.top_k,
-               min=1, max=12, step=1),
-        Slider(id="temperature", label="Temperature", initial=res.settings.temperature,
-               min=0, max=1.5, step=0.1),
-        Switch(id="use_library", label="Search the library (off: only this chat's files)",
-               initial=True),
-        TextInput(id="sources", label="Only documents matching (globs, comma-separated)",
-                  initial=""),
-    ]).send()
-    library = await asyncio.to_thread(res.live.current)
-    counts = await asyncio.to_thread(store.source_counts, library.collection)
-    where = (f"your {len(counts)} indexed document{'s' if len(counts) != 1 else ''}" if counts
-             else "your documents, once you add some with `rag ingest PATH`")
-    try:
-        model = await asyncio.to_thread(res.pool(spec).load, spec)
-        by = f"Answers come from **{model.name}** with the passages they cite."
-    except RagError as exc:
-        by = f"**The chosen model is not available:** {exc}"
-        if res.settings.llm_fallback:
-            by += " Questions go to the fallback models meanwhile."
-    await cl.Message(
-        content=f"Hello! Ask me about {where}, or attach a file ({uploads.FORMATS}) to ask "
-        f"about it. {by}"
-    ).send()
+
+
+@cl.on_chat_resume
+async def resume(thread: ThreadDict) -> None:
+    """A past chat, with its history, files and cited passages."""
+    await _conversation(dict(thread))
+    await reattach_passages(thread)
 
 
 @cl.on_settings_update
 async def update_settings(values: dict) -> None:
-    base = (await shared()).settings
-    globs = [g.strip() for g in str(values.get("sources") or "").split(",") if g.strip()]
-    cl.user_session.set("options", base.with_overrides(
-        top_k=int(values["top_k"]), temperature=float(values["temperature"]), sources=globs))
-    cl.user_session.set("use_library", bool(values.get("use_library", True)))
+    cl.user_session.get("conversation").configure(values)
 
 
 @cl.on_chat_end
 async def end() -> None:
-    chat_uploads = cl.user_session.get("uploads")
-    if chat_uploads is not None:
-        await asyncio.to_thread(uploads.discard, chat_uploads)
+    # A disconnect may be a network blip: the chat and its files stay until deleted.
+    if conv := cl.user_session.get("conversation"):
+        await asyncio.to_thread(conv.close)
 
 
-async def _take_uploads(message: cl.Message, res: Shared) -> None:
-    """Files attached to the message go into this chat's own private library."""
-    files = [e for e in message.elements if getattr(e, "path", None)]
-    if not files:
-        return
-    chat_uploads = cl.user_session.get("uploads")
-    if chat_uploads is None:
-        chat_uploads = await asyncio.to_thread(
-            uploads.create, res.settings, res.live.library.embedder)
-        cl.user_session.set("uploads", chat_uploads)
-    for f in files:
-        report = await asyncio.to_thread(uploads.add, chat_uploads, f.path, f.name)
-        await cl.Message(content=report, author="Library").send()
-
-
-async def _libraries(res: Shared) -> list[Library]:
-    found = []
-    if cl.user_session.get("use_library", True):
-        found.append(await asyncio.to_thread(res.live.current))  # sees `rag ingest` runs
-    chat_uploads = cl.user_session.get("uploads")
-    if chat_uploads is not None:
-        found.append(chat_uploads.library)
-    return found
-
-
-def _origin(hit: Hit) -> str:
-    return "this chat's files" if hit.chunk.extra.get("origin") == uploads.ORIGIN else "library"
-
-
-def _retrieval_report(turn: chat.Turn) -> str:
-    rows = [f"Searched for: *{turn.search_query}*", ""]
-    if not turn.hits:
-        rows.append("Nothing relevant found.")
-    for hit in turn.hits:
-        sim = f"{hit.similarity:.3f}" if hit.similarity is not None else "-"
-        rows.append(f"{hit.rank}. {safe_label(hit.chunk.label())} — score {hit.score:.3f}, "
-                    f"similarity {sim}, from {_origin(hit)}")
-    st = turn.stats
-    timing = [f"retrieval {st.retrieval_ms:.0f} ms"]
-    if st.first_token_s is not None:
-        timing.append(f"first token {st.first_token_s:.2f} s")
-    if st.tokens_per_s:
-        timing.append(f"{st.tokens_per_s:.1f} tokens/s")
-    rows += ["", " · ".join(timing) + (f" · model {turn.model}" if turn.model else "")]
-    return "\n".join(rows)
-
-
-def _source_elements(turn: chat.Turn) -> tuple[str, list[cl.Text]]:
-    """Cited passages in citation order; with no citation, the best retrieved ones."""
-    cited, shown = turn.shown_sources()
-    elements = [
-        cl.Text(name=f"[{n}] {safe_label(hit.chunk.label())}",
-                content=safe_markdown(hit.chunk.text), display="side")
-        for n, hit in shown
-    ]
-    heading = "Sources" if cited else "Retrieved passages (the answer cites none)"
-    return heading, elements
-
-
-async def _finish(reply: cl.Message, turn: chat.Turn) -> None:
-    reply.content = safe_markdown(reply.content)  # a stopped answer was never checked whole
-    notices = turn.notices()
-    if notices:
-        reply.content += "\n\n" + "\n".join(f"> {n}" for n in notices)
-    if turn.context:
-        heading, reply.elements = _source_elements(turn)
-        reply.content += f"\n\n**{heading}:** " + ", ".join(e.name for e in reply.elements)
-    await reply.send()
+@cl.action_callback("export")
+async def export(action: cl.Action) -> None:
+    thread = await (await LAYER.store()).thread(cl.user_session.get("conversation").id)
+    text = transcript.export_markdown(thread) if thread else "Nothing stored yet."
+    await cl.Message(content="This chat as Markdown:", elements=[
+        cl.File(name="chat.md", content=text.encode(), mime="text/markdown")]).send()
 
 
 @cl.on_message
 async def answer(message: cl.Message) -> None:
+    conv: Conversation = cl.user_session.get("conversation")
     try:
-        res = await shared()
-        await _take_uploads(message, res)
+        for f in [e for e in message.elements if e.path]:  # into this chat's own library
+            report = await conv.attach(str(f.path), f.name, consume=True)  # Chainlit's copy goes
+            await cl.Message(content=report, author="Library").send()
+        if not message.content.strip():
+            return  # files only: they were announced above
+        turn = await conv.prepare(message.content)
     except RagError as exc:
         await cl.ErrorMessage(content=str(exc)).send()
         return
-    if not message.content.strip():
-        return  # files only: they were announced above
-    options = cl.user_session.get("options") or res.settings
-    history = cl.user_session.get("history") or []
-    libraries = await _libraries(res)
-    if not libraries:
-        await cl.Message(content="The library is switched off and this chat has no files: "
-                         "attach a file or switch the library on in the settings.").send()
-        return
     step = cl.Step(name="Retrieval", type="retrieval")
-    turn = await chat.prepare(message.content, libraries, options, history)
-    step.input, step.output = turn.search_query, _retrieval_report(turn)
+    step.input, step.output = turn.search_query, transcript.retrieval_report(turn)
     await step.send()
-    reply = cl.Message(content="")
-    written = ""
+    reply = cl.Message(content="", actions=[
+        cl.Action(name="export", payload={}, label="Export chat as Markdown")])
     try:
-        async for delta in chat.stream_answer(turn, res.pool(cl.user_session.get("spec")),
-                                              options):
-            written += delta
-            if "![" in written:  # maybe an image: the whole answer so far, made safe
-                await reply.stream_token(safe_markdown(written), is_sequence=True)
+        async for delta in conv.stream(turn):
+            if "![" in turn.text:  # a remote image would be fetched as it streams: resend safe
+                await reply.stream_token(safe_markdown(turn.text), is_sequence=True)
             else:
                 await reply.stream_token(delta)
     except RagError as exc:
@@ -285,10 +162,16 @@ async def answer(message: cl.Message) -> None:
         await _finish(reply, turn)  # the partial answer stays, marked as stopped
         raise
     finally:
-        step.output = _retrieval_report(turn)  # now with the answer's timings
+        step.output = transcript.retrieval_report(turn)  # now with the answer's timings
         await step.update()
-    # Only whole answers become history: a failed or stopped one is nothing to build on.
-    history += [{"role": "user", "content": message.content},
-                {"role": "assistant", "content": turn.text}]
-    cl.user_session.set("history", history)
     await _finish(reply, turn)
+
+
+async def _finish(reply: cl.Message, turn: Turn) -> None:
+    text, shown = transcript.footer(turn)
+    reply.content = safe_markdown(reply.content) + text
+    reply.metadata = metadata(turn)  # provenance and sources, for history and export
+    reply.elements = [cl.Text(name=f"[{n}] {safe_label(h.chunk.label())}",
+                              content=safe_markdown(h.chunk.text), display="side")
+                      for n, h in shown]
+    await reply.send()

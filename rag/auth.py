@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.config import Settings
+from rag.errors import RagError
+from rag.users import Users, users_path
 from rag.security import is_loopback
 
 SECRET_FILE = "chainlit-auth-secret"
+LOCAL_USER = "local"  # the one user of a chat without login (loopback)
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,15 @@ def header_user(headers, name: str) -> str | None:
     return value or None
 
 
+def request_user(policy: LoginPolicy, headers) -> str | None:
+    """Who is asking, when no password is involved. Without a login (loopback) everyone
+    is the one local user, so chat history still has an owner; with header login the
+    trusted proxy names the user (no header, no entry)."""
+    if policy.mode == "header":
+        return header_user(headers, policy.header or "")
+    return LOCAL_USER if policy.mode == "none" else None
+
+
 def auth_secret(cache_dir: Path) -> str:
     """The key that signs login cookies: kept in the cache so logins survive a restart."""
     path = cache_dir / SECRET_FILE
@@ -51,3 +63,12 @@ def auth_secret(cache_dir: Path) -> str:
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(secret)
     return secret
+
+
+def password_users(settings: Settings, bind_host: str) -> Users:
+    """The login users, or a sentence saying how to add the first one."""
+    users = Users(users_path(settings))
+    if not users.names():
+        raise RagError(f"A login is required on {bind_host} (RAG_AUTH=password) but there are "
+                       "no users: add one with `rag user add NAME`.")
+    return users

@@ -47,6 +47,8 @@ class Turn:
     search_query: str = ""  # what retrieval looked for: the question, or it with context
     grounded: bool = True  # some passage is relevant enough to answer from
     withheld: int = 0  # private passages kept from a model off this machine
+    withheld_turns: int = 0  # private earlier exchanges kept from a model off this machine
+    private: bool = False  # the answer was made from private passages or private history
     skipped: list[str] = field(default_factory=list)  # models that failed before answering
     text: str = ""
     stopped: bool = False
@@ -61,6 +63,11 @@ class Turn:
             said.append(
                 f"{self.withheld} passage(s) from private documents were withheld because "
                 f"{self.model} does not run on this machine, so the answer had less context."
+            )
+        if self.withheld_turns:
+            said.append(
+                f"{self.withheld_turns} earlier exchange(s) about private documents were "
+                f"withheld because {self.model} does not run on this machine."
             )
         if self.stopped:
             said.append("Stopped before the end of the answer.")
@@ -151,6 +158,18 @@ def shareable(hits: Sequence[Hit], model: ChatModel) -> tuple[list[Hit], int]:
     return kept, len(hits) - len(kept)
 
 
+def shareable_history(history: Sequence[Message], model: ChatModel) -> tuple[list[Message], int]:
+    """The earlier messages this model may see, as plain role and content.
+
+    A message marked ``private`` (a question answered from private documents, or
+    that answer) stays on this machine; returns the messages and how many
+    exchanges were withheld."""
+    kept = [m for m in history if model.local or not m.get("private")]
+    dropped = [m["role"] for m in history if not model.local and m.get("private")]
+    withheld = max(dropped.count("user"), dropped.count("assistant"))
+    return [{"role": m["role"], "content": m["content"]} for m in kept], withheld
+
+
 NOT_FOUND = "I could not find this in your documents."
 GENERAL = (
     NOT_FOUND + " Here is a general answer from the model, **not based on your documents**:\n\n"
@@ -160,13 +179,17 @@ GENERAL = (
 def _address(turn: Turn, model: ChatModel, settings: Settings) -> None:
     """Fit the prompt to ``model``: its privacy, then its context window."""
     allowed, turn.withheld = shareable(turn.hits, model)
+    history, turn.withheld_turns = shareable_history(turn.history, model)
     budget = model.context_window - settings.max_answer_tokens
     if turn.grounded:
         turn.messages, turn.context = prompts.fit_to_budget(
-            turn.question, allowed, turn.history, budget, model.count_tokens
+            turn.question, allowed, history, budget, model.count_tokens
         )
     else:
-        turn.messages, turn.context = prompts.general_messages(turn.question, turn.history), []
+        turn.messages, turn.context = prompts.general_messages(turn.question, history), []
+    # Privacy follows the data: what was written from private text is private too.
+    turn.private = any(h.chunk.extra.get("private") for h in turn.context) or any(
+        m.get("private") for m in turn.history if model.local)
     turn.model = model.name
     turn.stats.prompt_tokens = sum(model.count_tokens(m["content"]) for m in turn.messages)
 

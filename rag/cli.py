@@ -1,4 +1,4 @@
-"""The ``rag`` command: ingest, query, ask, sources, forget, model prepare."""
+"""The ``rag`` command: ingest, query, ask, chat, chats, sources, forget, model prepare."""
 
 from __future__ import annotations
 
@@ -66,6 +66,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("question")
     p.add_argument("-k", type=int, dest="top_k", help="number of chunks (RAG_TOP_K)")
     p.set_defaults(run=cmd_ask)
+
+    p = sub.add_parser("chat", parents=[common], help="an interactive chat with history")
+    p.add_argument("--resume", metavar="ID", help="continue a stored chat (`rag chats list`)")
+    p.add_argument("--user", default=None, help="whose chats (default: the local user)")
+    p.set_defaults(run=cmd_chat)
+
+    p = sub.add_parser("chats", parents=[common], help="stored chats: list, export, delete")
+    chats_sub = p.add_subparsers(dest="action", required=True)
+    p = chats_sub.add_parser("list", parents=[common], help="stored chats, newest first")
+    p.add_argument("--user", default=None, help="whose chats (default: the local user)")
+    p.add_argument("--all", action="store_true", help="every user's chats")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_chats_list)
+    p = chats_sub.add_parser("export", parents=[common], help="a chat as Markdown with sources")
+    p.add_argument("id")
+    p.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+    p.set_defaults(run=cmd_chats_export)
+    p = chats_sub.add_parser("delete", parents=[common],
+                             help="delete a chat with its messages and files")
+    p.add_argument("id")
+    p.set_defaults(run=cmd_chats_delete)
 
     p = sub.add_parser("sources", parents=[common], help="list indexed documents")
     p.add_argument("--json", action="store_true")
@@ -213,21 +234,112 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _ask(question: str, settings: Settings) -> int:
-    from rag import chat
-    from rag.retrieval import open_library
+    from rag.conversation import Conversation, Engine
     from rag.routing import ModelPool
 
-    pool = ModelPool(settings)  # checks every spec before the embedder loads
-    turn = await chat.prepare(question, open_library(settings), settings)
-    async for delta in chat.stream_answer(turn, pool, settings):
+    ModelPool(settings)  # checks every spec before the embedder loads
+    conv = Conversation(Engine.open(settings))
+    await _answer(conv, question)
+    return 0
+
+
+async def _answer(conv, question: str) -> None:
+    """One streamed answer of a conversation, then its notices and sources."""
+    turn = await conv.prepare(question)
+    async for delta in conv.stream(turn):
         print(delta, end="", flush=True)
     print()
     for notice in turn.notices():
         print(f"note: {notice}", file=sys.stderr)
     cited, shown = turn.shown_sources(uncited=len(turn.context))
-    print("\nSources:" if cited else "\nRetrieved (not cited):")
+    if shown:
+        print("\nSources:" if cited else "\nRetrieved (not cited):")
     for n, hit in shown:
         print(f"  [{n}] {hit.chunk.label()}  ({hit.chunk.source})")
+
+
+def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(_chat(settings, args.resume, args.user))
+
+
+async def _chat(settings: Settings, resume: str | None, user: str | None) -> int:
+    from rag.chats import LOCAL_USER
+    from rag.conversation import Conversations, Engine
+    from rag.routing import ModelPool
+
+    ModelPool(settings)
+    chats = Conversations(Engine.open(settings))
+    user = user or LOCAL_USER
+    conv = await (chats.open(resume, user) if resume else chats.create(user))
+    try:
+        print(f"Chat {conv.id} ({len(conv.history) // 2} earlier exchange(s)). Ask a question;"
+              " /attach PATH adds a file to this chat; an empty line or Ctrl-D ends."
+              f"\nContinue later with: rag chat --resume {conv.id}", flush=True)
+        while True:
+            try:
+                line = (await asyncio.to_thread(input, "\nyou> ")).strip()
+            except EOFError:
+                break
+            if not line or line in ("/quit", "/exit"):
+                break
+            try:
+                if line.startswith("/attach "):
+                    path = Path(line.split(" ", 1)[1].strip()).expanduser()
+                    await conv.save_thread(name=f"Files: {path.name}")
+                    print(await conv.attach(path, path.name))
+                else:
+                    await _answer(conv, line)
+            except RagError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+    finally:
+        conv.close()
+        await chats.engine.store.close()
+    return 0
+
+
+def _chats_call(settings: Settings, call) -> object:
+    from rag.conversation import Conversations, Engine
+
+    async def run():
+        chats = Conversations(Engine(settings, live=None))  # no library: nothing is searched
+        try:
+            return await call(chats)
+        finally:
+            if chats.engine.store is not None:
+                await chats.engine.store.close()
+
+    return asyncio.run(run())
+
+
+def cmd_chats_list(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.chats import LOCAL_USER
+
+    user = None if args.all else (args.user or LOCAL_USER)
+    rows = _chats_call(settings, lambda chats: chats.list(user))
+    if args.json:
+        print(json.dumps([{"id": r["id"], "name": r["name"], "user": r["user_identifier"],
+                           "updated": r["updated_at"]} for r in rows]))
+        return 0
+    for r in rows:
+        print(f"{r['id']}  {r['updated_at'][:16].replace('T', ' ')}  "
+              f"{r['user_identifier'] or '-':10}  {r['name'] or ''}")
+    print(f"{len(rows)} chat(s)")
+    return 0
+
+
+def cmd_chats_export(args: argparse.Namespace, settings: Settings) -> int:
+    text = _chats_call(settings, lambda chats: chats.export(args.id, user=None))
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_chats_delete(args: argparse.Namespace, settings: Settings) -> int:
+    _chats_call(settings, lambda chats: chats.delete(args.id, user=None))
+    print(f"deleted chat {args.id} with its messages and files")
     return 0
 
 
@@ -286,8 +398,7 @@ def cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _compare(questions: list[str], specs: list[str], settings: Settings) -> int:
-    from rag import chat
-    from rag.retrieval import open_library
+    from rag.conversation import Conversation, Engine
     from rag.routing import ModelPool
 
     pools, failed = {}, {}
@@ -300,14 +411,14 @@ async def _compare(questions: list[str], specs: list[str], settings: Settings) -
             failed[spec] = str(exc)
     for spec, reason in failed.items():
         print(f"{spec}: not compared. {reason}", file=sys.stderr)
-    library = open_library(settings)
+    conv = Conversation(Engine.open(settings))
     print(f"{'model':40} {'first token':>11} {'tokens/s':>9} {'tokens':>7} {'chars':>6}  question")
     for question in questions:
-        turn = await chat.prepare(question, library, settings)  # one retrieval for all models
+        turn = await conv.prepare(question)  # one retrieval for all models
         for spec, pool in pools.items():
-            trial = chat.Turn(question, turn.hits)
+            trial = conv.retry(turn)  # keeps the retrieval's verdict: off-topic stays so
             try:
-                async for _ in chat.stream_answer(trial, pool, settings):
+                async for _ in conv.stream(trial, pool, remember=False):
                     pass
             except ModelUnavailable as exc:
                 print(f"{spec[:40]:40} {'failed':>11}  {trial.skipped[-1] if trial.skipped else exc}")
@@ -315,8 +426,12 @@ async def _compare(questions: list[str], specs: list[str], settings: Settings) -
                 continue
             st = trial.stats
             rate = f"{st.tokens_per_s:.1f}" if st.tokens_per_s else "-"
-            print(f"{trial.model[:40]:40} {st.first_token_s or 0:10.2f}s {rate:>9} "
+            print(f"{(trial.model or spec)[:40]:40} {st.first_token_s or 0:10.2f}s {rate:>9} "
                   f"{st.answer_tokens:7d} {len(trial.text):6d}  {question[:50]}")
+            cited, shown = trial.shown_sources(uncited=len(trial.context))
+            if shown:
+                print(f"{'':40}   {'sources' if cited else 'retrieved'}: "
+                      + "; ".join(f"[{n}] {h.chunk.label()}" for n, h in shown))
     return 1 if failed else 0
 
 

@@ -12,7 +12,7 @@ from typing import Literal
 from typing import Annotated
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Lists and maps may be given as JSON or, more readably, comma-separated:
@@ -131,6 +131,18 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Collections rag serve offers, one model id rag-<name> each; "
         "empty means RAG_COLLECTION alone.",
+    )
+
+    # Chat history (rag/chats.py).
+    chats_dir: Path | None = Field(
+        None, description="Stored chats and their files; default: the chats folder in the index.",
+    )
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("RAG_DATABASE_URL", "DATABASE_URL"),
+        description="PostgreSQL for chat history (postgresql://...); default SQLite.",
+    )
+    chat_retention_days: int = Field(
+        0, ge=0, description="Delete chats untouched for this many days; 0 keeps them.",
     )
 
     @field_validator("llm_fallback", "llm_local_hosts", "allowed_hosts", "allowed_origins",

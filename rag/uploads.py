@@ -1,7 +1,9 @@
 """Files dropped into one chat: a private library of their own, gone when the chat ends.
 
-Each chat gets a temporary folder with its own Chroma index and lexical index,
-so no other chat (and no other user) can ever retrieve them. They go through
+Each chat gets a folder with its own Chroma index and lexical index, so no other
+chat (and no other user) can ever retrieve them. A stored chat's folder lives
+under the chats folder (rag/chats.py) and is reopened when the chat is resumed;
+it is deleted with the chat. Without a folder given, a temporary one is used. They go through
 the same ingest pipeline as the shared library, and are marked private: their
 text is never sent to a model off this machine.
 """
@@ -31,8 +33,11 @@ class ChatUploads:
     library: Library
 
 
-def create(settings: Settings, embedder: Embedder) -> ChatUploads:
-    folder = Path(tempfile.mkdtemp(prefix="rag-chat-"))
+def create(settings: Settings, embedder: Embedder, folder: Path | None = None) -> ChatUploads:
+    """The chat's library in ``folder`` (made, or reopened with its files)."""
+    if folder is None:
+        folder = Path(tempfile.mkdtemp(prefix="rag-chat-"))
+    folder.mkdir(parents=True, exist_ok=True)
     own = settings.with_overrides(index=folder / "index", collection="uploads", sources=[])
     return ChatUploads(folder, open_library(own, embedder))
 
@@ -72,6 +77,12 @@ def refused(path: Path, name: str, max_mb: int) -> str | None:
     except Unreadable as exc:
         return str(exc)
     return None
+
+
+def names(uploads: ChatUploads) -> list[str]:
+    """The files attached to the chat so far."""
+    files = uploads.folder / "files"
+    return sorted(p.name for p in files.iterdir()) if files.is_dir() else []
 
 
 def discard(uploads: ChatUploads) -> None:

@@ -121,7 +121,7 @@ def test_compare_times_each_model_on_the_same_context(index, embedded_model):
     assert "first token" in header and "tokens/s" in header
     assert rows[0].startswith("SmolLM2-135M-Instruct (embedded)")
     assert re.search(r"\d+\.\d\ds +\d+\.\d +\d+ +\d+", rows[0])
-    assert "failed" in rows[1] and "not reachable" in rows[1]
+    assert any("failed" in row and "not reachable" in row for row in rows[1:])
 
 
 def test_models_reports_reachability_and_windows(index):

@@ -1,0 +1,78 @@
+"""How a conversation reads as text: the retrieval report, the sources line, the
+welcome, and a whole chat exported as Markdown. Shared by the app and the CLI."""
+
+from __future__ import annotations
+
+from rag import uploads
+from rag.chat import Turn
+from rag.chunks import Hit
+from rag.conversation import entries_from_steps
+from rag.sanitize import safe_label
+
+
+def origin(hit: Hit) -> str:
+    return "this chat's files" if hit.chunk.extra.get("origin") == uploads.ORIGIN else "library"
+
+
+def retrieval_report(turn: Turn) -> str:
+    """Every retrieved passage with its scores and origin, then the timings."""
+    rows = [f"Searched for: *{turn.search_query}*", ""]
+    if not turn.hits:
+        rows.append("Nothing relevant found.")
+    for hit in turn.hits:
+        sim = f"{hit.similarity:.3f}" if hit.similarity is not None else "-"
+        rows.append(f"{hit.rank}. {safe_label(hit.chunk.label())} — score {hit.score:.3f}, "
+                    f"similarity {sim}, from {origin(hit)}")
+    st = turn.stats
+    timing = [f"retrieval {st.retrieval_ms:.0f} ms"]
+    if st.first_token_s is not None:
+        timing.append(f"first token {st.first_token_s:.2f} s")
+    if st.tokens_per_s:
+        timing.append(f"{st.tokens_per_s:.1f} tokens/s")
+    rows += ["", " · ".join(timing) + (f" · model {turn.model}" if turn.model else "")]
+    return "\n".join(rows)
+
+
+def footer(turn: Turn) -> tuple[str, list[tuple[int, Hit]]]:
+    """What follows an answer: its notices and sources line, and the passages to show
+    (the cited ones or, when none is cited, all it was given: as every door shows)."""
+    text = "".join(f"\n> {n}" for n in turn.notices())
+    cited, shown = turn.shown_sources(uncited=len(turn.context))
+    if shown:
+        heading = "Sources" if cited else "Retrieved passages (the answer cites none)"
+        text += f"\n\n**{heading}:** " + ", ".join(f"[{n}] {safe_label(h.chunk.label())}" for n, h in shown)
+    return ("\n" + text if text else ""), shown
+
+
+def welcome(documents: int, model: str | None, problem: str | None, fallback: bool) -> str:
+    where = (f"your {documents} indexed document{'s' if documents != 1 else ''}" if documents
+             else "your documents, once you add some with `rag ingest PATH`")
+    if model:
+        by = f"Answers come from **{model}** with the passages they cite."
+    else:
+        by = f"**The chosen model is not available:** {problem}"
+        if fallback:
+            by += " Questions go to the fallback models meanwhile."
+    return (f"Hello! Ask me about {where}, or attach a file ({uploads.FORMATS}) to ask "
+            f"about it. {by}")
+
+
+def export_markdown(thread: dict) -> str:
+    """The chat as Markdown: each question, each answer and the passages it cites."""
+    lines = [f"# {thread.get('name') or 'Chat'}", "",
+             f"Chat `{thread['id']}`, started {thread.get('createdAt', '')}.", ""]
+    for entry in entries_from_steps(thread.get("steps") or []):
+        if entry.role == "user":
+            lines += [f"## {entry.content.strip()}", ""]
+            continue
+        lines += [entry.content.strip(), ""]
+        if entry.sources:
+            heading = "Sources" if entry.sources[0].get("cited") else "Retrieved passages"
+            lines += [f"**{heading}:**", ""]
+            for s in entry.sources:
+                quote = " ".join(str(s.get("text", "")).split())
+                lines.append(f"- [{s['n']}] {s['label']} (`{s['source']}`)")
+                if quote:
+                    lines.append(f"  > {quote}")
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

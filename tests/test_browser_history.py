@@ -1,0 +1,210 @@
+"""Chats that last, in the real app in headless Chromium: history in the sidebar,
+resume with attached files, one user's chats hidden from another, deletion, export.
+
+Users log in by header (``RAG_AUTH=header:X-User``), as behind a reverse proxy:
+each browser context sends its own ``X-User`` header.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from servers import free_port
+from test_browser import ANSWER, ROOT, ask, browser, retrieval_step, source_links  # noqa: F401
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, embedded_model):
+    index = tmp_path_factory.mktemp("history") / "index"
+    env = {**os.environ, "RAG_INDEX": str(index), "RAG_MAX_ANSWER_TOKENS": "120",
+           "RAG_TEMPERATURE": "0", "RAG_AUTH": "header:X-User"}
+    env.pop("DATABASE_URL", None)
+    subprocess.run([sys.executable, "-m", "ingest", str(ROOT / "data")], env=env, check=True,
+                   capture_output=True, timeout=600)
+    port = free_port()
+    log_path = index.parent / "chainlit.log"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "chainlit", "run", "app.py", "--headless", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            raise RuntimeError(f"the app did not start:\n{log_path.read_text()}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    yield url, env, index
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def open_as(browser, url: str, user: str, path: str = "/"):  # noqa: F811
+    context = browser.new_context(extra_http_headers={"X-User": user})
+    page = context.new_page()
+    page.goto(url + path)
+    page.wait_for_selector(ANSWER, timeout=120_000)
+    return context, page
+
+
+def thread_id(page) -> str:
+    page.wait_for_url(re.compile(r".*/thread/[\w-]+$"), timeout=30_000)
+    return page.url.rsplit("/", 1)[1]
+
+
+def open_from_sidebar(page, url: str, title: str) -> None:
+    """A new chat, then the past one picked in the sidebar, as a person would."""
+    page.goto(url)
+    page.wait_for_selector(ANSWER, timeout=120_000)
+    page.locator("a[href^='/thread/']", has_text=title).first.click()
+    page.wait_for_url(re.compile(r".*/thread/[\w-]+$"), timeout=30_000)
+    page.locator("[data-step-type='user_message']", has_text=title).first.wait_for(
+        timeout=30_000)
+    page.wait_for_selector("#chat-submit", timeout=60_000)
+
+
+def attach(page, path: Path) -> None:
+    page.set_input_files("input[type=file]", str(path))
+    page.wait_for_selector(f"text={path.name}", timeout=30_000)
+
+
+def test_a_chat_is_listed_reopened_and_continued(browser, app):  # noqa: F811
+    url = app[0]
+    context, page = open_as(browser, url, "ann")
+    try:
+        ask(page, "How do I install Local RAG Chat on Linux?")
+        chat = thread_id(page)
+        page.reload()
+        page.wait_for_selector(ANSWER, timeout=120_000)
+        open_from_sidebar(page, url, "How do I install Local RAG Chat on Linux?")
+        assert thread_id(page) == chat
+        ask(page, "And on Windows?")  # means nothing without the first question
+        assert ("Searched for: How do I install Local RAG Chat on Linux? And on Windows?"
+                in retrieval_step(page))
+        assert any("setup" in link and "windows" in link for link in source_links(page))
+    finally:
+        context.close()
+
+
+def zephyr_pdf(folder: Path) -> Path:
+    from testdocs import write_pdf
+
+    return write_pdf(folder / "zephyr.pdf", [(
+        "The Zephyr-9 survey drone carries 3 kilograms of cargo and flies for 47 minutes "
+        "on one battery. Its range is 18 kilometres.")])
+
+
+ZEPHYR = "How long does the Zephyr-9 drone fly on one battery?"
+
+
+def test_attached_files_survive_a_reconnect_and_a_resume_and_stay_private(
+        browser, app, tmp_path):  # noqa: F811
+    url, _, index = app
+    context, page = open_as(browser, url, "ann")
+    other_context, other = open_as(browser, url, "bob")
+    try:
+        attach(page, zephyr_pdf(tmp_path))
+        ask(page, ZEPHYR)
+        assert any(link.startswith("[1] zephyr.pdf") for link in source_links(page))
+        chat = thread_id(page)
+        files = index / "chats" / "files" / chat
+        assert (files / "files" / "zephyr.pdf").exists()
+
+        # A network blip: the socket drops and comes back; the chat keeps its file.
+        context.set_offline(True)
+        page.wait_for_selector("text=Could not reach the server", timeout=30_000)
+        context.set_offline(False)
+        page.wait_for_selector("text=Could not reach the server", state="detached",
+                               timeout=60_000)
+        ask(page, "What does the Zephyr-9 drone carry?")
+        assert any("zephyr.pdf" in link for link in source_links(page))
+
+        # Reload, reopen from the sidebar: the file is still searched.
+        page.reload()
+        page.wait_for_selector(ANSWER, timeout=120_000)
+        open_from_sidebar(page, url, ZEPHYR)
+        ask(page, ZEPHYR)
+        assert any(link.startswith("[1] zephyr.pdf") for link in source_links(page))
+
+        # Another user sees neither the chat nor the file.
+        other.reload()
+        other.wait_for_selector(ANSWER, timeout=120_000)
+        assert other.locator(f"a[href='/thread/{chat}']").count() == 0
+        assert other.locator("a[href^='/thread/']", has_text="Zephyr").count() == 0
+        ask(other, ZEPHYR)
+        assert not any("zephyr" in link for link in source_links(other))
+        assert "zephyr.pdf" not in retrieval_step(other).lower()
+        stolen = other.request.get(f"{url}/project/thread/{chat}")
+        assert stolen.status in (401, 403, 404)
+        assert "Zephyr" not in stolen.text()
+    finally:
+        context.close()
+        other_context.close()
+
+
+def test_deleting_a_chat_deletes_its_files_from_disk(browser, app, tmp_path):  # noqa: F811
+    url, _, index = app
+    context, page = open_as(browser, url, "carol")
+    try:
+        pdf = zephyr_pdf(tmp_path)
+        attach(page, pdf)
+        ask(page, ZEPHYR)
+        chat = thread_id(page)
+        files = index / "chats" / "files" / chat
+        assert (files / "files" / "zephyr.pdf").exists()
+        # Chainlit's own copy of the upload is not kept once the chat has the file.
+        copies = [p for p in (ROOT / ".files").rglob("*")
+                  if p.is_file() and p.read_bytes() == pdf.read_bytes()]
+        assert copies == []
+
+        item = page.locator(f"a[href='/thread/{chat}']")
+        item.hover()
+        item.locator("#thread-options").click()
+        page.get_by_role("menuitem", name="Delete").click()
+        page.get_by_role("button", name="Confirm").click()
+        item.wait_for(state="detached", timeout=30_000)
+        deadline = time.monotonic() + 30
+        while files.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not files.exists()
+        done = subprocess.run([sys.executable, "-m", "rag.cli", "chats", "list", "--all"],
+                              env=app[1], capture_output=True, text=True, timeout=120,
+                              check=True)
+        assert chat not in done.stdout
+    finally:
+        context.close()
+
+
+def test_a_chat_exports_as_markdown_and_the_app_cites_as_rag_ask(browser, app):  # noqa: F811
+    url, env, _ = app
+    question = "What is the daily meal allowance?"
+    context, page = open_as(browser, url, "dave")
+    try:
+        ask(page, question)
+        shown = source_links(page)
+        page.get_by_role("button", name="Export chat as Markdown").last.click()
+        page.wait_for_selector("text=This chat as Markdown:", timeout=30_000)
+        link = page.locator("a", has_text="chat.md").last
+        link.wait_for(timeout=30_000)
+        href = link.get_attribute("href")
+        exported = page.request.get(href if href.startswith("http") else url + href).text()
+    finally:
+        context.close()
+    assert f"## {question}" in exported and "travel-policy.md" in exported
+
+    asked = subprocess.run([sys.executable, "-m", "rag.cli", "ask", question], env=env,
+                           capture_output=True, text=True, timeout=600, check=True)
+    listed = re.findall(r"^  (\[\d+\] .+?)  \(", asked.stdout, re.MULTILINE)
+    assert [s.lower() for s in listed] == shown

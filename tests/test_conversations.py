@@ -1,0 +1,339 @@
+"""The conversation service and its store, the same tests on SQLite and PostgreSQL.
+
+PostgreSQL is a real cluster started by the tests (tests/support_db.py); the
+models are the real embedding model and the real tiny chat model; the "remote"
+model of the privacy tests is a real HTTP server on loopback (tests/servers.py)
+that the test declares untrusted.
+"""
+
+from __future__ import annotations
+
+import pytest
+from servers import Recorder
+from support_db import fresh_database, missing, postgres_cluster
+
+from ingest.pipeline import Ingestor, discover
+from rag.chats import ChatStore
+from rag.conversation import Conversation, Conversations, Engine
+from rag.errors import RagError
+from rag.freshness import LiveLibrary
+from rag.transcript import export_markdown
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    reason = missing()
+    if reason:
+        pytest.skip(f"PostgreSQL tests skipped: {reason}")
+    with postgres_cluster() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def chat_settings(request, settings, tmp_path):
+    """Settings whose chat history is in a fresh database of the given kind."""
+    if request.param == "sqlite":
+        return settings.with_overrides(chats_dir=tmp_path / "chats")
+    url = await fresh_database(request.getfixturevalue("postgres"))
+    return settings.with_overrides(chats_dir=tmp_path / "chats", database_url=url)
+
+
+@pytest.fixture
+async def store(chat_settings):
+    found = await ChatStore.connect(chat_settings)
+    yield found
+    await found.close()
+
+
+async def test_the_schema_is_made_once_and_recorded(chat_settings):
+    first = await ChatStore.connect(chat_settings)
+    await first.close()
+    again = await ChatStore.connect(chat_settings)  # a second start migrates nothing
+    import sqlalchemy as sa
+
+    from rag.chats import SCHEMA_VERSION, t_meta
+    async with again.engine.connect() as db:
+        rows = (await db.execute(sa.select(t_meta.c.value).where(
+            t_meta.c.key == "schema_version"))).all()
+    await again.close()
+    assert rows == [(str(SCHEMA_VERSION),)]
+
+
+async def test_each_user_lists_only_their_chats(store):
+    ann, bob = await store.ensure_user("ann"), await store.ensure_user("bob")
+    await store.upsert_thread("t-ann", user_id=ann["id"], name="Ann's chat",
+                              tags=["a", "b"], metadata={"chat_profile": "x"})
+    await store.upsert_thread("t-bob", user_id=bob["id"], name="Bob's chat")
+    page, more = await store.list_threads(ann["id"])
+    assert [t["id"] for t in page] == ["t-ann"] and not more
+    assert page[0]["tags"] == ["a", "b"] and page[0]["metadata"] == {"chat_profile": "x"}
+    assert (await store.thread("t-bob"))["userIdentifier"] == "bob"
+
+
+async def test_messages_keep_their_order_metadata_and_updates(store):
+    user = await store.ensure_user("ann")
+    await store.upsert_thread("t1", user_id=user["id"], name="c")
+    await store.upsert_step({"id": "s1", "threadId": "t1", "type": "user_message",
+                             "output": "first?", "metadata": {}})
+    await store.upsert_step({"id": "s2", "threadId": "t1", "type": "assistant_message",
+                             "output": "", "metadata": {"private": True}, "streaming": True})
+    await store.upsert_step({"id": "s2", "threadId": "t1", "type": "assistant_message",
+                             "output": "the answer"})  # an update without metadata keeps it
+    steps = (await store.thread("t1"))["steps"]
+    assert [(s["id"], s["output"]) for s in steps] == [("s1", "first?"), ("s2", "the answer")]
+    assert steps[1]["metadata"] == {"private": True} and steps[1]["streaming"] is True
+    page, _ = await store.list_threads(user["id"], search="THE ANSWER")
+    assert [t["id"] for t in page] == ["t1"]
+
+
+async def test_deleting_a_chat_deletes_messages_elements_and_files(store):
+    user = await store.ensure_user("ann")
+    await store.upsert_thread("t1", user_id=user["id"])
+    await store.upsert_step({"id": "s1", "threadId": "t1", "type": "user_message", "output": "q"})
+    await store.upsert_element({"id": "e1", "threadId": "t1", "forId": "s1", "type": "text",
+                                "name": "[1] a.md", "content": "passage text"})
+    files = store.files_dir("t1")
+    (files / "files").mkdir(parents=True)
+    (files / "files" / "secret.md").write_text("secret")
+    assert (await store.elements("t1"))[0]["content"] == "passage text"
+    await store.delete_thread("t1")
+    assert await store.thread("t1") is None
+    assert await store.elements("t1") == [] and await store.steps("t1") == []
+    assert not files.exists()
+
+
+async def test_retention_removes_old_chats_only(store):
+    user = await store.ensure_user("ann")
+    await store.upsert_thread("old", user_id=user["id"])
+    await store.upsert_thread("new", user_id=user["id"])
+    import sqlalchemy as sa
+
+    from rag.chats import t_threads
+    async with store.engine.begin() as db:
+        await db.execute(sa.update(t_threads).where(t_threads.c.id == "old")
+                         .values(updated_at="2020-01-01T00:00:00.000Z"))
+    assert await store.expire(30) == ["old"]
+    assert await store.thread("new") is not None
+
+
+# The conversation service, with the real models ------------------------------------
+
+@pytest.fixture
+def engine(library, sample_docs, chat_settings, embedded_model):
+    Ingestor(library).run(discover([sample_docs]), progress=False)
+    options = chat_settings.with_overrides(temperature=0.0)
+    found = Engine(options, LiveLibrary(library))
+    found.models["embedded"] = embedded_model  # loaded once for the whole session
+    return found
+
+
+async def test_a_stored_chat_resumes_with_its_history_and_files(engine, tmp_path):
+    chats = Conversations(engine)
+    conv = await chats.create()
+    first = await conv.ask("How do I install Local RAG Chat on Linux?")
+    assert first.grounded and first.text
+    notes = tmp_path / "zephyr.md"
+    notes.write_text("# Zephyr\n\nThe Zephyr-9 survey drone flies for 47 minutes on one battery.")
+    assert "1 passage" in await conv.attach(notes, "zephyr.md")
+    conv.close()
+
+    again = await chats.open(conv.id)
+    assert again.history[0].content == "How do I install Local RAG Chat on Linux?"
+    assert await again.files() == ["zephyr.md"]
+    follow = await again.prepare("And on Windows?")  # needs the first question
+    assert follow.search_query.startswith("How do I install Local RAG Chat on Linux?")
+    turn = await again.ask("How long does the Zephyr-9 drone fly on one battery?")
+    assert turn.hits[0].chunk.title == "zephyr.md"
+    assert len((await chats.thread(conv.id))["steps"]) == 4
+    again.close()
+
+    with pytest.raises(RagError, match="no chat"):
+        await chats.open(conv.id, user="mallory")  # another user's chat is not there
+    folder = again.files_dir
+    await chats.delete(conv.id)
+    assert not folder.exists()
+    with pytest.raises(RagError):
+        await chats.open(conv.id)
+
+
+async def test_export_lists_questions_answers_and_sources(engine):
+    chats = Conversations(engine)
+    conv = await chats.create()
+    turn = await conv.ask("What is the daily meal allowance?")
+    text = await chats.export(conv.id)
+    assert text.startswith("# What is the daily meal allowance?")
+    assert "## What is the daily meal allowance?" in text
+    assert turn.text.strip() in text
+    label = turn.shown_sources(uncited=len(turn.context))[1][0][1].chunk.label()
+    assert f"] {label} (`" in text
+    assert export_markdown(await chats.thread(conv.id)) == text
+
+
+async def test_an_off_topic_question_stays_ungrounded_in_every_model(engine):
+    conv = Conversation(engine)
+    turn = await conv.prepare("Who won the 1998 football World Cup?")
+    trial = conv.retry(turn)
+    async for _ in conv.stream(trial, remember=False):
+        pass
+    assert not trial.grounded and trial.text.startswith("I could not find this")
+    assert trial.context == []
+
+
+# Privacy follows the data ----------------------------------------------------------
+
+SECRET = "HEDGEHOG-4471"
+
+
+@pytest.fixture
+def private_engine(engine, tmp_path):
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "diary.md").write_text(
+        f"# Diary\n\nMy secret garden gate code is {SECRET}. The gate is painted green.")
+    Ingestor(engine.live.library, extra_metadata={"private": True}).run(
+        discover([private]), progress=False)
+    return engine
+
+
+def routed_to(engine, remote: Recorder) -> Engine:
+    """Code questions go to the recording server, which counts as off this machine."""
+    options = engine.settings.with_overrides(
+        llm_routes={"code": f"openai:remote@{remote.base}"}, llm_local_hosts=["localhost"])
+    found = Engine(options, engine.live, engine.store)
+    found.models = engine.models
+    return found
+
+
+async def test_private_history_never_reaches_a_remote_model(private_engine):
+    remote = Recorder()
+    try:
+        engine = routed_to(private_engine, remote)
+        conv = await Conversations(engine).create()
+        first = await conv.ask("What is my secret garden gate code?")
+        assert first.model.startswith("SmolLM2-135M-Instruct") and first.private
+        assert any(h.chunk.extra.get("private") for h in first.context)
+        second = await conv.ask("Write a python function def gate(): return the code()")
+    finally:
+        remote.shutdown()
+    sent = str(remote.bodies)
+    assert remote.bodies, "the second question should have gone to the remote model"
+    assert SECRET not in sent and "secret garden gate" not in sent
+    assert first.text.strip()[:30] not in sent
+    assert second.withheld_turns == 1
+    assert any("earlier exchange" in n for n in second.notices())
+
+
+async def test_sent_back_private_answers_stay_private_in_the_api(private_engine):
+    conv = Conversation(private_engine)
+    await private_engine.open_store()
+    first = await conv.ask("What is my secret garden gate code?")
+    assert first.private
+    remote = Recorder()
+    try:
+        engine = routed_to(private_engine, remote)
+        sent_back = [{"role": "user", "content": "What is my secret garden gate code?"},
+                     {"role": "assistant", "content": first.text},
+                     {"role": "user", "content": "Write a python function def gate(): code()"}]
+        api, question = await Conversation.from_messages(engine, sent_back)
+        assert [e.private for e in api.history] == [True, True]
+        turn = await api.ask(question)
+    finally:
+        remote.shutdown()
+    assert remote.bodies and SECRET not in str(remote.bodies)
+    assert "What is my secret garden gate code?" not in str(remote.bodies)
+    assert turn.withheld_turns == 1
+
+
+async def test_general_answers_do_not_carry_private_history(private_engine):
+    remote = Recorder()
+    try:
+        options = private_engine.settings.with_overrides(
+            llm=f"openai:remote@{remote.base}", llm_fallback=[], llm_local_hosts=["localhost"],
+            off_topic="general")
+        engine = Engine(options, private_engine.live, private_engine.store)
+        history = [{"role": "user", "content": "What is my gate code?", "private": True},
+                   {"role": "assistant", "content": f"It is {SECRET} [1].", "private": True}]
+        from rag.conversation import Entry
+        conv = Conversation(engine, history=[Entry(**m) for m in history])
+        turn = await conv.ask("Who won the 1998 football World Cup?")
+    finally:
+        remote.shutdown()
+    assert not turn.grounded and remote.bodies
+    assert SECRET not in str(remote.bodies)
+
+
+def test_history_comes_back_from_the_app_s_stored_messages():
+    """Chainlit stores answers as steps under the question; notes have no answer."""
+    from rag.conversation import entries_from_steps
+
+    steps = [
+        {"id": "w", "type": "assistant_message", "output": "Hello!", "metadata": {}},
+        {"id": "q", "type": "user_message", "output": "What is my code?", "metadata": {}},
+        {"id": "r", "type": "retrieval", "output": "Searched for: ..."},
+        {"id": "a", "type": "assistant_message", "parentId": "q", "output": "It is X [1].\n\n"
+         "**Sources:** [1] diary.md", "metadata": {"answer": "It is X [1].", "private": True}},
+        {"id": "q2", "type": "user_message", "output": "Tell a long story", "metadata": {}},
+        {"id": "a2", "type": "assistant_message", "output": "Once", "metadata": {
+            "answer": "Once", "stopped": True}},
+    ]
+    entries = entries_from_steps(steps)
+    assert [(e.role, e.content, e.private) for e in entries] == [
+        ("user", "What is my code?", True), ("assistant", "It is X [1].", True)]
+
+
+async def test_an_api_request_continues_a_stored_chat_or_its_own_messages(engine):
+    chats = Conversations(engine)
+    stored = await chats.create()
+    await stored.ask("How do I install Local RAG Chat on Linux?")
+    conv, question = await chats.for_request(
+        [{"role": "user", "content": [{"type": "text", "text": "And on Windows?"}]}],
+        chat_id=stored.id)
+    assert question == "And on Windows?" and len(conv.history) == 2
+    turn = await conv.ask(question)
+    assert turn.search_query.startswith("How do I install Local RAG Chat on Linux?")
+    assert len((await chats.thread(stored.id))["steps"]) == 4
+
+    sent = [{"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "How do I install Local RAG Chat on Linux?"},
+            {"role": "assistant", "content": "Run make run."},
+            {"role": "user", "content": "And on Windows?"}]
+    conv, question = await chats.for_request(sent)
+    assert [e.content for e in conv.history] == [sent[1]["content"], sent[2]["content"]]
+    with pytest.raises(RagError):
+        await chats.for_request(sent[:3])
+    with pytest.raises(RagError, match="no chat"):
+        await chats.for_request(sent, chat_id=stored.id, user="mallory")
+
+
+def test_a_resumed_chat_keeps_its_settings(engine):
+    thread = {"id": "t", "steps": [], "metadata": {"chat_settings": {
+        "top_k": 2, "temperature": 0.5, "use_library": False, "sources": "*.md"}}}
+    conv = Conversation.from_thread(engine, thread)
+    assert (conv.options.top_k, conv.options.temperature, conv.use_library,
+            conv.options.sources) == (2, 0.5, False, ["*.md"])
+
+
+async def test_leftovers_of_a_crashed_run_are_swept(store, tmp_path):
+    """Files of chats that no longer exist, and Chainlit's copies from before the start."""
+    import os
+    import time
+
+    from rag.chats import sweep_older
+
+    user = await store.ensure_user("ann")
+    await store.upsert_thread("alive", user_id=user["id"])
+    day_old = time.time() - 2 * 24 * 3600
+    for name in ("alive", "orphan", "fresh-orphan"):
+        (store.files_dir(name) / "files").mkdir(parents=True)
+    for name in ("alive", "orphan"):
+        os.utime(store.files_dir(name), (day_old, day_old))
+    assert await store.sweep_files() == ["orphan"]
+    assert store.files_dir("alive").exists() and store.files_dir("fresh-orphan").exists()
+
+    copies = tmp_path / ".files"
+    (copies / "old-session").mkdir(parents=True)
+    (copies / "old-session" / "upload.pdf").write_bytes(b"%PDF")
+    os.utime(copies / "old-session", (day_old, day_old))
+    (copies / "live-session").mkdir()
+    sweep_older(copies, before=time.time() - 60)
+    assert [p.name for p in copies.iterdir()] == ["live-session"]
