@@ -39,6 +39,10 @@ class Settings(BaseSettings):
         description="all-MiniLM-L6-v2 (shipped in a package) or a sentence-transformers folder.",
     )
     embed_batch_size: int = Field(64, ge=1)
+    embedder: Literal["onnx", "onnx-int8", "sentence-transformers"] = Field(
+        "onnx",
+        description="What runs the embedding model: ONNX Runtime (exported once) or sentence-transformers.",
+    )
 
     chunk_tokens: int = Field(
         200, ge=16, description="Chunk size in embedding-model tokens (MiniLM reads 256)."

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
-from rag.embeddings import SentenceTransformerEmbedder
+from rag.embeddings import Embedder, create_embedder
 from rag.retrieval import Library, open_library
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,8 +27,10 @@ os.environ.setdefault("RAG_FOUNDRY_CATALOG_URL", "http://127.0.0.1:9/asset-galle
 
 
 @pytest.fixture(scope="session")
-def embedder() -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder()
+def embedder() -> Embedder:
+    """The default embedder (ONNX Runtime); tests/test_embedder_contract.py holds it to
+    the sentence-transformers reference."""
+    return create_embedder(Settings())
 
 
 @pytest.fixture
