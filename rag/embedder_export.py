@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rag.errors import ModelUnavailable
 
@@ -71,7 +72,10 @@ def read_info(folder: Path) -> dict | None:
 
 
 def prepare_export(
-    cache_dir: Path, model: str, location: str, precision: str = "fp32",
+    cache_dir: Path,
+    model: str,
+    location: str,
+    precision: str = "fp32",
     log: Callable[[str], None] = print,
 ) -> Path:
     """Return the finished export folder, building it first if needed (once per machine)."""
@@ -80,7 +84,8 @@ def prepare_export(
     target = export_dir(cache_dir, model, precision)
     if read_info(target):
         return target
-    source = prepare_export(cache_dir, model, location, "fp32", log) if precision != "fp32" else None
+    # int8 is quantized from the fp32 export, which is built first if missing.
+    source = None if precision == "fp32" else prepare_export(cache_dir, model, location, log=log)
     from filelock import FileLock, Timeout
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -98,8 +103,9 @@ def prepare_export(
     return target
 
 
-def _build(target: Path, model: str, location: str, source: Path | None,
-           log: Callable[[str], None]) -> None:
+def _build(
+    target: Path, model: str, location: str, source: Path | None, log: Callable[[str], None]
+) -> None:
     missing = [pip for mod, pip in _BUILD_PACKAGES.items() if importlib.util.find_spec(mod) is None]
     if missing:
         raise ModelUnavailable(
@@ -113,11 +119,17 @@ def _build(target: Path, model: str, location: str, source: Path | None,
     work = Path(tempfile.mkdtemp(prefix=f".build-{target.name}-", dir=target.parent))
     try:
         if source is None:
-            _run_step(f"Exporting the embedding model {model} to ONNX",
-                      ["export", model, location, str(work)], log)
+            _run_step(
+                f"Exporting the embedding model {model} to ONNX",
+                ["export", model, location, str(work)],
+                log,
+            )
         else:
-            _run_step(f"Quantizing the embedding model {model} to int8",
-                      ["quantize", str(source), str(work)], log)
+            _run_step(
+                f"Quantizing the embedding model {model} to int8",
+                ["quantize", str(source), str(work)],
+                log,
+            )
         os.rename(work, target)  # atomic: readers see no folder or a complete one
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -127,12 +139,16 @@ def _build(target: Path, model: str, location: str, source: Path | None,
 def _run_step(what: str, args: list[str], log: Callable[[str], None]) -> None:
     log(f"{what} (one time)...")
     # Offline: the model folder holds everything; a hub lookup would only hang or fail.
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false")
+    env = dict(
+        os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false"
+    )
     try:
         done = subprocess.run(
             [sys.executable, "-m", "rag.embedder_export", *args],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             timeout=_STEP_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired:
@@ -150,10 +166,12 @@ def _export(model: str, location: str, out: Path) -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    reference = SentenceTransformer(location, device="cpu", local_files_only=os.path.isdir(location))
+    local = os.path.isdir(location)
+    reference = SentenceTransformer(location, device="cpu", local_files_only=local)
     kinds = [type(module).__name__ for module in reference]
     pooling = getattr(reference[1], "pooling_mode", None) if len(kinds) > 1 else None
-    if kinds[:2] != ["Transformer", "Pooling"] or pooling != "mean" or kinds[2:] not in ([], ["Normalize"]):
+    supported = kinds[:2] == ["Transformer", "Pooling"] and kinds[2:] in ([], ["Normalize"])
+    if not supported or pooling != "mean":
         raise SystemExit(
             f"{model} is {kinds} with {pooling} pooling; the ONNX embedder reproduces "
             "Transformer + mean Pooling (+ Normalize) only: set RAG_EMBEDDER=sentence-transformers."
@@ -164,27 +182,37 @@ def _export(model: str, location: str, out: Path) -> None:
             super().__init__()
             self.transformer = transformer
 
-        def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: ANN001
-            return self.transformer(input_ids=input_ids, attention_mask=attention_mask,
-                                    token_type_ids=token_type_ids).last_hidden_state
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.transformer(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
 
     tokenizer = reference.tokenizer
+    transformer: Any = reference[0].auto_model
+    max_length = int(reference.max_seq_length or 0)
     sample = tokenizer(_CHECK_TEXTS[:2], padding=True, return_tensors="pt")
     axes = {0: "batch", 1: "sequence"}
     with torch.no_grad():
         torch.onnx.export(
-            LastHiddenState(reference[0].auto_model.eval()),
-            tuple(sample[name] for name in INPUTS), str(out / MODEL_FILE),
-            input_names=list(INPUTS), output_names=["last_hidden_state"],
-            dynamic_axes={name: axes for name in [*INPUTS, "last_hidden_state"]},
-            opset_version=17, dynamo=False,  # the dynamo exporter needs onnxscript
+            LastHiddenState(transformer.eval()),
+            tuple(sample[name] for name in INPUTS),
+            str(out / MODEL_FILE),
+            input_names=list(INPUTS),
+            output_names=["last_hidden_state"],
+            dynamic_axes=dict.fromkeys([*INPUTS, "last_hidden_state"], axes),
+            opset_version=17,
+            dynamo=False,  # the dynamo exporter needs onnxscript
         )
     tokenizer.backend_tokenizer.save(str(out / TOKENIZER_FILE))  # the very tokenizer used
-    info = {"format": FORMAT, "model": model, "precision": "fp32",
-            "max_seq_length": int(reference.max_seq_length),
-            "dimension": int(reference.get_sentence_embedding_dimension() or 0)}
+    info: dict[str, Any] = {
+        "format": FORMAT,
+        "model": model,
+        "precision": "fp32",
+        "max_seq_length": max_length,
+        "dimension": int(reference.get_sentence_embedding_dimension() or 0),
+    }
     expected = reference.encode(_CHECK_TEXTS, normalize_embeddings=True, convert_to_numpy=True)
-    got = np.asarray(_embed_with(out, info["max_seq_length"], _CHECK_TEXTS))
+    got = np.asarray(_embed_with(out, max_length, _CHECK_TEXTS), dtype=np.float32)
     difference = float(np.abs(expected - got).max())
     if difference > MAX_DIFFERENCE:
         raise SystemExit(f"The ONNX export differs from sentence-transformers by {difference:.2e}.")
@@ -197,8 +225,12 @@ def _quantize(source: Path, out: Path) -> None:
 
     # Per channel: one scale per output column. One scale per tensor cost recall
     # (cosine 0.93 against fp32); per channel keeps it near 0.99.
-    quantize_dynamic(str(source / MODEL_FILE), str(out / MODEL_FILE),
-                     per_channel=True, weight_type=QuantType.QInt8)
+    quantize_dynamic(
+        str(source / MODEL_FILE),
+        str(out / MODEL_FILE),
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+    )
     shutil.copy(source / TOKENIZER_FILE, out / TOKENIZER_FILE)
     info = json.loads((source / READY_FILE).read_text(encoding="utf-8"))
     _write_info(out, {**info, "precision": "int8", "max_difference": None})

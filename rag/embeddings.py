@@ -175,8 +175,12 @@ class OnnxEmbedder:
     """
 
     def __init__(
-        self, model: str = SHIPPED_MODEL, batch_size: int = 64, *,
-        cache_dir: Path, precision: str = "fp32",
+        self,
+        model: str = SHIPPED_MODEL,
+        batch_size: int = 64,
+        *,
+        cache_dir: Path,
+        precision: str = "fp32",
     ) -> None:
         self.name = model  # the same model, so the same name in the index
         self.precision = precision
@@ -193,7 +197,10 @@ class OnnxEmbedder:
         from rag.embedder_export import prepare_export
 
         return prepare_export(
-            self._cache_dir, self.name, model_location(self.name), self.precision,
+            self._cache_dir,
+            self.name,
+            model_location(self.name),
+            self.precision,
             log=lambda line: print(line, flush=True),
         )
 

@@ -20,6 +20,7 @@ from rag.embeddings import (
     SentenceTransformerEmbedder,
     create_embedder,
 )
+
 from conftest import SAMPLE_DATA
 
 # Real text: the sample documents cut into passages, plus the awkward cases.
@@ -116,4 +117,3 @@ def test_usable_from_two_threads_at_once(embedder):
         vectors = [pool.submit(embedder.embed, TEXTS[:4]) for _ in range(4)]
         assert len({tuple(f.result(timeout=120)) for f in counts}) == 1
         assert all(len(f.result(timeout=120)) == 4 for f in vectors)
-

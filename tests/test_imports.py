@@ -37,7 +37,10 @@ def imported_by(args: list[str], index: Path) -> list[str]:
     env = {**os.environ, "RAG_INDEX": str(index), "RAG_COLLECTION": "test"}
     done = subprocess.run(
         [sys.executable, "-c", _PROBE.format(watched=HEAVY + MODEL_RUNTIMES), *args],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert done.returncode in (0, 1), done.stderr  # forget of an unknown path exits 1
     line = next(x for x in done.stdout.splitlines() if x.startswith("IMPORTED="))
@@ -63,11 +66,14 @@ def _commands() -> set[str]:
     return set(sub.choices)
 
 
-@pytest.mark.parametrize("args", [
-    ["sources"],
-    ["forget", "/nowhere/else.md"],
-    ["check"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sources"],
+        ["forget", "/nowhere/else.md"],
+        ["check"],
+    ],
+)
 def test_listing_and_forgetting_load_no_model(args, index):
     if args[0] not in _commands():
         pytest.skip(f"rag {args[0]} does not exist on this branch")
