@@ -58,3 +58,42 @@ def embedded_model():
     from rag.models.spec import load_chat_model
 
     return load_chat_model("embedded", Settings())
+
+
+# Markers by what a test uses, so `pytest -m unit` is a quick loop (under a minute):
+# browser tests stay browser; a test that loads a model, ingests or starts processes
+# is integration; everything else is unit.
+HEAVY_FIXTURES = {
+    "embedder",
+    "library",
+    "embedded_model",
+    "indexed",
+    "index",
+    "chat_model",
+    "served_model",
+    "model_dir",
+    "model",
+    "tokenizer",
+    "reference",
+    "app_url",
+}
+# Modules whose tests run the real commands or servers as processes.
+PROCESS_MODULES = {"test_cli", "test_benchmarks", "test_imports", "test_embedded_model"}
+# Single tests elsewhere that start processes.
+PROCESS_TESTS = {"test_ingest_killed_mid_run_then_rerun_matches_a_clean_ingest"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("browser") or item.get_closest_marker("integration"):
+            continue
+        module = item.module.__name__.rpartition(".")[2] if item.module else ""
+        heavy = HEAVY_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if (
+            heavy
+            or module in PROCESS_MODULES
+            or getattr(item, "originalname", item.name) in PROCESS_TESTS
+        ):
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
