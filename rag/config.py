@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(64, ge=1)
     embedder: Literal["onnx", "onnx-int8", "sentence-transformers"] = Field(
         "onnx",
-        description="What runs the embedding model: ONNX Runtime (exported once) or sentence-transformers.",
+        description="What runs the embedding model: ONNX Runtime (exported once) or the reference.",
     )
 
     chunk_tokens: int = Field(

@@ -117,3 +117,26 @@ def test_usable_from_two_threads_at_once(embedder):
         vectors = [pool.submit(embedder.embed, TEXTS[:4]) for _ in range(4)]
         assert len({tuple(f.result(timeout=120)) for f in counts}) == 1
         assert all(len(f.result(timeout=120)) == 4 for f in vectors)
+
+
+def test_an_index_built_by_the_reference_is_the_one_onnx_builds(reference, sample_docs, tmp_path):
+    # Same chunks (same token counts), same ids, same vectors: an existing index is
+    # searched as it is, and re-ingesting with the new default rewrites nothing.
+    from ingest.pipeline import Ingestor, discover
+    from rag.library import open_library
+
+    onnx = create_embedder(Settings(embedder="onnx"))
+    old = open_library(Settings(index=tmp_path / "old", collection="test"), reference)
+    Ingestor(old).run(discover([sample_docs]), progress=False)
+    new = open_library(Settings(index=tmp_path / "new", collection="test"), onnx)
+    Ingestor(new).run(discover([sample_docs]), progress=False)
+
+    before = old.collection.get(include=["embeddings"])
+    after = new.collection.get(ids=before["ids"], include=["embeddings"])
+    assert sorted(after["ids"]) == sorted(before["ids"]) and before["ids"]
+    by_id = dict(zip(after["ids"], after["embeddings"], strict=True))
+    vectors = np.asarray([by_id[i] for i in before["ids"]])
+    assert np.abs(vectors - np.asarray(before["embeddings"])).max() <= 1e-4
+
+    again = Ingestor(open_library(old.settings, onnx)).run(discover([sample_docs]), progress=False)
+    assert again.chunks_written == 0 and len(again.unchanged) == 4
