@@ -120,8 +120,11 @@ class OnnxSession:
 
         self._tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
         # The saved tokenizer may carry fixed-length padding; pad to the batch's longest.
+        saved = self._tokenizer.padding or {}
         self._tokenizer.enable_truncation(max_length)
-        self._tokenizer.enable_padding()
+        self._tokenizer.enable_padding(
+            pad_id=saved.get("pad_id", 0), pad_token=saved.get("pad_token", "[PAD]")
+        )
         # A second tokenizer that never truncates: configuring one tokenizer from two
         # threads fails in Rust ("Already borrowed"); two configured once never do.
         self._counter = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
