@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     collection: str = Field("library", description="Chroma collection name.")
     cache_dir: Path = Field(
         Path(platformdirs.user_cache_dir("local-rag-chat")),
-        description="Per-user cache; the embedded chat model is built here.",
+        description="Per-user cache; the embedded chat model and the ONNX embedder are built here.",
     )
 
     embedding_model: str = Field(
