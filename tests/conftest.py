@@ -62,7 +62,8 @@ def embedded_model():
 
 # Markers by what a test uses, so `pytest -m unit` is a quick loop (under a minute):
 # browser tests stay browser; a test that loads a model, ingests or starts processes
-# is integration; everything else is unit.
+# is integration; everything else is unit. A new test that starts a process or a
+# server without these fixtures: mark it `pytest.mark.integration` (kept as it is).
 HEAVY_FIXTURES = {
     "embedder",
     "library",
@@ -87,7 +88,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("browser") or item.get_closest_marker("integration"):
             continue
-        module = item.module.__name__.rpartition(".")[2] if item.module else ""
+        module = getattr(getattr(item, "module", None), "__name__", "").rpartition(".")[2]
         heavy = HEAVY_FIXTURES & set(getattr(item, "fixturenames", ()))
         if (
             heavy
