@@ -81,7 +81,10 @@ HEAVY_FIXTURES = {
 # Modules whose tests run the real commands or servers as processes.
 PROCESS_MODULES = {"test_cli", "test_benchmarks", "test_imports", "test_embedded_model"}
 # Single tests elsewhere that start processes.
-PROCESS_TESTS = {"test_ingest_killed_mid_run_then_rerun_matches_a_clean_ingest"}
+PROCESS_TESTS = {
+    "test_ingest_killed_mid_run_then_rerun_matches_a_clean_ingest",
+    "test_two_processes_build_the_export_once",
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -140,3 +140,37 @@ def test_an_index_built_by_the_reference_is_the_one_onnx_builds(reference, sampl
 
     again = Ingestor(open_library(old.settings, onnx)).run(discover([sample_docs]), progress=False)
     assert again.chunks_written == 0 and len(again.unchanged) == 4
+
+
+def test_two_processes_build_the_export_once(tmp_path):
+    # A leftover of an interrupted build must be cleaned, not taken as finished.
+    import os
+    import subprocess
+    import sys
+
+    from rag.embedder_export import READY_FILE, export_dir
+
+    target = export_dir(tmp_path, SHIPPED_MODEL, "fp32")
+    stale = target.parent / f".build-{target.name}-stale"
+    stale.mkdir(parents=True)
+    (stale / "model.onnx").write_text("half")
+    script = (
+        "import sys; from pathlib import Path; from rag.embeddings import OnnxEmbedder;"
+        "e = OnnxEmbedder(cache_dir=Path(sys.argv[1])); e.prepare(); print('READY', e.max_tokens)"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path)],
+            env=dict(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [proc.communicate(timeout=900)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    assert all("READY 256" in out for out in outputs), outputs
+    assert sum("Exporting the embedding model" in out for out in outputs) == 1, outputs
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name, f"{target.name}.lock"]
+    assert (target / READY_FILE).is_file()
