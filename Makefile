@@ -4,7 +4,7 @@ PYTHON ?= python3
 PORT ?= 8000
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-dev
+.PHONY: run test check install install-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,5 +32,11 @@ run: install
 	$(BIN)/rag ingest data
 	$(BIN)/chainlit run app.py --port $(PORT)
 
-test: install-dev
+# Lint, formatting and types first: a failure there stops before the slow tests.
+check: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -20,7 +20,7 @@ from pathlib import Path
 from benchmarks.corpus import sentence, write_corpus
 from ingest.pipeline import Ingestor, discover
 from rag.config import Settings
-from rag.embeddings import SentenceTransformerEmbedder
+from rag.embeddings import create_embedder
 from rag.retrieval import open_library
 
 
@@ -33,7 +33,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus = write_corpus(Path(tmp) / "corpus", args.docs)
-        embedder = SentenceTransformerEmbedder(settings.embedding_model, settings.embed_batch_size)
+        embedder = create_embedder(settings)  # RAG_EMBEDDER chooses; ONNX Runtime by default
         embedder.embed(["warm up the model before timing anything"])
         library = open_library(settings.with_overrides(index=Path(tmp) / "index"), embedder)
         ingestor = Ingestor(library)
@@ -54,7 +54,8 @@ def main() -> None:
         reingest_s = time.perf_counter() - started
 
     assert first.chunks_written == len(texts) and again.chunks_written == 0
-    print(f"corpus: {args.docs} documents, {len(texts)} chunks, model {embedder.name}, "
+    print(f"corpus: {args.docs} documents, {len(texts)} chunks, model {embedder.name} "
+          f"({settings.embedder}), "
           f"batch {settings.embed_batch_size}")
     print(f"embed chunks alone:      {embed_s:8.2f} s")
     print(f"full ingest:             {full_s:8.2f} s   ratio to embedding alone: "

@@ -135,7 +135,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("model", help="manage the chat model")
     model_sub = p.add_subparsers(dest="action", required=True)
     p = model_sub.add_parser("prepare", parents=[common],
-                             help="build the embedded model now (otherwise on first use)")
+                             help="build the embedded chat model and the ONNX embedder now "
+                             "(otherwise on first use)")
     p.set_defaults(run=cmd_model_prepare)
     p = model_sub.add_parser("download", parents=[common],
                              help="download a known model (needs the internet)")
@@ -475,10 +476,13 @@ def cmd_user_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_model_prepare(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.embeddings import create_embedder
     from rag.models.embedded import prepare_embedded_model
 
     folder = prepare_embedded_model(settings.cache_dir)
     print(f"Embedded model ready: {folder}")
+    create_embedder(settings).prepare()  # the ONNX export of the embedding model
+    print(f"Embedding model ready: {settings.embedding_model} ({settings.embedder})")
     return 0
 
 

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     collection: str = Field("library", description="Chroma collection name.")
     cache_dir: Path = Field(
         Path(platformdirs.user_cache_dir("local-rag-chat")),
-        description="Per-user cache; the embedded chat model is built here.",
+        description="Per-user cache; the embedded chat model and the ONNX embedder are built here.",
     )
 
     embedding_model: str = Field(
@@ -40,6 +40,10 @@ class Settings(BaseSettings):
         description="all-MiniLM-L6-v2 (shipped in a package) or a sentence-transformers folder.",
     )
     embed_batch_size: int = Field(64, ge=1)
+    embedder: Literal["onnx", "onnx-int8", "sentence-transformers"] = Field(
+        "onnx",
+        description="What runs the embedding model: ONNX Runtime (exported once) or the reference.",
+    )
 
     chunk_tokens: int = Field(
         200, ge=16, description="Chunk size in embedding-model tokens (MiniLM reads 256)."

@@ -14,7 +14,7 @@ from chromadb.api.models.Collection import Collection
 from rag import store
 from rag.chunks import Chunk
 from rag.config import Settings
-from rag.embeddings import Embedder, SentenceTransformerEmbedder
+from rag.embeddings import Embedder, create_embedder
 from rag.lexical import LexicalIndex, lexical_path
 
 
@@ -29,9 +29,7 @@ class Library:
 
 
 def open_library(settings: Settings, embedder: Embedder | None = None) -> Library:
-    embedder = embedder or SentenceTransformerEmbedder(
-        settings.embedding_model, settings.embed_batch_size
-    )
+    embedder = embedder or create_embedder(settings)
     collection = store.open_collection(settings.index, settings.collection, embedder.name)
     lexical = LexicalIndex(lexical_path(settings.index, settings.collection))
     library = Library(embedder, collection, lexical, settings)

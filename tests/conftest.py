@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
-from rag.embeddings import SentenceTransformerEmbedder
+from rag.embeddings import Embedder, create_embedder
 from rag.retrieval import Library, open_library
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,8 +27,10 @@ os.environ.setdefault("RAG_FOUNDRY_CATALOG_URL", "http://127.0.0.1:9/asset-galle
 
 
 @pytest.fixture(scope="session")
-def embedder() -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder()
+def embedder() -> Embedder:
+    """The default embedder (ONNX Runtime); tests/test_embedder_contract.py holds it to
+    the sentence-transformers reference."""
+    return create_embedder(Settings())
 
 
 @pytest.fixture
@@ -56,3 +58,46 @@ def embedded_model():
     from rag.models.spec import load_chat_model
 
     return load_chat_model("embedded", Settings())
+
+
+# Markers by what a test uses, so `pytest -m unit` is a quick loop (under a minute):
+# browser tests stay browser; a test that loads a model, ingests or starts processes
+# is integration; everything else is unit. A new test that starts a process or a
+# server without these fixtures: mark it `pytest.mark.integration` (kept as it is).
+HEAVY_FIXTURES = {
+    "embedder",
+    "library",
+    "embedded_model",
+    "indexed",
+    "index",
+    "chat_model",
+    "served_model",
+    "model_dir",
+    "model",
+    "tokenizer",
+    "reference",
+    "app_url",
+}
+# Modules whose tests run the real commands or servers as processes.
+PROCESS_MODULES = {"test_cli", "test_benchmarks", "test_imports", "test_embedded_model"}
+# Single tests elsewhere that start processes.
+PROCESS_TESTS = {
+    "test_ingest_killed_mid_run_then_rerun_matches_a_clean_ingest",
+    "test_two_processes_build_the_export_once",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("browser") or item.get_closest_marker("integration"):
+            continue
+        module = getattr(getattr(item, "module", None), "__name__", "").rpartition(".")[2]
+        heavy = HEAVY_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if (
+            heavy
+            or module in PROCESS_MODULES
+            or getattr(item, "originalname", item.name) in PROCESS_TESTS
+        ):
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)

@@ -9,7 +9,9 @@ import socket
 import subprocess
 import sys
 import threading
+import tempfile
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -24,22 +26,36 @@ def free_port() -> int:
 def start_rag_server(env: dict[str, str], *extra: str) -> tuple[subprocess.Popen, str]:
     """``rag serve`` as a separate process; returns it and its /v1 base URL."""
     port = free_port()
+    log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a full pipe would block the server
     proc = subprocess.Popen(
         [sys.executable, "-m", "rag.cli", "serve", "--port", str(port), *extra],
-        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, text=True,
     )
     base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 180
+    wait_until_up(f"{base}/models", proc, lambda: _read(log), "rag serve", timeout=180)
+    return proc, base
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, log: Callable[[], str], what: str,
+                  timeout: float) -> None:
+    """Wait until ``url`` answers; raise with the server's log if it exits or the deadline passes."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"rag serve exited: {proc.stdout.read()}")
+            raise RuntimeError(f"{what} exited with {proc.returncode}; its log:\n{log()}")
         try:
-            httpx.get(f"{base}/models", timeout=1)
-            return proc, base
+            httpx.get(url, timeout=1)
+            return
         except httpx.HTTPError:
-            time.sleep(0.3)
+            time.sleep(0.3)  # between polls of the condition, not instead of it
     proc.kill()
-    raise RuntimeError("rag serve did not start in time")
+    proc.wait(timeout=30)
+    raise RuntimeError(f"{what} did not answer at {url} within {timeout:.0f} s; its log:\n{log()}")
+
+
+def _read(log) -> str:
+    log.seek(0)
+    return log.read()
 
 
 class Recorder(ThreadingHTTPServer):

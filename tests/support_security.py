@@ -98,6 +98,14 @@ class App:
         self.proc.wait(timeout=30)
 
 
+def login_cookie(url: str, headers: dict[str, str] | None = None) -> str:
+    """The cookie of a header login, as the web page gets it: on loopback without
+    RAG_AUTH everyone is the one local user (chat history needs a user)."""
+    logged = httpx.post(f"{url}/auth/header", headers=headers or {})
+    logged.raise_for_status()
+    return "; ".join(f"{k}={v}" for k, v in logged.cookies.items())
+
+
 class Refused(Exception):
     """The app would not open a Socket.IO session."""
 

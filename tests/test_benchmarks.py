@@ -39,3 +39,17 @@ def test_search_latency_benchmark_prints_median_and_p95():
     assert re.search(r"index: 800 chunks in Chroma, 800 in the lexical index", done.stdout)
     for mode in ("vector", "lexical", "hybrid"):
         assert re.search(rf"^{mode} +median +\d+\.\d ms +p95 +\d+\.\d ms", done.stdout, re.M)
+
+
+def test_startup_benchmark_prints_each_figure():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.startup", "--repeat", "1",
+                           "--docs", "4"], capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for label in ("rag query (onnx)", "rag query (sentence-transformers)", "rag sources"):
+        assert re.search(rf"^{re.escape(label)} +\d+\.\d\d s +\d+\.\d\d s +\d+ MB$", done.stdout,
+                         re.M), label
+    for kind in ("onnx", "sentence-transformers"):
+        assert re.search(rf"^app \({kind}\): serving +\d+\.\d\d s .* first answer +\d+\.\d\d s",
+                         done.stdout, re.M), kind
+    for kind in ("onnx", "sentence-transformers"):
+        assert re.search(rf"^ingest with {kind} +\d+\.\d chunks/s", done.stdout, re.M), kind

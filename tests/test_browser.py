@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
+from servers import wait_until_up
 
 pytestmark = pytest.mark.browser
 
@@ -31,24 +31,21 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, embedded_model):
     index = tmp_path_factory.mktemp("app") / "index"
-    env = {**os.environ, "RAG_INDEX": str(index), "RAG_MAX_ANSWER_TOKENS": "200"}
-    subprocess.run([sys.executable, "-m", "ingest", str(ROOT / "data")], env=env, check=True,
-                   capture_output=True, timeout=600)
+    # Temperature 0: the tests check the model's words, which must not vary by chance.
+    env = {**os.environ, "RAG_INDEX": str(index), "RAG_MAX_ANSWER_TOKENS": "200",
+           "RAG_TEMPERATURE": "0"}
+    done = subprocess.run([sys.executable, "-m", "ingest", str(ROOT / "data")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
     port = _free_port()
-    log = (index.parent / "chainlit.log").open("w")
+    log_path = index.parent / "chainlit.log"
+    log = log_path.open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "chainlit", "run", "app.py", "--headless", "--port", str(port)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert server.poll() is None, (index.parent / "chainlit.log").read_text()
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
+    wait_until_up(url, server, log_path.read_text, "chainlit", timeout=120)
     yield url, env
     server.terminate()
     server.wait(timeout=30)
@@ -133,7 +130,8 @@ def retrieval_step(page) -> str:
     """The text of the newest retrieval step, opened as a person would."""
     step = page.locator("#step-Retrieval").last
     step.click()
-    page.wait_for_timeout(300)
+    # Opened: the newest step's text, which starts with the query searched, is shown.
+    page.locator("text=Searched for:").last.wait_for(state="visible", timeout=10_000)
     return page.locator("body").inner_text()
 
 
@@ -155,7 +153,9 @@ def test_an_attached_pdf_answers_questions_in_its_chat_only(browser, app_url, tm
     second_context, second = open_chat(browser, app_url[0])
     try:
         first.set_input_files("input[type=file]", str(pdf))
-        first.wait_for_timeout(1000)
+        # Chainlit keeps the send button disabled until every attachment is uploaded.
+        first.wait_for_selector("#attachments", timeout=30_000)
+        first.wait_for_selector("#chat-submit:enabled", timeout=60_000)
         ask(first, "How long does the Zephyr-9 drone fly on one battery?")
         assert "Added zephyr.pdf to this chat (1 passage)" in first.locator(ANSWER).nth(1).inner_text()
         assert any(link.startswith("[1] zephyr.pdf") for link in source_links(first))
@@ -173,9 +173,10 @@ def test_stop_keeps_the_partial_answer_and_the_next_question_is_answered(page):
     page.fill("#chat-input", "Write a very long story about the tea garden and its visitors.")
     page.keyboard.press("Enter")
     answers = page.locator(ANSWER)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (answers.count() < 2 or len(answers.nth(1).inner_text()) < 20):
-        time.sleep(0.05)
+    page.wait_for_function(  # stop mid-answer: once the answer has begun
+        "sel => { const a = document.querySelectorAll(sel);"
+        " return a.length >= 2 && a[1].innerText.length >= 20; }",
+        arg=ANSWER, timeout=60_000)
     page.click("#stop-button")
     page.wait_for_selector("text=Stopped before the end of the answer", timeout=10_000)
     partial = answers.nth(1).inner_text()

@@ -9,7 +9,6 @@ All use the real tiny model; nothing is faked.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 import pytest
@@ -68,26 +67,25 @@ async def test_max_tokens_bounds_the_answer(chat_model):
 
 async def test_cancelling_mid_answer_frees_the_model(chat_model):
     received: list[str] = []
+    three = asyncio.Event()
 
     async def read() -> None:
         async for delta in chat_model.stream(LONG, max_tokens=400, temperature=0):
             received.append(delta)
+            if len(received) >= 3:
+                three.set()
 
     task = asyncio.create_task(read())
-    while len(received) < 3:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(three.wait(), timeout=120)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     stopped_at = len(received)
-    await asyncio.sleep(0.3)
-    assert len(received) == stopped_at, "no text may arrive after Stop"
 
-    started = time.perf_counter()
     answer = "".join(await collect(chat_model.stream(SHORT, max_tokens=32, temperature=0)))
     assert "paris" in answer.lower()
-    # A stuck generation would make this wait for the whole 400-token story first.
-    assert time.perf_counter() - started < 4
+    # A whole answer later, the stopped one has still not sent another word.
+    assert len(received) == stopped_at, "no text may arrive after Stop"
 
 
 async def test_closing_the_iterator_stops_generation(chat_model):
@@ -109,21 +107,24 @@ async def test_concurrent_chats_both_get_full_answers(chat_model):
 
 
 async def test_the_event_loop_stays_responsive_while_generating(chat_model):
-    gaps: list[float] = []
+    ticks = 0
 
     async def tick() -> None:
-        last = time.perf_counter()
+        nonlocal ticks
         while True:
-            await asyncio.sleep(0.01)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
+            await asyncio.sleep(0.005)  # another chat's handler, waiting its turn
+            ticks += 1
 
     ticker = asyncio.create_task(tick())
     long_prompt = [{"role": "user", "content": "Summarise: " + "The tea garden lies on a slope. " * 150}]
-    await collect(chat_model.stream(long_prompt, max_tokens=16, temperature=0))
+    ticks_per_delta = []
+    async for _ in chat_model.stream(long_prompt, max_tokens=16, temperature=0):
+        ticks_per_delta.append(ticks)
+        ticks = 0
     ticker.cancel()
-    assert max(gaps) < 0.5, f"the loop froze for {max(gaps):.2f} s"
+    # Reading the long prompt is the longest step: if it ran on the event loop, no
+    # other task would have run before the first piece of the answer arrived.
+    assert ticks_per_delta and ticks_per_delta[0] > 0, ticks_per_delta
 
 
 async def test_pipeline_answers_from_the_library(library, sample_docs, chat_model, settings):

@@ -13,7 +13,9 @@ from testdocs import write_pdf
 
 
 def rag(*args, index: Path, stdin: str | None = None, env: dict | None = None):
-    full_env = {**os.environ, "RAG_INDEX": str(index), "RAG_COLLECTION": "test", **(env or {})}
+    # Temperature 0: answers checked here must not vary by chance.
+    full_env = {**os.environ, "RAG_INDEX": str(index), "RAG_COLLECTION": "test",
+                "RAG_TEMPERATURE": "0", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "rag.cli", *args],
         input=stdin, capture_output=True, text=True, env=full_env, timeout=600,

@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import onnxruntime_genai as og
@@ -104,12 +103,10 @@ def test_short_answer_stops_at_end_of_turn(model_dir, model, tokenizer):
     assert "paris" in answer.lower()
 
 
-def test_second_prepare_is_fast_and_does_not_rebuild(model_dir):
+def test_second_prepare_does_not_rebuild(model_dir):
     before = model_dir.stat().st_mtime_ns
-    started = time.monotonic()
     again = prepare_embedded_model(_cache_dir(), log=lambda line: pytest.fail(f"unexpected log: {line}"))
     assert again == model_dir
-    assert time.monotonic() - started < 1.0
     assert model_dir.stat().st_mtime_ns == before
 
 

@@ -155,8 +155,9 @@ def test_ingest_killed_mid_run_then_rerun_matches_a_clean_ingest(tmp_path):
             written = 0
         if written:
             break
-        time.sleep(0.05)
+        time.sleep(0.05)  # between polls of the condition
     assert proc.poll() is None, "ingest finished before it could be interrupted"
+    assert written, "ingest wrote no chunk within 240 s"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     # Lexical first, Chroma second: a kill leaves the lexical index a superset, never short.

@@ -8,7 +8,6 @@ so that the app must treat it as a machine elsewhere.
 
 from __future__ import annotations
 
-import time
 
 import openai
 import pytest
@@ -46,13 +45,11 @@ async def test_a_hanging_primary_times_out_then_falls_back(indexed, settings, em
     silent = Silent()
     try:
         pool, options = pool_with_fallback(settings, f"openai:phi@{silent.base}", embedded_model)
-        started = time.monotonic()
         turn = await chat.ask("What is the daily meal allowance?", indexed, pool, options)
     finally:
         silent.close()
     assert turn.model == embedded_model.name and turn.text
     assert "timed out" in turn.skipped[0]
-    assert time.monotonic() - started < 30  # three 1 s attempts with back-off, then the answer
 
 
 async def test_no_model_left_is_one_clear_error(indexed, settings):

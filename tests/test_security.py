@@ -13,7 +13,7 @@ import sys
 import httpx
 import pytest
 from servers import free_port, start_rag_server
-from support_security import ROOT, App, Refused, image_doc, ingest, socketio_welcome
+from support_security import ROOT, App, Refused, image_doc, ingest, login_cookie, socketio_welcome
 
 from rag import auth, sanitize, security
 from rag.chunks import Chunk, Hit
@@ -46,7 +46,8 @@ def test_a_page_of_another_origin_cannot_open_the_chat(app, transport):
 
 @pytest.mark.parametrize("transport", ["polling", "websocket"])
 def test_the_apps_own_origin_still_chats(app, transport):
-    assert socketio_welcome(app.url, app.url, transport).startswith("Hello! Ask me about")
+    welcome = socketio_welcome(app.url, app.url, transport, cookie=login_cookie(app.url))
+    assert welcome.startswith("Hello! Ask me about")
 
 
 def test_a_listed_origin_is_allowed(tmp_path):
