@@ -31,7 +31,9 @@ class ChatUploads:
 
 def create(settings: Settings, embedder: Embedder) -> ChatUploads:
     folder = Path(tempfile.mkdtemp(prefix="rag-chat-"))
-    own = settings.with_overrides(index=folder / "index", collection="uploads", sources=[])
+    # Always the embedded store: a chat's files never go to a shared Chroma server.
+    own = settings.model_copy(update={"index": folder / "index", "collection": "uploads",
+                                      "sources": [], "chroma_url": None})
     return ChatUploads(folder, open_library(own, embedder))
 
 
@@ -50,7 +52,7 @@ def add(uploads: ChatUploads, path: str, name: str) -> str:
     target.parent.mkdir(exist_ok=True)
     shutil.copyfile(path, target)
     summary = Ingestor(
-        uploads.library, extra_metadata={"origin": ORIGIN, "private": True}
+        uploads.library, extra_metadata={"origin": ORIGIN}, private=True
     ).run(Target([target], [], []), prune=False, progress=False)
     if summary.failed:
         return f"**{name}** could not be read: {summary.failed[str(target)]}."
@@ -59,5 +61,5 @@ def add(uploads: ChatUploads, path: str, name: str) -> str:
 
 
 def discard(uploads: ChatUploads) -> None:
-    uploads.library.lexical.close()
+    uploads.library.store.close()
     shutil.rmtree(uploads.folder, ignore_errors=True)

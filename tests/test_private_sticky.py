@@ -29,8 +29,8 @@ def test_a_private_document_stays_private_until_made_shareable(tmp_path):
     rag("ingest", "--private", diary, index=index)
     rag("ingest", docs, index=index)
     assert private_of(index) == {str(diary): True, str(docs / "recipe.txt"): False}
+    assert f"{diary}  (private)" in rag("sources", index=index)
 
     rag("ingest", "--shareable", diary, index=index)
     assert private_of(index) == {str(diary): False, str(docs / "recipe.txt"): False}
-    listing = rag("sources", index=index)
-    assert "private" not in listing
+    assert "(private)" not in rag("sources", index=index)

@@ -58,6 +58,7 @@ def test_opening_the_library_between_the_writes_of_a_batch_loses_no_words(
     monkeypatch.setattr(Collection, "upsert", upsert_after_an_open)
     Ingestor(library, batch_chunks=1).run(discover([docs]), progress=False)
     assert opened
-    chroma_ids = set(library.collection.get(include=[])["ids"])
-    assert len(chroma_ids) == 3
-    assert _word_index_ids(settings) == chroma_ids
+    report = library.store.check()
+    assert report.chunks_in_chroma == report.chunks_in_word_index == 3
+    assert report.consistent, report.as_dict()
+    assert len(_word_index_ids(settings)) == 3
