@@ -106,6 +106,8 @@ class LibraryStore(Protocol):
     def fetch(self, ids: Sequence[str]) -> dict[str, tuple[Chunk, list[float]]]:
         """Chunks and their vectors by id; ids that no longer exist are absent."""
     def documents(self) -> dict[str, Document]: ...
+    def document_chunks(self, source: str) -> list[Chunk]:
+        """The chunks of a document's recorded version, in order."""
     def count(self) -> int: ...
     def writing(self) -> Any:
         """A context manager holding the cross-process writer lock (re-entrant)."""
@@ -369,6 +371,7 @@ class ChromaStore:
         self._name = collection
         self._model = embedding_model
         self._index = index
+        index.mkdir(parents=True, exist_ok=True)
         self._guard = threading.RLock()  # the app asks from worker threads
         self._chroma = client.open()
         self._collection = _collection(self._chroma, collection, embedding_model)
@@ -519,6 +522,12 @@ class ChromaStore:
 
     def documents(self) -> dict[str, Document]:
         return self._catalog.documents()
+
+    def document_chunks(self, source: str) -> list[Chunk]:
+        document = self._catalog.documents().get(source)
+        if document is None:
+            return []
+        return sorted(self._stored_chunks(document), key=lambda c: c.index)
 
     def count(self) -> int:
         return self._collection.count()
