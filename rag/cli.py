@@ -128,11 +128,11 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     return summary.exit_code
 
 
-def _store(settings: Settings):
+def _store(settings: Settings, bring_in_step: bool = True):
     """The index alone, for commands that never embed: no model to load."""
     from rag.store import open_store
 
-    return open_store(settings)
+    return open_store(settings, bring_in_step=bring_in_step)
 
 
 def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
@@ -225,7 +225,7 @@ def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    store = _store(settings)
+    store = _store(settings, bring_in_step=False)
     report = store.repair() if args.repair else store.check()
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))

@@ -37,6 +37,7 @@ def search_by_vector(
 ) -> list[Hit]:
     """``search`` with the question already embedded (evaluation embeds them in one batch)."""
     settings = settings or library.settings
+    library.store.refresh()  # what other processes wrote since (cheap when nothing did)
     sources = _sources(library, settings.sources)
     if sources == [] or k <= 0:
         return []

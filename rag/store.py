@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import chromadb
@@ -44,8 +44,15 @@ from chromadb.errors import InvalidArgumentError
 
 from rag.chunks import Chunk
 from rag.config import Settings
-from rag.documents import (Catalog, Document, SqliteCatalog, Unfinished, catalog_path,
-                           is_abandoned, writer_name)
+from rag.documents import (
+    Catalog,
+    Document,
+    SqliteCatalog,
+    Unfinished,
+    catalog_path,
+    is_abandoned,
+    writer_name,
+)
 from rag.errors import RagError
 from rag.lexical import LexicalIndex, lexical_path
 from rag.locking import WriterLock
@@ -240,7 +247,7 @@ class _Server:
             return chromadb.HttpClient(
                 host=self.host, port=self.port, ssl=self.ssl, headers=self.headers,
                 settings=ChromaSettings(anonymized_telemetry=False))
-        except Exception as exc:  # noqa: BLE001 - chromadb raises plain ValueError and others
+        except Exception as exc:  # noqa: BLE001 - chromadb raises ValueError and others
             raise RagError(
                 f"No Chroma server answers at {self.url} ({exc}): start one with "
                 f"`chroma run --path DIR --host {self.host} --port {self.port}` "
@@ -287,7 +294,8 @@ class _ChromaCatalog:
     sees it. One record per document (its id a hash of the path), plus a generation record."""
 
     _GENERATION = "generation"
-    _UNIT = [1.0]  # Chroma wants a vector per record; this table is never searched
+    # Chroma wants a vector per record; this table is never searched.
+    _UNIT: ClassVar[list[float]] = [1.0]
 
     def __init__(self, collection: Any) -> None:
         self._c = collection
@@ -365,7 +373,7 @@ class ChromaStore:
     """Chunks in a Chroma collection, documents in a catalog, words in a local FTS5 index."""
 
     def __init__(self, client: _Client, index: Path, collection: str,
-                 embedding_model: str) -> None:
+                 embedding_model: str, bring_in_step: bool = True) -> None:
         self._client = client
         self.backend = client.label
         self._name = collection
@@ -381,7 +389,8 @@ class ChromaStore:
         self._lock = WriterLock(index / f"{local}.lock")
         self._seen_generation: str | None = None
         self._adopt_legacy_index()
-        self.refresh()
+        if bring_in_step:  # `rag check` looks at the library as it found it
+            self.refresh()
 
     # writing
 
@@ -599,18 +608,19 @@ class ChromaStore:
 
 # -- choosing a backend ----------------------------------------------------------------
 
-def _embedded(settings: Settings, embedding_model: str) -> LibraryStore:
+def _embedded(settings: Settings, embedding_model: str, bring_in_step: bool) -> LibraryStore:
     return ChromaStore(_Embedded(settings.index), settings.index, settings.collection,
-                       embedding_model)
+                       embedding_model, bring_in_step)
 
 
-def _server(settings: Settings, embedding_model: str) -> LibraryStore:
+def _server(settings: Settings, embedding_model: str, bring_in_step: bool) -> LibraryStore:
     token = settings.chroma_token.get_secret_value() if settings.chroma_token else None
     client = _Server(str(settings.chroma_url), token)
-    return ChromaStore(client, settings.index, settings.collection, embedding_model)
+    return ChromaStore(client, settings.index, settings.collection, embedding_model,
+                       bring_in_step)
 
 
-BACKENDS: dict[str, Callable[[Settings, str], LibraryStore]] = {
+BACKENDS: dict[str, Callable[[Settings, str, bool], LibraryStore]] = {
     "embedded": _embedded,
     "http": _server,
     "https": _server,
@@ -621,13 +631,15 @@ def backend_of(settings: Settings) -> str:
     return urlsplit(settings.chroma_url).scheme if settings.chroma_url else "embedded"
 
 
-def open_store(settings: Settings, embedding_model: str | None = None) -> LibraryStore:
+def open_store(settings: Settings, embedding_model: str | None = None,
+               bring_in_step: bool = True) -> LibraryStore:
     """The library's store as the settings choose; ``embedding_model`` names the model the
-    collection must have been built with (the settings' by default)."""
+    collection must have been built with (the settings' by default). ``bring_in_step``
+    False leaves the word index as found (for ``rag check``)."""
     name = backend_of(settings)
     if name not in BACKENDS:
         raise RagError(f"RAG_CHROMA_URL={settings.chroma_url!r}: use http:// or https://.")
-    return BACKENDS[name](settings, embedding_model or settings.embedding_model)
+    return BACKENDS[name](settings, embedding_model or settings.embedding_model, bring_in_step)
 
 
 def source_counts(store: LibraryStore) -> Counter[str]:

@@ -37,3 +37,12 @@ def test_search_latency_benchmark_prints_median_and_p95():
     assert re.search(r"index: 800 chunks in Chroma, 800 in the lexical index", done.stdout)
     for mode in ("vector", "lexical", "hybrid"):
         assert re.search(rf"^{mode} +median +\d+\.\d ms +p95 +\d+\.\d ms", done.stdout, re.M)
+
+
+def test_scale_benchmark_prints_both_stores_side_by_side():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--sizes", "300",
+                           "--repeat", "1"], capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr
+    for store in ("embedded", "server"):
+        assert re.search(rf"^ +300 {store} +\d+ +\d+\.\d +\d+\.\d +\d+\.\d +\d+ +\d+\.\d$",
+                         done.stdout, re.M), done.stdout

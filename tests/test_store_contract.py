@@ -10,13 +10,13 @@ import itertools
 from pathlib import Path
 
 import pytest
+from support_store import chroma_server  # noqa: F401 - a fixture
 
 from rag.chunks import Chunk
 from rag.config import Settings
 from rag.documents import Document
 from rag.errors import RagError
 from rag.store import LibraryStore, open_store
-from support_store import chroma_server  # noqa: F401 - a fixture
 
 MODEL = "contract-model"
 _names = itertools.count()
