@@ -35,10 +35,9 @@ from pathlib import Path
 import httpx
 
 from benchmarks import evalset
-from benchmarks.search_latency import _filler, _sentences
+from benchmarks.search_latency import _sentences, write_filler
 from ingest.pipeline import Ingestor, discover
 from rag.config import Settings
-from rag.documents import Document
 
 FILLER_PER_DOCUMENT = 20
 
@@ -58,6 +57,7 @@ class ChromaServer:
         self.url = f"http://127.0.0.1:{port}"
         chroma = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
         self.log = path.with_suffix(".log")
+        path.mkdir(parents=True, exist_ok=True)
         with self.log.open("w") as log:
             self.proc = subprocess.Popen([chroma, "run", "--path", str(path), "--host",
                                           "127.0.0.1", "--port", str(port)],
@@ -92,20 +92,7 @@ def _build(settings: Settings, chunks: int, sentences: list[str]) -> float:
     store = library.store
     todo = max(chunks - store.count(), 0)
     started = time.perf_counter()
-    batch: list = []
-
-    def flush() -> None:
-        source = batch[0][0].source
-        document = Document(source, "synthetic", len(batch), False, time.time())
-        store.write(document, [c for c, _ in batch], [v.tolist() for _, v in batch])
-        batch.clear()
-
-    for chunk, vector in _filler(sentences, todo, dim):
-        if batch and batch[0][0].source != chunk.source:
-            flush()
-        batch.append((chunk, vector))
-    if batch:
-        flush()
+    write_filler(store, sentences, todo, dim)
     seconds = time.perf_counter() - started
     store.close()
     return todo / seconds if seconds else 0.0

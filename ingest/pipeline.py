@@ -190,14 +190,13 @@ class Ingestor:
         """Embed the batch's chunks, then store each document whole under the writer lock."""
         chunks = [c for p in batch for c in p.chunks or []]
         vectors = self.embedder.embed([c.text for c in chunks]) if chunks else []
-        store = self.library.store
-        with store.writing():
-            at = 0
-            for p in batch:
-                n = len(p.chunks or [])
-                document = Document(str(p.path), p.file_hash, n, p.private, time.time())
-                store.write(document, p.chunks or [], vectors[at : at + n])
-                at += n
+        items, at = [], 0
+        for p in batch:
+            n = len(p.chunks or [])
+            document = Document(str(p.path), p.file_hash, n, p.private, time.time())
+            items.append((document, p.chunks or [], vectors[at : at + n]))
+            at += n
+        self.library.store.write_many(items)
         return len(chunks)
 
     def run(self, target: Target, prune: bool = True, progress: bool | None = None) -> Summary:

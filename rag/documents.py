@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,14 +62,15 @@ class Catalog(Protocol):
     """Where the documents table lives: SQLite beside an embedded index, Chroma on a server."""
 
     def documents(self) -> dict[str, Document]: ...
-    def begin(self, source: str) -> None:
-        """Mark ``source`` dirty before its chunks change."""
-    def commit(self, document: Document) -> None:
-        """Record a complete version (the row stays dirty until ``finish``)."""
-    def forget(self, source: str) -> None:
-        """No version of ``source`` is complete any more (the row stays dirty)."""
-    def finish(self, source: str) -> None:
-        """The chunk store holds exactly the recorded version: clean, or drop a forgotten row."""
+    def begin(self, sources: Sequence[str]) -> set[str]:
+        """Mark ``sources`` dirty before their chunks change; returns those that had no row
+        (the chunk store holds nothing of them: every write begins with a row)."""
+    def commit(self, documents: Sequence[Document]) -> None:
+        """Record complete versions (the rows stay dirty until ``finish``)."""
+    def forget(self, sources: Sequence[str]) -> None:
+        """No version of these is complete any more (the rows stay dirty)."""
+    def finish(self, sources: Sequence[str]) -> None:
+        """The chunk store holds exactly the recorded versions: clean, or drop forgotten rows."""
     def unfinished(self) -> list[Unfinished]: ...
     def generation(self) -> str:
         """Changes whenever the table does: readers compare it to know when to look again."""
@@ -116,28 +117,35 @@ class SqliteCatalog:
                 "WHERE version IS NOT NULL").fetchall()
         return {s: Document(s, v, n, bool(p), t) for s, v, n, p, t in rows}
 
-    def begin(self, source: str) -> None:
+    def begin(self, sources: Sequence[str]) -> set[str]:
+        new = set()
         with self._write() as db:
-            db.execute("INSERT OR IGNORE INTO documents(source) VALUES (?)", (source,))
-            db.execute("UPDATE documents SET dirty=1, writer=?, since=? WHERE source=?",
-                       (writer_name(), time.time(), source))
+            for source in sources:
+                if db.execute("INSERT OR IGNORE INTO documents(source) VALUES (?)",
+                              (source,)).rowcount:
+                    new.add(source)
+                db.execute("UPDATE documents SET dirty=1, writer=?, since=? WHERE source=?",
+                           (writer_name(), time.time(), source))
+        return new
 
-    def commit(self, document: Document) -> None:
+    def commit(self, documents: Sequence[Document]) -> None:
         with self._write() as db:
-            db.execute(
+            db.executemany(
                 "UPDATE documents SET version=?, chunks=?, private=?, ingested_at=? "
                 "WHERE source=?",
-                (document.version, document.chunks, int(document.private),
-                 document.ingested_at, document.source))
+                [(d.version, d.chunks, int(d.private), d.ingested_at, d.source)
+                 for d in documents])
 
-    def forget(self, source: str) -> None:
+    def forget(self, sources: Sequence[str]) -> None:
         with self._write() as db:
-            db.execute("UPDATE documents SET version=NULL WHERE source=?", (source,))
+            db.executemany("UPDATE documents SET version=NULL WHERE source=?",
+                           [(s,) for s in sources])
 
-    def finish(self, source: str) -> None:
+    def finish(self, sources: Sequence[str]) -> None:
         with self._write() as db:
-            db.execute("DELETE FROM documents WHERE source=? AND version IS NULL", (source,))
-            db.execute("UPDATE documents SET dirty=0 WHERE source=?", (source,))
+            rows = [(s,) for s in sources]
+            db.executemany("DELETE FROM documents WHERE source=? AND version IS NULL", rows)
+            db.executemany("UPDATE documents SET dirty=0 WHERE source=?", rows)
 
     def unfinished(self) -> list[Unfinished]:
         with self._lock:

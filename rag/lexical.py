@@ -244,18 +244,23 @@ class LexicalIndex:
 
     def replace_document(self, source: str, version: str, chunks: Sequence[Chunk]) -> None:
         """Hold exactly these chunks for ``source``, as its ``version``: all or nothing."""
+        self.replace_documents([(source, version, chunks)])
+
+    def replace_documents(self, items: Sequence[tuple[str, str, Sequence[Chunk]]]) -> None:
+        """``replace_document`` for several documents in one transaction."""
         with self._write() as db:
-            self._drop(db, [source])
-            self._remove(db, [c.id for c in chunks])
-            for c in chunks:
-                rowid = db.execute(
-                    "INSERT INTO chunk(id, source) VALUES (?, ?)", (c.id, c.source)
-                ).lastrowid
-                db.execute(
-                    "INSERT INTO body(rowid, title, text) VALUES (?, ?, ?)",
-                    (rowid, _spaced(title_of(c)), _spaced(c.text)),
-                )
-            db.execute("INSERT INTO docs VALUES (?, ?)", (source, version))
+            for source, version, chunks in items:
+                self._drop(db, [source])
+                self._remove(db, [c.id for c in chunks])
+                for c in chunks:
+                    rowid = db.execute(
+                        "INSERT INTO chunk(id, source) VALUES (?, ?)", (c.id, c.source)
+                    ).lastrowid
+                    db.execute(
+                        "INSERT INTO body(rowid, title, text) VALUES (?, ?, ?)",
+                        (rowid, _spaced(title_of(c)), _spaced(c.text)),
+                    )
+                db.execute("INSERT INTO docs VALUES (?, ?)", (source, version))
 
     def drop_documents(self, sources: Sequence[str]) -> None:
         with self._write() as db:

@@ -26,6 +26,7 @@ search never returns a chunk that no longer exists.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
@@ -40,7 +41,7 @@ from urllib.parse import urlsplit
 import chromadb
 from chromadb.api.client import SharedSystemClient
 from chromadb.config import Settings as ChromaSettings
-from chromadb.errors import InvalidArgumentError
+from chromadb.errors import ChromaError, InvalidArgumentError
 
 from rag.chunks import Chunk
 from rag.config import Settings
@@ -102,6 +103,9 @@ class LibraryStore(Protocol):
     def write(self, document: Document, chunks: Sequence[Chunk],
               vectors: Sequence[Sequence[float]]) -> None:
         """Store one complete version of a document, replacing any other version."""
+    def write_many(self, items: Sequence[tuple[Document, Sequence[Chunk],
+                                               Sequence[Sequence[float]]]]) -> None:
+        """``write`` for several documents, in fewer round trips."""
     def remove(self, sources: Sequence[str]) -> None: ...
     def nearest(self, vector: Sequence[float], k: int,
                 sources: Sequence[str] | None = None) -> list[tuple[str, float]]:
@@ -176,6 +180,7 @@ class _Client(Protocol):
     label: str
     def open(self) -> Any: ...
     def changed(self) -> bool: ...
+    def reset(self) -> None: ...
     def local_name(self, collection: str) -> str: ...
     def catalog(self, client: Any, collection: str, index: Path) -> Catalog: ...
 
@@ -217,9 +222,12 @@ class _Embedded:
     def changed(self) -> bool:
         if self._signature() == self._seen:
             return False
+        self.reset()
+        return True
+
+    def reset(self) -> None:
         # Clients already open elsewhere in the process (a chat's uploads) keep working.
         SharedSystemClient.clear_system_cache()
-        return True
 
     def local_name(self, collection: str) -> str:
         return collection
@@ -256,6 +264,9 @@ class _Server:
 
     def changed(self) -> bool:
         return False  # every query goes to the server, which sees every write
+
+    def reset(self) -> None:
+        pass
 
     def local_name(self, collection: str) -> str:
         # The word index is a per-server cache: two servers never share one.
@@ -314,9 +325,9 @@ class _ChromaCatalog:
                 return
             offset += _PAGE
 
-    def _row(self, source: str) -> dict | None:
-        got = self._c.get(ids=[self._id(source)], include=["metadatas"])
-        return got["metadatas"][0] if got["ids"] else None
+    def _get(self, sources: Sequence[str]) -> dict[str, dict]:
+        got = self._c.get(ids=[self._id(s) for s in sources], include=["metadatas"])
+        return {m["source"]: m for m in got["metadatas"] or []}
 
     def _put(self, rows: Sequence[dict]) -> None:
         self._c.upsert(ids=[self._id(r["source"]) for r in rows] + [self._GENERATION],
@@ -328,31 +339,28 @@ class _ChromaCatalog:
                                       bool(m["private"]), float(m["ingested_at"]))
                 for m in self._rows() if m.get("version")}
 
-    def begin(self, source: str) -> None:
-        row = self._row(source) or {"source": source, "version": "", "chunks": 0,
-                                    "private": False, "ingested_at": 0.0}
-        self._put([{**row, "dirty": True, "writer": writer_name(), "since": time.time()}])
+    def begin(self, sources: Sequence[str]) -> set[str]:
+        rows = self._get(sources)
+        blank = {"version": "", "chunks": 0, "private": False, "ingested_at": 0.0}
+        self._put([{**blank, **rows.get(s, {}), "source": s, "dirty": True,
+                    "writer": writer_name(), "since": time.time()} for s in sources])
+        return {s for s in sources if s not in rows}
 
-    def commit(self, document: Document) -> None:
-        row = self._row(document.source) or {}
-        self._put([{**row, "source": document.source, "version": document.version,
-                    "chunks": document.chunks, "private": document.private,
-                    "ingested_at": document.ingested_at}])
+    def commit(self, documents: Sequence[Document]) -> None:
+        rows = self._get([d.source for d in documents])
+        self._put([{**rows.get(d.source, {}), "source": d.source, "version": d.version,
+                    "chunks": d.chunks, "private": d.private, "ingested_at": d.ingested_at}
+                   for d in documents])
 
-    def forget(self, source: str) -> None:
-        row = self._row(source)
-        if row:
-            self._put([{**row, "version": ""}])
+    def forget(self, sources: Sequence[str]) -> None:
+        self._put([{**row, "version": ""} for row in self._get(sources).values()])
 
-    def finish(self, source: str) -> None:
-        row = self._row(source)
-        if row is None:
-            return
-        if not row.get("version"):
-            self._c.delete(ids=[self._id(source)])
-            self._put([])
-        else:
-            self._put([{**row, "dirty": False}])
+    def finish(self, sources: Sequence[str]) -> None:
+        rows = self._get(sources)
+        gone = [s for s, row in rows.items() if not row.get("version")]
+        if gone:
+            self._c.delete(ids=[self._id(s) for s in gone])
+        self._put([{**row, "dirty": False} for s, row in rows.items() if s not in gone])
 
     def unfinished(self) -> list[Unfinished]:
         return [Unfinished(m["source"], m.get("version") or None, str(m.get("writer", "")),
@@ -368,6 +376,25 @@ class _ChromaCatalog:
 
 
 # -- the store -----------------------------------------------------------------------
+
+def _reopening(method: Callable) -> Callable:
+    """Retry a read after reopening the client. The embedded client's per-process caches
+    can trail another process's write between our look at the files and the read
+    ("Error finding id"); a fresh client reads the files as they are now."""
+
+    @functools.wraps(method)
+    def read(self: ChromaStore, *args: Any, **kwargs: Any) -> Any:
+        for attempt in range(3):
+            try:
+                return method(self, *args, **kwargs)
+            except ChromaError:
+                if attempt == 2:
+                    raise
+                self._reopen()
+        raise AssertionError("unreachable")
+
+    return read
+
 
 class ChromaStore:
     """Chunks in a Chroma collection, documents in a catalog, words in a local FTS5 index."""
@@ -403,27 +430,39 @@ class ChromaStore:
 
     def write(self, document: Document, chunks: Sequence[Chunk],
               vectors: Sequence[Sequence[float]]) -> None:
+        self.write_many([(document, chunks, vectors)])
+
+    def write_many(self, items: Sequence[tuple[Document, Sequence[Chunk],
+                                               Sequence[Sequence[float]]]]) -> None:
+        if not items:
+            return
+        documents = [d for d, _, _ in items]
+        sources = [d.source for d in documents]
+        chunks = [c for _, cs, _ in items for c in cs]
+        vectors = [list(v) for _, _, vs in items for v in vs]
+        metadata = [_metadata(c, d) for d, cs, _ in items for c in cs]
         with self.writing():
-            self._catalog.begin(document.source)
+            new = self._catalog.begin(sources)
             for part in _batches(len(chunks)):
                 self._collection.upsert(
-                    ids=[c.id for c in chunks[part]],
-                    documents=[c.text for c in chunks[part]],
-                    embeddings=[list(v) for v in vectors[part]],
-                    metadatas=[_metadata(c, document) for c in chunks[part]],
-                )
-            self._catalog.commit(document)
-            self._collection.delete(where=_of_source(document.source, document.version))
-            self._catalog.finish(document.source)
-            self._words.replace_document(document.source, document.version, chunks)
+                    ids=[c.id for c in chunks[part]], documents=[c.text for c in chunks[part]],
+                    embeddings=vectors[part], metadatas=metadata[part])
+            self._catalog.commit(documents)
+            for d in documents:
+                if d.source not in new:  # a new document has no other version to delete
+                    self._collection.delete(where=_of_source(d.source, d.version))
+            self._catalog.finish(sources)
+            self._words.replace_documents([(d.source, d.version, cs) for d, cs, _ in items])
 
     def remove(self, sources: Sequence[str]) -> None:
+        if not sources:
+            return
         with self.writing():
+            self._catalog.begin(sources)
+            self._catalog.forget(sources)
             for source in sources:
-                self._catalog.begin(source)
-                self._catalog.forget(source)
                 self._collection.delete(where=_of_source(source))
-                self._catalog.finish(source)
+            self._catalog.finish(sources)
             self._words.drop_documents(list(sources))
 
     def _sweep(self, lock_held: bool) -> list[str]:
@@ -432,7 +471,7 @@ class ChromaStore:
         for row in self._catalog.unfinished():
             if is_abandoned(row, lock_held):
                 self._collection.delete(where=_of_source(row.source, row.version))
-                self._catalog.finish(row.source)
+                self._catalog.finish([row.source])
                 swept.append(row.source)
         if swept or self._seen_generation != self._catalog.generation():
             self._reconcile()
@@ -440,6 +479,7 @@ class ChromaStore:
 
     # the word index, derived
 
+    @_reopening
     def _stored_chunks(self, document: Document) -> list[Chunk]:
         where = {"$and": [{"source": document.source}, {"file_hash": document.version}]}
         got = self._collection.get(where=where, include=["documents", "metadatas"])
@@ -466,6 +506,12 @@ class ChromaStore:
         if complete:
             self._seen_generation = generation
 
+    def _reopen(self) -> None:
+        with self._guard:
+            self._client.reset()
+            self._chroma = self._client.open()
+            self._collection = _collection(self._chroma, self._name, self._model)
+
     def refresh(self) -> None:
         with self._guard:
             if self._client.changed():
@@ -491,17 +537,20 @@ class ChromaStore:
             found: dict[str, list[dict]] = {}
             for _, meta in self._all_metadata():
                 found.setdefault(str(meta["source"]), []).append(meta)
+            self._catalog.begin(list(found))
+            complete = []
             for source, metas in found.items():
-                self._catalog.begin(source)
                 hashes = {str(m.get("file_hash", "")) for m in metas}
                 first = metas[0]
                 if len(hashes) == 1 and len(metas) == int(first.get("chunk_count", -1)):
-                    self._catalog.commit(Document(source, hashes.pop(), len(metas),
-                                                  bool(first.get("private")), time.time()))
+                    complete.append(Document(source, hashes.pop(), len(metas),
+                                             bool(first.get("private")), time.time()))
+            self._catalog.commit(complete)
             self._sweep(lock_held=True)
 
     # reading
 
+    @_reopening
     def nearest(self, vector: Sequence[float], k: int,
                 sources: Sequence[str] | None = None) -> list[tuple[str, float]]:
         if k <= 0 or sources == [] or self._collection.count() == 0:
@@ -518,6 +567,7 @@ class ChromaStore:
     def keyword_scores(self, query: str, ids: Sequence[str]) -> dict[str, float]:
         return self._words.scores(query, ids)
 
+    @_reopening
     def fetch(self, ids: Sequence[str]) -> dict[str, tuple[Chunk, list[float]]]:
         out: dict[str, tuple[Chunk, list[float]]] = {}
         for part in _batches(len(ids)):
@@ -538,6 +588,7 @@ class ChromaStore:
             return []
         return sorted(self._stored_chunks(document), key=lambda c: c.index)
 
+    @_reopening
     def count(self) -> int:
         return self._collection.count()
 
