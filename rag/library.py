@@ -25,10 +25,10 @@ class Library:
 
 
 def open_library(settings: Settings, embedder: Embedder | None = None) -> Library:
-    embedder = embedder or SentenceTransformerEmbedder(
+    model: Embedder = embedder or SentenceTransformerEmbedder(
         settings.embedding_model, settings.embed_batch_size
     )
-    return Library(embedder, open_store(settings, embedder.name), settings)
+    return Library(model, open_store(settings, model.name), settings)
 
 
 def documents(library: Library) -> list[Document]:
