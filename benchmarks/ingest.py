@@ -43,7 +43,8 @@ def main() -> None:
         first = ingestor.run(target, progress=False)
         full_s = time.perf_counter() - started
 
-        texts = library.collection.get(include=["documents"])["documents"]
+        texts = [c.text for source in library.store.documents()
+                 for c in library.store.document_chunks(source)]
         started = time.perf_counter()
         for i in range(0, len(texts), ingestor.batch_chunks):  # the pipeline's batches
             embedder.embed(texts[i : i + ingestor.batch_chunks])

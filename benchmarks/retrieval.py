@@ -37,7 +37,7 @@ def run(folder: Path, tech_kb: int, towns: int, variants: list[str]) -> None:
     settings = Settings(index=folder / "index", collection="eval")
     library = open_library(settings)
     summary = Ingestor(library).run(discover([folder / "corpus"]), progress=False)
-    chunks = library.collection.count()
+    chunks = library.store.count()
     print(f"corpus: {chunks} chunks from {len(summary.added) + len(summary.unchanged)} files, "
           f"{sum(len(q) for q in sets.values())} questions ({time.perf_counter() - started:.0f} s "
           "to build and ingest)")

@@ -31,7 +31,7 @@ from ingest.pipeline import Ingestor, discover
 from rag import evaluation
 from rag.chunks import Chunk
 from rag.config import Settings
-from rag.library import write
+from rag.documents import Document
 from rag.retrieval import open_library, search
 
 MODES = {"vector": "search_mode=vector", "lexical": "search_mode=lexical", "hybrid": ""}
@@ -54,6 +54,18 @@ def _filler(sentences: list[str], n: int, dim: int, seed: int = 5):
         yield Chunk(id=f"filler-{i}", text=text.strip(), source=source, index=i % 20), vectors[i]
 
 
+def write_filler(store, sentences: list[str], n: int, dim: int) -> None:
+    """``n`` filler chunks, stored as documents of 20 chunks each, 100 documents a call."""
+    by_source: dict[str, list] = {}
+    for chunk, vector in _filler(sentences, n, dim):
+        by_source.setdefault(chunk.source, []).append((chunk, vector))
+    items = [(Document(source, "synthetic", len(pairs), False, time.time()),
+              [c for c, _ in pairs], [v.tolist() for _, v in pairs])
+             for source, pairs in by_source.items()]
+    for start in range(0, len(items), 100):
+        store.write_many(items[start : start + 100])
+
+
 def _timed(library, questions, settings, repeat: int) -> list[float]:
     times = []
     for _ in range(repeat):
@@ -70,15 +82,11 @@ def run(folder: Path, chunks: int, repeat: int) -> None:
     library = open_library(settings)
     Ingestor(library).run(discover([evalset.ARTICLES]), progress=False)
     dim = len(library.embedder.embed(["dimension"])[0])
-    batch: list = []
     started = time.perf_counter()
-    for item in _filler(_sentences(folder / "technical"), chunks - library.collection.count(), dim):
-        batch.append(item)
-        if len(batch) == 2000:
-            write(library, [c for c, _ in batch], [v.tolist() for _, v in batch])
-            batch = []
-    write(library, [c for c, _ in batch], [v.tolist() for _, v in batch])
-    print(f"index: {library.collection.count()} chunks in Chroma, {library.lexical.count()} in "
+    write_filler(library.store, _sentences(folder / "technical"),
+                 chunks - library.store.count(), dim)
+    report = library.store.check()
+    print(f"index: {report.chunks_in_chroma} chunks in Chroma, {report.chunks_in_word_index} in "
           f"the lexical index (filler written in {time.perf_counter() - started:.0f} s)")
 
     questions = evaluation.load_questions(evalset.ARTICLE_QA)

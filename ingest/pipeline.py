@@ -1,12 +1,16 @@
 """Ingesting files and folders into the index, incrementally and crash-safely.
 
 Every chunk id is derived from (file path, content hash, position), so running
-the same ingest twice writes the same ids. A changed file's new chunks are
-written before its old ones are deleted: a run killed at any point leaves
-either the old or a mixed state, and the mixed state is detected (more than one
-hash, or fewer chunks than recorded) and repaired by the next run. The lexical
-index is written first and cleaned last (rag/library.py), so it can only hold
-extra ids after a crash, which opening the library repairs.
+the same ingest twice writes the same ids. Whether a file changed is read from
+the documents table (one row per document, rag/documents.py); the store writes
+each document version whole, and a run killed at any point is finished by the
+next writer (rag/store.py). Files are read and embedded outside the writer lock,
+and each batch is stored under it, so readers and other ingests wait for one
+batch at most.
+
+Private status is sticky: a document ingested as private stays private when
+ingested again without saying so; only an explicit ``private=False``
+(``rag ingest --shareable``) makes it shareable.
 """
 
 from __future__ import annotations
@@ -28,9 +32,8 @@ from tqdm import tqdm
 from ingest.chunking import Piece, chunk_sections
 from ingest.loaders import ReadOptions, Unreadable, is_supported, load
 from ingest.summary import Summary
-from rag import library as lib
-from rag import store
 from rag.chunks import Chunk
+from rag.documents import Document
 from rag.embeddings import Embedder
 from rag.errors import RagError
 from rag.library import Library
@@ -98,6 +101,7 @@ class Prepared:
     file_hash: str
     chunks: list[Chunk] | None = None  # None: unchanged since the last ingest
     error: str | None = None
+    private: bool = False
     pages_without_text: int = 0
     engine: str = ""
     ocr_pages: int = 0
@@ -113,9 +117,15 @@ class Ingestor:
     extra_metadata: dict[str, str | int | float | bool] = field(default_factory=dict)
     batch_chunks: int = 256
     read_options: ReadOptions | None = None  # None: the library's settings decide
+    # True: private; False: shareable; None: as stored (new documents are shareable).
+    private: bool | None = None
 
     def __post_init__(self) -> None:
         settings = self.library.settings
+        if "private" in self.extra_metadata:  # the former way of asking
+            extra = dict(self.extra_metadata)
+            self.private = bool(extra.pop("private"))
+            self.extra_metadata = extra
         if self.chunk_tokens is None:
             self.chunk_tokens = settings.chunk_tokens
         if self.chunk_overlap is None:
@@ -123,12 +133,17 @@ class Ingestor:
         if self.read_options is None:
             self.read_options = ReadOptions(settings.ocr, settings.max_file_mb * 2**20)
 
-    @property
-    def options(self) -> str:
-        extra = json.dumps(self.extra_metadata, sort_keys=True)
-        # A scan ingested without OCR must be read again once OCR is on.
+    def options(self, private: bool) -> str:
+        # Same text as before the documents table, so existing indexes stay unchanged;
+        # a scan ingested without OCR must be read again once OCR is on.
+        extra = {**self.extra_metadata, **({"private": True} if private else {})}
         ocr = "" if self.read_options.ocr else "/no-ocr"
-        return f"{self.chunk_tokens}/{self.chunk_overlap}/{extra}{ocr}"
+        return f"{self.chunk_tokens}/{self.chunk_overlap}/{json.dumps(extra, sort_keys=True)}{ocr}"
+
+    def is_private(self, stored: Document | None) -> bool:
+        if self.private is not None:
+            return self.private
+        return bool(stored and stored.private)
 
     @property
     def embedder(self) -> Embedder:
@@ -143,11 +158,12 @@ class Ingestor:
                 f"reads ({room} tokens): set it to {room} or less."
             )
 
-    def prepare(self, path: Path, stored: store.StoredFile | None) -> Prepared:
+    def prepare(self, path: Path, stored: Document | None) -> Prepared:
+        private = self.is_private(stored)
         try:
-            file_hash = content_hash(path, self.options)
-            if stored and stored.complete and stored.content_hash == file_hash:
-                return Prepared(path, file_hash)
+            file_hash = content_hash(path, self.options(private))
+            if stored and stored.version == file_hash:
+                return Prepared(path, file_hash, private=private)
             loaded = load(path, self.read_options)
         except (Unreadable, OSError) as exc:
             return Prepared(path, "", error=str(exc))
@@ -155,13 +171,15 @@ class Ingestor:
         pieces = chunk_sections(
             loaded.sections, self.chunk_tokens, self.chunk_overlap, self.embedder.count_tokens
         )
-        chunks = self._chunks(str(path), file_hash, pieces)
+        chunks = self._chunks(str(path), file_hash, pieces, private)
         return Prepared(path, file_hash, chunks, pages_without_text=loaded.pages_without_text,
-                        engine=loaded.engine, ocr_pages=loaded.ocr_pages,
+                        private=private, engine=loaded.engine, ocr_pages=loaded.ocr_pages,
                         ocr_seconds=loaded.ocr_seconds)
 
-    def _chunks(self, source: str, file_hash: str, pieces: list[Piece]) -> list[Chunk]:
-        extra = {**self.extra_metadata, "file_hash": file_hash, "chunk_count": len(pieces)}
+    def _chunks(self, source: str, file_hash: str, pieces: list[Piece],
+                private: bool) -> list[Chunk]:
+        extra = {**self.extra_metadata, "file_hash": file_hash, "chunk_count": len(pieces),
+                 **({"private": True} if private else {})}
         return [
             Chunk(
                 id=chunk_id(source, file_hash, i),
@@ -177,26 +195,23 @@ class Ingestor:
             for i, p in enumerate(pieces)
         ]
 
-    def write(self, batch: list[Prepared], stored: dict[str, store.StoredFile]) -> int:
-        """Embed and store new chunks, then drop the files' superseded chunks."""
+    def write(self, batch: list[Prepared]) -> int:
+        """Embed the batch's chunks, then store each document whole under the writer lock."""
         chunks = [c for p in batch for c in p.chunks or []]
-        if chunks:
-            lib.write(self.library, chunks, self.embedder.embed([c.text for c in chunks]))
-        keep = {c.id for c in chunks}
-        stale = [
-            id_
-            for p in batch
-            if (old := stored.get(str(p.path)))
-            for id_ in old.chunk_ids
-            if id_ not in keep
-        ]
-        lib.remove(self.library, stale)
+        vectors = self.embedder.embed([c.text for c in chunks]) if chunks else []
+        items, at = [], 0
+        for p in batch:
+            n = len(p.chunks or [])
+            document = Document(str(p.path), p.file_hash, n, p.private, time.time())
+            items.append((document, p.chunks or [], vectors[at : at + n]))
+            at += n
+        self.library.store.write_many(items)
         return len(chunks)
 
     def run(self, target: Target, prune: bool = True, progress: bool | None = None) -> Summary:
         started = time.perf_counter()
         summary = Summary(unsupported=[str(p) for p in target.unsupported])
-        stored = store.stored_files(self.library.collection)
+        stored = self.library.store.documents()
         bar = tqdm(
             total=len(target.files),
             unit="file",
@@ -213,20 +228,20 @@ class Ingestor:
                     pending.append(prepared)
                     waiting += len(prepared.chunks)
                 if waiting >= self.batch_chunks:
-                    summary.chunks_written += self.write(pending, stored)
+                    summary.chunks_written += self.write(pending)
                     pending, waiting = [], 0
                 bar.update()
                 rate = summary.chunks_written / max(time.perf_counter() - started, 1e-6)
                 bar.set_postfix_str(f"{summary.chunks_written} chunks, {rate:.0f} chunks/s"
                                     + summary.ocr_postfix(), refresh=False)
-            summary.chunks_written += self.write(pending, stored)
+            summary.chunks_written += self.write(pending)
         if prune:
             summary.removed = self.prune(target, stored)
         summary.seconds = time.perf_counter() - started
         return summary
 
     @staticmethod
-    def _record(prepared: Prepared, stored: dict[str, store.StoredFile], summary: Summary) -> None:
+    def _record(prepared: Prepared, stored: dict[str, Document], summary: Summary) -> None:
         name = str(prepared.path)
         if prepared.error is not None:
             summary.failed[name] = prepared.error
@@ -238,26 +253,34 @@ class Ingestor:
             summary.pages_without_text[name] = prepared.pages_without_text
         summary.record_reading(name, prepared.engine, prepared.ocr_pages, prepared.ocr_seconds)
 
-    def prune(self, target: Target, stored: dict[str, store.StoredFile]) -> list[str]:
+    def prune(self, target: Target, stored: dict[str, Document]) -> list[str]:
         """Forget indexed files that have vanished from the folders just ingested."""
         present = {str(p) for p in target.files}
-        gone = [
+        store = self.library.store
+        with store.writing():
+            gone = self._vanished(present, target, store.documents())
+            store.remove(gone)
+        return sorted(gone)
+
+    @staticmethod
+    def _vanished(present: set[str], target: Target, stored: dict[str, Document]) -> list[str]:
+        return [
             source
             for source in stored
             if source not in present
             and any(Path(source).is_relative_to(folder) for folder in target.folders)
             and not Path(source).is_file()
         ]
-        lib.remove(self.library, [i for s in gone for i in stored[s].chunk_ids])
-        return sorted(gone)
 
 
 def forget(library: Library, paths: Iterable[Path]) -> list[str]:
     """Remove documents (or every document under a folder) from the index."""
-    stored = store.stored_files(library.collection)
     wanted = [p.expanduser().resolve() for p in paths]
-    gone = sorted(s for s in stored if any(Path(s) == w or Path(s).is_relative_to(w) for w in wanted))
-    lib.remove(library, [i for s in gone for i in stored[s].chunk_ids])
+    with library.store.writing():
+        stored = library.store.documents()
+        gone = sorted(s for s in stored
+                      if any(Path(s) == w or Path(s).is_relative_to(w) for w in wanted))
+        library.store.remove(gone)
     return gone
 
 

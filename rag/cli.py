@@ -1,4 +1,4 @@
-"""The ``rag`` command: ingest, query, ask, chat, chats, sources, forget, model prepare."""
+"""The ``rag`` command: ingest, query, ask, chat, chats, sources, check, forget, serve, model."""
 
 from __future__ import annotations
 
@@ -33,8 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-prune", dest="prune", action="store_false",
                    help="keep indexed files that vanished from the folders")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("--private", action="store_true",
-                   help="never send these documents to a model off this machine")
+    privacy = p.add_mutually_exclusive_group()
+    privacy.add_argument("--private", dest="private", action="store_const", const=True,
+                         help="never send these documents to a model off this machine "
+                              "(they stay private when ingested again)")
+    privacy.add_argument("--shareable", dest="private", action="store_const", const=False,
+                         help="make private documents shareable again")
     p.add_argument("--no-ocr", dest="ocr", action="store_false", default=None,
                    help="do not read scanned pages and images (RAG_OCR=false)")
     p.add_argument("--watch", action="store_true",
@@ -91,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sources", parents=[common], help="list indexed documents")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_sources)
+
+    p = sub.add_parser("check", parents=[common],
+                       help="check that Chroma, the documents table and the word index agree")
+    p.add_argument("--repair", action="store_true", help="repair what disagrees")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=cmd_check)
 
     p = sub.add_parser("serve", help="serve an OpenAI-compatible HTTP API")
     p.add_argument("--index", type=Path, help="index folder (RAG_INDEX)")
@@ -162,7 +172,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     settings = settings.with_overrides(ocr=args.ocr)
     target = None if args.watch else discover(args.paths, exclude=[settings.index])
     library = open_library(settings)
-    ingestor = Ingestor(library, extra_metadata={"private": True} if args.private else {})
+    ingestor = Ingestor(library, private=args.private)
     if target is None:  # --watch: a path may appear later
         from ingest.watch import watch
 
@@ -172,11 +182,11 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     return summary.exit_code
 
 
-def _collection(settings: Settings):
+def _store(settings: Settings, bring_in_step: bool = True):
     """The index alone, for commands that never embed: no model to load."""
-    from rag import store
+    from rag.store import open_store
 
-    return store.open_collection(settings.index, settings.collection, settings.embedding_model)
+    return open_store(settings, bring_in_step=bring_in_step)
 
 
 def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
@@ -345,16 +355,38 @@ def cmd_chats_delete(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
-    from rag import store
-
-    counts = store.source_counts(_collection(settings))
+    store = _store(settings)
+    docs = sorted(store.documents().values(), key=lambda d: d.source)
     if args.json:
-        print(json.dumps([{"source": s, "chunks": n} for s, n in sorted(counts.items())]))
-    else:
-        for source, n in sorted(counts.items()):
-            print(f"{n:6d}  {source}")
-        print(f"{len(counts)} document(s), {sum(counts.values())} chunk(s) in {settings.index}")
+        print(json.dumps([{"source": d.source, "chunks": d.chunks, "private": d.private,
+                           "ingested_at": d.ingested_at} for d in docs]))
+        return 0
+    for d in docs:
+        print(f"{d.chunks:6d}  {d.source}" + ("  (private)" if d.private else ""))
+    private = sum(d.private for d in docs)
+    print(f"{len(docs)} document(s)" + (f", {private} of them private" if private else "")
+          + f", {sum(d.chunks for d in docs)} chunk(s) in {store.backend}")
     return 0
+
+
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    store = _store(settings, bring_in_step=False)
+    report = store.repair() if args.repair else store.check()
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return 0 if report.consistent else 1
+    print(f"{report.backend}: {report.documents} document(s), {report.chunks_in_chroma} "
+          f"chunk(s) in Chroma, {report.chunks_in_word_index} in the word index")
+    problems = {"ids only in Chroma": report.only_in_chroma,
+                "ids only in the word index": report.only_in_word_index,
+                "documents whose version disagrees": report.versions_disagree,
+                "documents a writer left unfinished": report.unfinished}
+    for what, items in problems.items():
+        if items:
+            print(f"{len(items)} {what}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}")
+    print("consistent" if report.consistent else
+          "NOT consistent: run `rag check --repair`" if not args.repair else "NOT repaired")
+    return 0 if report.consistent else 1
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

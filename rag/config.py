@@ -30,6 +30,12 @@ class Settings(BaseSettings):
 
     index: Path = Field(Path("data/index"), description="Folder of the Chroma index.")
     collection: str = Field("library", description="Chroma collection name.")
+    chroma_url: str | None = Field(
+        None, description="A Chroma server (chroma run) every process shares; unset: embedded.",
+    )
+    chroma_token: SecretStr | None = Field(
+        None, description="Sent to the Chroma server as 'Authorization: Bearer TOKEN'.",
+    )
     cache_dir: Path = Field(
         Path(platformdirs.user_cache_dir("local-rag-chat")),
         description="Per-user cache; the embedded chat model and the ONNX embedder are built here.",

@@ -176,21 +176,22 @@ class Conversation:
 
     async def greeting(self) -> str:
         """The welcome: how many documents, and which model answers (or why none can)."""
-        from rag import store, transcript
+        from rag import transcript
 
         library = await asyncio.to_thread(self.engine.shared.current)
-        counts = await asyncio.to_thread(store.source_counts, library.collection)
+        documents = list((await asyncio.to_thread(library.store.documents)).values())
+        private = sum(d.private for d in documents)
         try:
             model = await asyncio.to_thread(self.engine.pool(self.spec).load, self.spec)
-            return transcript.welcome(len(counts), model.name, None, False)
+            return transcript.welcome(len(documents), private, model.name, None, False)
         except RagError as exc:
-            return transcript.welcome(len(counts), None, str(exc),
+            return transcript.welcome(len(documents), private, None, str(exc),
                                       bool(self.engine.settings.llm_fallback))
 
     def close(self) -> None:
         """Release open files; nothing is deleted (the chat may be resumed)."""
         if self._uploads is not None:
-            self._uploads.library.lexical.close()
+            self._uploads.library.store.close()
             self._uploads = None
 
     # Answering --------------------------------------------------------------

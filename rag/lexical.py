@@ -1,10 +1,11 @@
 """The lexical (BM25) index beside Chroma: SQLite FTS5, built into Python.
 
 It holds each chunk's id, source, a title (file name and heading path) and its
-text; Chroma stays the record of what exists. Writers keep the lexical index a
-superset of Chroma (add here first, delete here last), so a crash can only
-leave extra ids here: ``sync`` repairs that, search drops them meanwhile, and a
-count that differs from Chroma's is enough to detect it.
+text. It is derived: Chroma and the documents table (rag/documents.py) are the
+record of what exists, and this index is brought in step with them one document
+version at a time (``replace_document``, ``drop_documents``; its ``docs`` table
+says which version of each document it holds). Never by counts: equal counts can
+hide a gap, and deleting "extra" rows races a writer that is adding them.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from rag.chunks import Chunk
 
 # Bumped when the schema, tokenizer or indexed text changes: the index is then rebuilt.
-SCHEMA = "1"
+SCHEMA = "2"
 # Porter stemming lets "planted" match "planting"; unicode61 folds case and accents.
 _TOKENIZER = "porter unicode61 remove_diacritics 2"
 # File name and heading path count as much as body words (measured: 0, 1, 2 and 4).
@@ -123,6 +124,8 @@ class LexicalIndex:
                 f"""
                 BEGIN IMMEDIATE;
                 DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS chunk; DROP TABLE IF EXISTS body;
+                DROP TABLE IF EXISTS docs;
+                CREATE TABLE docs(source TEXT PRIMARY KEY, version TEXT NOT NULL);
                 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);
                 CREATE TABLE chunk(rowid INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL,
                                    source TEXT NOT NULL);
@@ -226,20 +229,42 @@ class LexicalIndex:
         with self._lock:
             return [(id_, float(s)) for id_, s in self._db.execute(sql, args + limit_args)]
 
-    def sync(self, existing: Iterable[str], fetch) -> tuple[int, int]:
-        """Make the ids here equal ``existing``; ``fetch(ids)`` yields the missing chunks.
+    def versions(self) -> dict[str, str]:
+        """The version of each document whose chunks this index holds."""
+        with self._lock:
+            return dict(self._db.execute("SELECT source, version FROM docs"))
 
-        Returns (added, removed).
-        """
-        wanted = set(existing)
-        have = self.ids()
-        extra = sorted(have - wanted)
-        missing = sorted(wanted - have)
-        if extra:
-            self.delete(extra)
-        for part in _batches(missing):
-            self.add(list(fetch(list(part))))
-        return len(missing), len(extra)
+    def _drop(self, db: sqlite3.Connection, sources: Sequence[str]) -> None:
+        for part in _batches(list(sources)):
+            marks = _marks(len(part))
+            db.execute("DELETE FROM body WHERE rowid IN "
+                       f"(SELECT rowid FROM chunk WHERE source IN ({marks}))", part)
+            db.execute(f"DELETE FROM chunk WHERE source IN ({marks})", part)
+            db.execute(f"DELETE FROM docs WHERE source IN ({marks})", part)
+
+    def replace_document(self, source: str, version: str, chunks: Sequence[Chunk]) -> None:
+        """Hold exactly these chunks for ``source``, as its ``version``: all or nothing."""
+        self.replace_documents([(source, version, chunks)])
+
+    def replace_documents(self, items: Sequence[tuple[str, str, Sequence[Chunk]]]) -> None:
+        """``replace_document`` for several documents in one transaction."""
+        with self._write() as db:
+            for source, version, chunks in items:
+                self._drop(db, [source])
+                self._remove(db, [c.id for c in chunks])
+                for c in chunks:
+                    rowid = db.execute(
+                        "INSERT INTO chunk(id, source) VALUES (?, ?)", (c.id, c.source)
+                    ).lastrowid
+                    db.execute(
+                        "INSERT INTO body(rowid, title, text) VALUES (?, ?, ?)",
+                        (rowid, _spaced(title_of(c)), _spaced(c.text)),
+                    )
+                db.execute("INSERT INTO docs VALUES (?, ?)", (source, version))
+
+    def drop_documents(self, sources: Sequence[str]) -> None:
+        with self._write() as db:
+            self._drop(db, sources)
 
 
 def lexical_path(index: Path, collection: str) -> Path:

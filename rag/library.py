@@ -1,21 +1,13 @@
-"""The indexed documents: a Chroma collection and a lexical index, kept in step.
-
-Every write goes through ``write`` and ``remove``, which order the two stores so
-that the lexical index is never missing a chunk Chroma has (see rag/lexical.py).
-"""
+"""The indexed documents: a store (rag/store.py) and the model that embeds questions."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from chromadb.api.models.Collection import Collection
-
-from rag import store
-from rag.chunks import Chunk
 from rag.config import Settings
+from rag.documents import Document
 from rag.embeddings import Embedder, create_embedder
-from rag.lexical import LexicalIndex, lexical_path
+from rag.store import LibraryStore, open_store
 
 
 @dataclass(frozen=True)
@@ -23,38 +15,20 @@ class Library:
     """The indexed documents, the model that embeds questions the same way, and how to search."""
 
     embedder: Embedder
-    collection: Collection
-    lexical: LexicalIndex
+    store: LibraryStore
     settings: Settings
+
+    @property
+    def collection(self) -> LibraryStore:
+        """The store under its former name, for callers of ``store.source_counts``."""
+        return self.store
 
 
 def open_library(settings: Settings, embedder: Embedder | None = None) -> Library:
-    embedder = embedder or create_embedder(settings)
-    collection = store.open_collection(settings.index, settings.collection, embedder.name)
-    lexical = LexicalIndex(lexical_path(settings.index, settings.collection))
-    library = Library(embedder, collection, lexical, settings)
-    bring_in_step(library)
-    return library
+    model: Embedder = embedder or create_embedder(settings)
+    return Library(model, open_store(settings, model.name), settings)
 
 
-def bring_in_step(library: Library) -> tuple[int, int]:
-    """Repair a lexical index that differs from Chroma: built before it existed, or a crash.
-
-    Writers keep the lexical index a superset of Chroma, so equal counts mean equal
-    ids and the check costs two counts. Returns the (added, removed) chunk counts.
-    """
-    if library.lexical.count() == library.collection.count():
-        return 0, 0
-    return library.lexical.sync(
-        store.all_ids(library.collection), lambda ids: store.chunks(library.collection, ids)
-    )
-
-
-def write(library: Library, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
-    library.lexical.add(chunks)  # first: a crash in between leaves only extra lexical ids
-    store.upsert(library.collection, chunks, vectors)
-
-
-def remove(library: Library, ids: Sequence[str]) -> None:
-    store.delete(library.collection, ids)
-    library.lexical.delete(ids)  # last, for the same reason
+def documents(library: Library) -> list[Document]:
+    """Every document with its facts (private flag, chunks, version), sorted by path."""
+    return sorted(library.store.documents().values(), key=lambda d: d.source)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rag import filters, fusion, store
+from rag import filters, fusion
 from rag.chunks import Hit
 from rag.config import Settings
 from rag.diversify import mmr
@@ -25,7 +25,7 @@ def _sources(library: Library, patterns: Sequence[str]) -> list[str] | None:
     """The sources a filter selects; None when there is no filter."""
     if not patterns:
         return None
-    return filters.matching(library.lexical.sources(), patterns)
+    return filters.matching(sorted(library.store.documents()), patterns)
 
 
 def search_by_vector(
@@ -37,13 +37,14 @@ def search_by_vector(
 ) -> list[Hit]:
     """``search`` with the question already embedded (evaluation embeds them in one batch)."""
     settings = settings or library.settings
+    library.store.refresh()  # what other processes wrote since (cheap when nothing did)
     sources = _sources(library, settings.sources)
     if sources == [] or k <= 0:
         return []
     n = max(settings.candidates, k)
     near, bm25 = _candidates(library, query, vector, n, sources, settings.search_mode)
-    # Fetching checks existence too: the lexical index may hold ids a crash left behind.
-    pool = store.fetch(library.collection, list(dict.fromkeys([*near, *bm25])))
+    # Fetching checks existence too: the word index may hold ids of a version just replaced.
+    pool = library.store.fetch(list(dict.fromkeys([*near, *bm25])))
     if not pool:
         return []
     q = np.asarray(vector, dtype=np.float32)
@@ -63,9 +64,8 @@ def _candidates(
     """Vector ranking (ids, best first) and BM25 scores (best first), as the mode asks."""
     near: list[str] = []
     if mode != "lexical":
-        where = {"source": {"$in": sources}} if sources is not None else None
-        near = [i for i, _ in store.nearest(library.collection, vector, n, where)]
-    bm25 = dict(library.lexical.search(query, n, sources)) if mode != "vector" else {}
+        near = [i for i, _ in library.store.nearest(vector, n, sources)]
+    bm25 = dict(library.store.keyword(query, n, sources)) if mode != "vector" else {}
     return near, bm25
 
 
@@ -87,7 +87,7 @@ def _relevance(
         return fusion.rrf([i for i in near if i in known], [i for i in bm25 if i in known],
                           settings.lexical_weight, settings.rrf_k)
     # A blend needs both scores of every candidate: BM25 of those only vectors found.
-    bm25 = {**bm25, **library.lexical.scores(query, [i for i in ids if i not in bm25])}
+    bm25 = {**bm25, **library.store.keyword_scores(query, [i for i in ids if i not in bm25])}
     return fusion.blend(similarity, bm25, ids, settings.lexical_weight)
 
 

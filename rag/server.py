@@ -56,7 +56,7 @@ def describe(libraries: Mapping[str, Library]) -> list[str]:
     """One line per served collection, so a misspelt (empty) one shows at start-up."""
     lines = []
     for name, library in libraries.items():
-        count = len(library.lexical.sources())
+        count = len(library.store.documents())
         lines.append(f"rag-{model_id(name)}: {count} document(s)" if count else
                      f"rag-{model_id(name)}: no documents yet; add some with "
                      f"`rag ingest --collection {name} PATH`")

@@ -1,58 +1,137 @@
-"""The Chroma collection that holds chunks, their vectors and metadata.
+"""The library store: chunks with their vectors, the documents table, the word index.
 
-Chroma is used directly: these functions only fix the few things every caller
-must get right (cosine space, our own vectors, batch limits, metadata types).
+``LibraryStore`` is the seam every other module uses; nothing outside this module
+sees a chromadb type or Chroma's ``where`` syntax. One implementation, over two
+kinds of Chroma client, chosen through ``BACKENDS`` by ``RAG_CHROMA_URL``:
+
+- ``embedded`` (default): Chroma's PersistentClient in ``RAG_INDEX``; the documents
+  table is a SQLite file beside it.
+- ``http``/``https``: a Chroma server (``chroma run``) that every process and every
+  machine shares; the documents table is a small Chroma collection on it.
+
+Chroma holds the chunks and is the source of truth, with the documents table as its
+index of complete versions. The SQLite FTS5 word index (rag/lexical.py) is local to
+each machine and derived: reconciled against the documents table one document
+version at a time. Writing a document, under the cross-process writer lock:
+
+1. mark its row dirty; 2. upsert the new version's chunks; 3. record the version;
+4. delete the chunks of other versions; 5. mark the row clean; 6. update the word index.
+
+A writer killed anywhere leaves a dirty row, which the next writer sweeps (deleting
+chunks of versions that are not recorded); a reader seeing the table change brings
+its word index in step when no writer holds the lock, and otherwise leaves it to a
+later look. Ids found in the word index are always checked against Chroma, so a
+search never returns a chunk that no longer exists.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import threading
+import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 import chromadb
-from chromadb.api.models.Collection import Collection
+from chromadb.api.client import SharedSystemClient
 from chromadb.config import Settings as ChromaSettings
-from chromadb.errors import InvalidArgumentError
+from chromadb.errors import ChromaError, InvalidArgumentError
 
 from rag.chunks import Chunk
+from rag.config import Settings
+from rag.documents import (
+    Catalog,
+    Document,
+    SqliteCatalog,
+    Unfinished,
+    catalog_path,
+    is_abandoned,
+    writer_name,
+)
 from rag.errors import RagError
+from rag.lexical import LexicalIndex, lexical_path
+from rag.locking import WriterLock
+
+__all__ = ["BACKENDS", "CheckReport", "Document", "LibraryStore", "open_store", "source_counts"]
 
 _FIELDS = ("source", "index", "page", "heading", "start", "end")
 # Chroma rejects batches above client.get_max_batch_size() (5461 for SQLite in 1.5);
 # a fixed, smaller batch keeps every call under it without reaching into the client.
 BATCH = 4096
+_PAGE = 5000
 
 
-def open_collection(index: Path, name: str, embedding_model: str) -> Collection:
-    """Open (or create) the collection, refusing one built with another embedder."""
-    index.mkdir(parents=True, exist_ok=True)
-    client = chromadb.PersistentClient(
-        path=str(index), settings=ChromaSettings(anonymized_telemetry=False)
-    )
-    try:
-        collection = client.get_or_create_collection(
-            name,
-            embedding_function=None,  # we embed ourselves; Chroma's default downloads a model
-            configuration={"hnsw": {"space": "cosine"}},
-            metadata={"embedding_model": embedding_model},
-        )
-    except InvalidArgumentError as exc:
-        raise RagError(
-            f"{name!r} cannot name a collection: use 3 to 512 letters, digits, '.', '_' or '-', "
-            "starting and ending with a letter or digit (RAG_COLLECTION)."
-        ) from exc
-    built_with = (collection.metadata or {}).get("embedding_model")
-    if built_with and built_with != embedding_model:
-        raise RagError(
-            f"The index at {index} was built with the embedding model {built_with!r}, "
-            f"not {embedding_model!r}: set RAG_EMBEDDING_MODEL={built_with} or use another --index."
-        )
-    return collection
+@dataclass
+class CheckReport:
+    """How the chunk store, the documents table and the word index agree."""
+
+    backend: str
+    documents: int = 0
+    chunks_in_chroma: int = 0
+    chunks_in_word_index: int = 0
+    only_in_chroma: list[str] = field(default_factory=list)  # ids the word index lacks
+    only_in_word_index: list[str] = field(default_factory=list)
+    versions_disagree: list[str] = field(default_factory=list)  # sources
+    unfinished: list[str] = field(default_factory=list)  # sources a writer left dirty
+
+    @property
+    def consistent(self) -> bool:
+        return not (self.only_in_chroma or self.only_in_word_index or self.versions_disagree
+                    or self.unfinished)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"backend": self.backend, "consistent": self.consistent,
+                "documents": self.documents, "chunks_in_chroma": self.chunks_in_chroma,
+                "chunks_in_word_index": self.chunks_in_word_index,
+                "only_in_chroma": self.only_in_chroma,
+                "only_in_word_index": self.only_in_word_index,
+                "versions_disagree": self.versions_disagree, "unfinished": self.unfinished}
 
 
-def _metadata(chunk: Chunk) -> dict[str, str | int | float | bool]:
+@runtime_checkable
+class LibraryStore(Protocol):
+    """What the rest of the app may ask of the library's storage."""
+
+    backend: str
+
+    def write(self, document: Document, chunks: Sequence[Chunk],
+              vectors: Sequence[Sequence[float]]) -> None:
+        """Store one complete version of a document, replacing any other version."""
+    def write_many(self, items: Sequence[tuple[Document, Sequence[Chunk],
+                                               Sequence[Sequence[float]]]]) -> None:
+        """``write`` for several documents, in fewer round trips."""
+    def remove(self, sources: Sequence[str]) -> None: ...
+    def nearest(self, vector: Sequence[float], k: int,
+                sources: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        """The ``k`` nearest chunk ids with cosine similarity, best first."""
+    def keyword(self, query: str, k: int,
+                sources: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        """The ``k`` best (id, BM25 score) pairs from the word index, best first."""
+    def keyword_scores(self, query: str, ids: Sequence[str]) -> dict[str, float]: ...
+    def fetch(self, ids: Sequence[str]) -> dict[str, tuple[Chunk, list[float]]]:
+        """Chunks and their vectors by id; ids that no longer exist are absent."""
+    def documents(self) -> dict[str, Document]: ...
+    def document_chunks(self, source: str) -> list[Chunk]:
+        """The chunks of a document's recorded version, in order."""
+    def count(self) -> int: ...
+    def writing(self) -> Any:
+        """A context manager holding the cross-process writer lock (re-entrant)."""
+    def refresh(self) -> None:
+        """See what other processes wrote since the last look."""
+    def check(self) -> CheckReport: ...
+    def repair(self) -> CheckReport: ...
+    def close(self) -> None: ...
+
+
+# -- chunk metadata ----------------------------------------------------------------
+
+def _metadata(chunk: Chunk, document: Document) -> dict[str, str | int | float | bool]:
     meta: dict[str, str | int | float | bool] = {
         "source": chunk.source,
         "index": chunk.index,
@@ -60,7 +139,10 @@ def _metadata(chunk: Chunk) -> dict[str, str | int | float | bool]:
         "heading": chunk.heading,
         "start": chunk.start,
         "end": chunk.end,
+        "file_hash": document.version,
     }
+    if document.private:
+        meta["private"] = True
     return {**chunk.extra, **meta}
 
 
@@ -79,115 +161,538 @@ def _chunk(id_: str, text: str, meta: dict) -> Chunk:
     )
 
 
-def _batches(n: int, size: int) -> Iterator[slice]:
+def _batches(n: int, size: int = BATCH) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, start + size)
 
 
-def upsert(collection: Collection, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
-    for part in _batches(len(chunks), BATCH):
-        batch = chunks[part]
-        collection.upsert(
-            ids=[c.id for c in batch],
-            documents=[c.text for c in batch],
-            embeddings=[list(v) for v in vectors[part]],
-            metadatas=[_metadata(c) for c in batch],
+def _of_source(source: str, not_version: str | None = None) -> dict:
+    if not_version is None:
+        return {"source": source}
+    return {"$and": [{"source": source}, {"file_hash": {"$ne": not_version}}]}
+
+
+# -- Chroma clients ------------------------------------------------------------------
+
+class _Client(Protocol):
+    """How one kind of Chroma is reached, and where its local files go."""
+
+    label: str
+    def open(self) -> Any: ...
+    def changed(self) -> bool: ...
+    def reset(self) -> None: ...
+    def local_name(self, collection: str) -> str: ...
+    def catalog(self, client: Any, collection: str, index: Path) -> Catalog: ...
+
+
+_CHROMA_FILES = ("chroma.sqlite3", "chroma.sqlite3-wal")
+
+
+class _Embedded:
+    """Chroma's PersistentClient on a local folder.
+
+    The embedded client caches its vector index per process: after another process
+    writes, ``count`` and ``get`` see the change but ``query`` does not. Reopening
+    after clearing Chroma's per-process cache costs about 10 ms, so ``changed``
+    compares the index files' stat (two calls) and reopening happens only then.
+    """
+
+    def __init__(self, index: Path) -> None:
+        self.index = index
+        self.label = f"embedded {index}"
+        self._seen = self._signature()
+
+    def _signature(self) -> tuple[tuple[int, int], ...]:
+        def stat(path: Path) -> tuple[int, int]:
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                return (0, 0)
+            return (st.st_mtime_ns, st.st_size)
+
+        return tuple(stat(self.index / name) for name in _CHROMA_FILES)
+
+    def open(self) -> Any:
+        self.index.mkdir(parents=True, exist_ok=True)
+        client = chromadb.PersistentClient(
+            path=str(self.index), settings=ChromaSettings(anonymized_telemetry=False))
+        self._seen = self._signature()
+        return client
+
+    def changed(self) -> bool:
+        if self._signature() == self._seen:
+            return False
+        self.reset()
+        return True
+
+    def reset(self) -> None:
+        # Clients already open elsewhere in the process (a chat's uploads) keep working.
+        SharedSystemClient.clear_system_cache()
+
+    def local_name(self, collection: str) -> str:
+        return collection
+
+    def catalog(self, client: Any, collection: str, index: Path) -> Catalog:
+        return SqliteCatalog(catalog_path(index, collection))
+
+
+class _Server:
+    """A Chroma server (``chroma run``), shared by every process and machine."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        parts = urlsplit(url)
+        if not parts.hostname:
+            raise RagError(f"RAG_CHROMA_URL={url!r} is not a URL like http://127.0.0.1:8000.")
+        self.url = url
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 8000)
+        self.ssl = parts.scheme == "https"
+        self.headers = {"Authorization": f"Bearer {token}"} if token else None
+        self.label = f"server {url}"
+
+    def open(self) -> Any:
+        try:
+            return chromadb.HttpClient(
+                host=self.host, port=self.port, ssl=self.ssl, headers=self.headers,
+                settings=ChromaSettings(anonymized_telemetry=False))
+        except Exception as exc:  # noqa: BLE001 - chromadb raises ValueError and others
+            raise RagError(
+                f"No Chroma server answers at {self.url} ({exc}): start one with "
+                f"`chroma run --path DIR --host {self.host} --port {self.port}` "
+                "or unset RAG_CHROMA_URL to use the embedded index."
+            ) from exc
+
+    def changed(self) -> bool:
+        return False  # every query goes to the server, which sees every write
+
+    def reset(self) -> None:
+        pass
+
+    def local_name(self, collection: str) -> str:
+        # The word index is a per-server cache: two servers never share one.
+        return f"{collection}@{self.host}-{self.port}"
+
+    def catalog(self, client: Any, collection: str, index: Path) -> Catalog:
+        return _ChromaCatalog(_collection(client, f"{collection}-documents", None))
+
+
+def _collection(client: Any, name: str, embedding_model: str | None) -> Any:
+    metadata = {"embedding_model": embedding_model} if embedding_model else None
+    try:
+        collection = client.get_or_create_collection(
+            name,
+            embedding_function=None,  # we embed ourselves; Chroma's default downloads a model
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata=metadata,
         )
+    except InvalidArgumentError as exc:
+        raise RagError(
+            f"{name!r} cannot name a collection: use 3 to 512 letters, digits, '.', '_' or '-', "
+            "starting and ending with a letter or digit (RAG_COLLECTION)."
+        ) from exc
+    built_with = (collection.metadata or {}).get("embedding_model")
+    if embedding_model and built_with and built_with != embedding_model:
+        raise RagError(
+            f"The collection {name!r} was built with the embedding model {built_with!r}, "
+            f"not {embedding_model!r}: set RAG_EMBEDDING_MODEL={built_with} or use another "
+            "--index or --collection."
+        )
+    return collection
 
 
-def delete(collection: Collection, ids: Sequence[str]) -> None:
-    for part in _batches(len(ids), BATCH):
-        collection.delete(ids=list(ids[part]))
+class _ChromaCatalog:
+    """The documents table as a small Chroma collection on the server, so every machine
+    sees it. One record per document (its id a hash of the path), plus a generation record."""
+
+    _GENERATION = "generation"
+    # Chroma wants a vector per record; this table is never searched.
+    _UNIT: ClassVar[list[float]] = [1.0]
+
+    def __init__(self, collection: Any) -> None:
+        self._c = collection
+
+    @staticmethod
+    def _id(source: str) -> str:
+        return "doc-" + hashlib.sha256(source.encode()).hexdigest()[:40]
+
+    def _rows(self) -> Iterator[dict]:
+        offset = 0
+        while True:
+            got = self._c.get(include=["metadatas"], limit=_PAGE, offset=offset)
+            yield from (m for i, m in zip(got["ids"], got["metadatas"] or [])
+                        if i != self._GENERATION)
+            if len(got["ids"]) < _PAGE:
+                return
+            offset += _PAGE
+
+    def _get(self, sources: Sequence[str]) -> dict[str, dict]:
+        got = self._c.get(ids=[self._id(s) for s in sources], include=["metadatas"])
+        return {m["source"]: m for m in got["metadatas"] or []}
+
+    def _put(self, rows: Sequence[dict]) -> None:
+        self._c.upsert(ids=[self._id(r["source"]) for r in rows] + [self._GENERATION],
+                       embeddings=[self._UNIT] * (len(rows) + 1),
+                       metadatas=[*rows, {"value": f"{time.time_ns()}-{writer_name()}"}])
+
+    def documents(self) -> dict[str, Document]:
+        return {m["source"]: Document(m["source"], m["version"], int(m["chunks"]),
+                                      bool(m["private"]), float(m["ingested_at"]))
+                for m in self._rows() if m.get("version")}
+
+    def begin(self, sources: Sequence[str]) -> set[str]:
+        rows = self._get(sources)
+        blank = {"version": "", "chunks": 0, "private": False, "ingested_at": 0.0}
+        self._put([{**blank, **rows.get(s, {}), "source": s, "dirty": True,
+                    "writer": writer_name(), "since": time.time()} for s in sources])
+        return {s for s in sources if s not in rows}
+
+    def commit(self, documents: Sequence[Document]) -> None:
+        rows = self._get([d.source for d in documents])
+        self._put([{**rows.get(d.source, {}), "source": d.source, "version": d.version,
+                    "chunks": d.chunks, "private": d.private, "ingested_at": d.ingested_at}
+                   for d in documents])
+
+    def forget(self, sources: Sequence[str]) -> None:
+        self._put([{**row, "version": ""} for row in self._get(sources).values()])
+
+    def finish(self, sources: Sequence[str]) -> None:
+        rows = self._get(sources)
+        gone = [s for s, row in rows.items() if not row.get("version")]
+        if gone:
+            self._c.delete(ids=[self._id(s) for s in gone])
+        self._put([{**row, "dirty": False} for s, row in rows.items() if s not in gone])
+
+    def unfinished(self) -> list[Unfinished]:
+        return [Unfinished(m["source"], m.get("version") or None, str(m.get("writer", "")),
+                           float(m.get("since", 0.0)))
+                for m in self._rows() if m.get("dirty")]
+
+    def generation(self) -> str:
+        got = self._c.get(ids=[self._GENERATION], include=["metadatas"])
+        return str(got["metadatas"][0]["value"]) if got["ids"] else ""
+
+    def close(self) -> None:
+        pass
 
 
-def all_metadata(collection: Collection, page_size: int = 5000) -> Iterator[tuple[str, dict]]:
-    """Every chunk id with its metadata, paged so a large index never loads at once."""
-    offset = 0
-    while True:
-        got = collection.get(include=["metadatas"], limit=page_size, offset=offset)
-        yield from zip(got["ids"], got["metadatas"] or [])
-        if len(got["ids"]) < page_size:
+# -- the store -----------------------------------------------------------------------
+
+def _reopening(method: Callable) -> Callable:
+    """Retry a read after reopening the client. The embedded client's per-process caches
+    can trail another process's write between our look at the files and the read
+    ("Error finding id"); a fresh client reads the files as they are now."""
+
+    @functools.wraps(method)
+    def read(self: ChromaStore, *args: Any, **kwargs: Any) -> Any:
+        for attempt in range(3):
+            try:
+                return method(self, *args, **kwargs)
+            except ChromaError:
+                if attempt == 2:
+                    raise
+                self._reopen()
+        raise AssertionError("unreachable")
+
+    return read
+
+
+class ChromaStore:
+    """Chunks in a Chroma collection, documents in a catalog, words in a local FTS5 index."""
+
+    def __init__(self, client: _Client, index: Path, collection: str,
+                 embedding_model: str, bring_in_step: bool = True) -> None:
+        self._client = client
+        self.backend = client.label
+        self._name = collection
+        self._model = embedding_model
+        self._index = index
+        index.mkdir(parents=True, exist_ok=True)
+        self._guard = threading.RLock()  # the app asks from worker threads
+        self._chroma = client.open()
+        self._collection = _collection(self._chroma, collection, embedding_model)
+        self._catalog = client.catalog(self._chroma, collection, index)
+        local = client.local_name(collection)
+        self._words = LexicalIndex(lexical_path(index, local))
+        self._lock = WriterLock(index / f"{local}.lock")
+        self._seen_generation: str | None = None
+        self._adopt_legacy_index()
+        if bring_in_step:  # `rag check` looks at the library as it found it
+            self.refresh()
+
+    # writing
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._lock.hold():
+            if self._lock.depth == 1:  # once per outermost hold
+                self._sweep(lock_held=True)
+            yield
+
+    def write(self, document: Document, chunks: Sequence[Chunk],
+              vectors: Sequence[Sequence[float]]) -> None:
+        self.write_many([(document, chunks, vectors)])
+
+    def write_many(self, items: Sequence[tuple[Document, Sequence[Chunk],
+                                               Sequence[Sequence[float]]]]) -> None:
+        if not items:
             return
-        offset += page_size
+        documents = [d for d, _, _ in items]
+        sources = [d.source for d in documents]
+        chunks = [c for _, cs, _ in items for c in cs]
+        vectors = [list(v) for _, _, vs in items for v in vs]
+        metadata = [_metadata(c, d) for d, cs, _ in items for c in cs]
+        with self.writing():
+            new = self._catalog.begin(sources)
+            for part in _batches(len(chunks)):
+                self._collection.upsert(
+                    ids=[c.id for c in chunks[part]], documents=[c.text for c in chunks[part]],
+                    embeddings=vectors[part], metadatas=metadata[part])
+            self._catalog.commit(documents)
+            for d in documents:
+                if d.source not in new:  # a new document has no other version to delete
+                    self._collection.delete(where=_of_source(d.source, d.version))
+            self._catalog.finish(sources)
+            self._words.replace_documents([(d.source, d.version, cs) for d, cs, _ in items])
+
+    def remove(self, sources: Sequence[str]) -> None:
+        if not sources:
+            return
+        with self.writing():
+            self._catalog.begin(sources)
+            self._catalog.forget(sources)
+            for source in sources:
+                self._collection.delete(where=_of_source(source))
+            self._catalog.finish(sources)
+            self._words.drop_documents(list(sources))
+
+    def _sweep(self, lock_held: bool) -> list[str]:
+        """Finish what dead writers began: delete chunks of versions not recorded."""
+        swept = []
+        for row in self._catalog.unfinished():
+            if is_abandoned(row, lock_held):
+                self._collection.delete(where=_of_source(row.source, row.version))
+                self._catalog.finish([row.source])
+                swept.append(row.source)
+        if swept or self._seen_generation != self._catalog.generation():
+            self._reconcile()
+        return swept
+
+    # the word index, derived
+
+    @_reopening
+    def _stored_chunks(self, document: Document) -> list[Chunk]:
+        where = {"$and": [{"source": document.source}, {"file_hash": document.version}]}
+        got = self._collection.get(where=where, include=["documents", "metadatas"])
+        return [_chunk(*row) for row in zip(got["ids"], got["documents"], got["metadatas"])]
+
+    def _reconcile(self) -> None:
+        """Bring the word index in step with the documents table, one version at a time.
+        Called with the writer lock held, so no writer changes a document meanwhile."""
+        generation = self._catalog.generation()
+        documents = self._catalog.documents()
+        have = self._words.versions()
+        gone = [s for s in have if s not in documents]
+        if gone:
+            self._words.drop_documents(gone)
+        complete = True
+        for source, doc in documents.items():
+            if have.get(source) == doc.version:
+                continue
+            chunks = self._stored_chunks(doc)
+            if len(chunks) == doc.chunks:
+                self._words.replace_document(source, doc.version, chunks)
+            else:
+                complete = False  # a writer on another machine is mid-change: look again later
+        if complete:
+            self._seen_generation = generation
+
+    def _reopen(self) -> None:
+        with self._guard:
+            self._client.reset()
+            self._chroma = self._client.open()
+            self._collection = _collection(self._chroma, self._name, self._model)
+
+    def refresh(self) -> None:
+        with self._guard:
+            if self._client.changed():
+                self._chroma = self._client.open()
+                self._collection = _collection(self._chroma, self._name, self._model)
+            if self._seen_generation == self._catalog.generation():
+                return
+            if not self._lock.try_hold():
+                return  # a writer is at work and updates the word index itself
+            try:
+                self._sweep(lock_held=True)
+            finally:
+                self._lock.release()
+
+    def _adopt_legacy_index(self) -> None:
+        """An index written before the documents table: record its complete documents
+        once, from the chunks' metadata (their hash and count)."""
+        if self._catalog.generation() or self._collection.count() == 0:
+            return
+        with self._lock.hold():
+            if self._catalog.generation():
+                return
+            found: dict[str, list[dict]] = {}
+            for _, meta in self._all_metadata():
+                found.setdefault(str(meta["source"]), []).append(meta)
+            self._catalog.begin(list(found))
+            complete = []
+            for source, metas in found.items():
+                hashes = {str(m.get("file_hash", "")) for m in metas}
+                first = metas[0]
+                if len(hashes) == 1 and len(metas) == int(first.get("chunk_count", -1)):
+                    complete.append(Document(source, hashes.pop(), len(metas),
+                                             bool(first.get("private")), time.time()))
+            self._catalog.commit(complete)
+            self._sweep(lock_held=True)
+
+    # reading
+
+    @_reopening
+    def nearest(self, vector: Sequence[float], k: int,
+                sources: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        if k <= 0 or sources == [] or self._collection.count() == 0:
+            return []
+        where = {"source": {"$in": list(sources)}} if sources is not None else None
+        got = self._collection.query(
+            query_embeddings=[list(vector)], n_results=k, where=where, include=["distances"])
+        return [(id_, 1.0 - dist) for id_, dist in zip(got["ids"][0], got["distances"][0])]
+
+    def keyword(self, query: str, k: int,
+                sources: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        return self._words.search(query, k, sources)
+
+    def keyword_scores(self, query: str, ids: Sequence[str]) -> dict[str, float]:
+        return self._words.scores(query, ids)
+
+    @_reopening
+    def fetch(self, ids: Sequence[str]) -> dict[str, tuple[Chunk, list[float]]]:
+        out: dict[str, tuple[Chunk, list[float]]] = {}
+        for part in _batches(len(ids)):
+            got = self._collection.get(
+                ids=list(ids[part]), include=["documents", "metadatas", "embeddings"])
+            for id_, text, meta, vector in zip(
+                got["ids"], got["documents"], got["metadatas"], got["embeddings"]
+            ):
+                out[id_] = (_chunk(id_, text, meta), list(vector))
+        return out
+
+    def documents(self) -> dict[str, Document]:
+        return self._catalog.documents()
+
+    def document_chunks(self, source: str) -> list[Chunk]:
+        document = self._catalog.documents().get(source)
+        if document is None:
+            return []
+        return sorted(self._stored_chunks(document), key=lambda c: c.index)
+
+    @_reopening
+    def count(self) -> int:
+        return self._collection.count()
+
+    def word_count(self) -> int:
+        return self._words.count()
+
+    def _all_metadata(self) -> Iterator[tuple[str, dict]]:
+        """Every chunk id with its metadata, paged so a large index never loads at once."""
+        offset = 0
+        while True:
+            got = self._collection.get(include=["metadatas"], limit=_PAGE, offset=offset)
+            yield from zip(got["ids"], got["metadatas"] or [])
+            if len(got["ids"]) < _PAGE:
+                return
+            offset += _PAGE
+
+    # checking
+
+    def check(self) -> CheckReport:
+        """Compare every chunk id on both sides (the one operation that costs per chunk).
+        Taken under the writer lock, so a running ingest is seen between its batches."""
+        with self._lock.hold():
+            return self._check()
+
+    def _check(self) -> CheckReport:
+        documents = self._catalog.documents()
+        report = CheckReport(self.backend, documents=len(documents))
+        chroma: dict[str, tuple[str, str]] = {
+            id_: (str(m["source"]), str(m.get("file_hash", ""))) for id_, m in self._all_metadata()}
+        words = self._words.ids()
+        report.chunks_in_chroma = len(chroma)
+        report.chunks_in_word_index = len(words)
+        report.only_in_chroma = sorted(set(chroma) - words)
+        report.only_in_word_index = sorted(words - set(chroma))
+        per_version = Counter(chroma.values())
+        versions = self._words.versions()
+        stray = {s for s, v in chroma.values() if documents.get(s, Document(s, "", 0)).version != v}
+        report.versions_disagree = sorted(
+            {s for s, d in documents.items()
+             if versions.get(s) != d.version or per_version[(s, d.version)] != d.chunks}
+            | stray | (set(versions) - set(documents)))
+        report.unfinished = sorted(r.source for r in self._catalog.unfinished())
+        return report
+
+    def repair(self) -> CheckReport:
+        """Sweep what writers left, drop chunks of no recorded version, rebuild the word
+        index where it disagrees; then check again."""
+        with self._lock.hold():
+            self._sweep(lock_held=True)
+            documents = self._catalog.documents()
+            stray = [id_ for id_, m in self._all_metadata()
+                     if documents.get(str(m["source"]), Document("", "", 0)).version
+                     != str(m.get("file_hash", ""))]
+            for part in _batches(len(stray)):
+                self._collection.delete(ids=stray[part])
+            report = self._check()
+            if report.versions_disagree or report.only_in_word_index or report.only_in_chroma:
+                self._words.drop_documents(list(self._words.versions()))
+                self._words.delete(report.only_in_word_index)
+                self._seen_generation = None
+                self._reconcile()
+            return self._check()
+
+    def close(self) -> None:
+        self._words.close()
+        self._catalog.close()
 
 
-def source_counts(collection: Collection) -> Counter[str]:
-    return Counter(str(meta["source"]) for _, meta in all_metadata(collection))
+# -- choosing a backend ----------------------------------------------------------------
+
+def _embedded(settings: Settings, embedding_model: str, bring_in_step: bool) -> LibraryStore:
+    return ChromaStore(_Embedded(settings.index), settings.index, settings.collection,
+                       embedding_model, bring_in_step)
 
 
-def nearest(
-    collection: Collection, vector: Sequence[float], k: int, where: dict | None = None
-) -> list[tuple[str, float]]:
-    """The ``k`` nearest chunk ids with their cosine similarity, best first."""
-    if k <= 0 or collection.count() == 0:
-        return []
-    got = collection.query(
-        query_embeddings=[list(vector)], n_results=k, where=where, include=["distances"]
-    )
-    return [(id_, 1.0 - dist) for id_, dist in zip(got["ids"][0], got["distances"][0])]
+def _server(settings: Settings, embedding_model: str, bring_in_step: bool) -> LibraryStore:
+    token = settings.chroma_token.get_secret_value() if settings.chroma_token else None
+    client = _Server(str(settings.chroma_url), token)
+    return ChromaStore(client, settings.index, settings.collection, embedding_model,
+                       bring_in_step)
 
 
-def fetch(collection: Collection, ids: Sequence[str]) -> dict[str, tuple[Chunk, list[float]]]:
-    """Chunks and their vectors by id; ids that no longer exist are absent."""
-    out: dict[str, tuple[Chunk, list[float]]] = {}
-    for part in _batches(len(ids), BATCH):
-        got = collection.get(
-            ids=list(ids[part]), include=["documents", "metadatas", "embeddings"]
-        )
-        for id_, text, meta, vector in zip(
-            got["ids"], got["documents"], got["metadatas"], got["embeddings"]
-        ):
-            out[id_] = (_chunk(id_, text, meta), vector)
-    return out
+BACKENDS: dict[str, Callable[[Settings, str, bool], LibraryStore]] = {
+    "embedded": _embedded,
+    "http": _server,
+    "https": _server,
+}
 
 
-def chunks(collection: Collection, ids: Sequence[str]) -> list[Chunk]:
-    """The chunks with these ids that exist, without their vectors."""
-    got = [
-        collection.get(ids=list(ids[part]), include=["documents", "metadatas"])
-        for part in _batches(len(ids), BATCH)
-    ]
-    return [
-        _chunk(id_, text, meta)
-        for g in got
-        for id_, text, meta in zip(g["ids"], g["documents"], g["metadatas"])
-    ]
+def backend_of(settings: Settings) -> str:
+    return urlsplit(settings.chroma_url).scheme if settings.chroma_url else "embedded"
 
 
-def all_ids(collection: Collection, page_size: int = 20000) -> set[str]:
-    ids: set[str] = set()
-    offset = 0
-    while True:
-        got = collection.get(include=[], limit=page_size, offset=offset)["ids"]
-        ids.update(got)
-        if len(got) < page_size:
-            return ids
-        offset += page_size
+def open_store(settings: Settings, embedding_model: str | None = None,
+               bring_in_step: bool = True) -> LibraryStore:
+    """The library's store as the settings choose; ``embedding_model`` names the model the
+    collection must have been built with (the settings' by default). ``bring_in_step``
+    False leaves the word index as found (for ``rag check``)."""
+    name = backend_of(settings)
+    if name not in BACKENDS:
+        raise RagError(f"RAG_CHROMA_URL={settings.chroma_url!r}: use http:// or https://.")
+    return BACKENDS[name](settings, embedding_model or settings.embedding_model, bring_in_step)
 
 
-@dataclass(frozen=True)
-class StoredFile:
-    """What the index holds for one source file."""
-
-    content_hash: str
-    chunk_ids: frozenset[str]
-    complete: bool  # every chunk of one version of the file is present
-
-
-def stored_files(collection: Collection) -> dict[str, StoredFile]:
-    ids: dict[str, set[str]] = {}
-    hashes: dict[str, set[str]] = {}
-    expected: dict[str, int] = {}
-    for id_, meta in all_metadata(collection):
-        source = str(meta["source"])
-        ids.setdefault(source, set()).add(id_)
-        hashes.setdefault(source, set()).add(str(meta.get("file_hash", "")))
-        expected[source] = int(meta.get("chunk_count", -1))
-    return {
-        source: StoredFile(
-            content_hash=next(iter(hashes[source])) if len(hashes[source]) == 1 else "",
-            chunk_ids=frozenset(chunk_ids),
-            complete=len(hashes[source]) == 1 and len(chunk_ids) == expected[source],
-        )
-        for source, chunk_ids in ids.items()
-    }
+def source_counts(store: LibraryStore) -> Counter[str]:
+    """Chunks per document, from the documents table."""
+    return Counter({d.source: d.chunks for d in store.documents().values()})

@@ -44,9 +44,13 @@ def footer(turn: Turn) -> tuple[str, list[tuple[int, Hit]]]:
     return ("\n" + text if text else ""), shown
 
 
-def welcome(documents: int, model: str | None, problem: str | None, fallback: bool) -> str:
+def welcome(documents: int, private: int, model: str | None, problem: str | None,
+            fallback: bool) -> str:
     where = (f"your {documents} indexed document{'s' if documents != 1 else ''}" if documents
              else "your documents, once you add some with `rag ingest PATH`")
+    if private:  # sticky: they stay private until `rag ingest --shareable`
+        where += (f" ({private} private: never sent to a model off this machine; "
+                  "`rag sources` lists them)")
     if model:
         by = f"Answers come from **{model}** with the passages they cite."
     else:

@@ -38,7 +38,9 @@ def create(settings: Settings, embedder: Embedder, folder: Path | None = None) -
     if folder is None:
         folder = Path(tempfile.mkdtemp(prefix="rag-chat-"))
     folder.mkdir(parents=True, exist_ok=True)
-    own = settings.with_overrides(index=folder / "index", collection="uploads", sources=[])
+    # Always the embedded store: a chat's files never go to a shared Chroma server.
+    own = settings.model_copy(update={"index": folder / "index", "collection": "uploads",
+                                      "sources": [], "chroma_url": None})
     return ChatUploads(folder, open_library(own, embedder))
 
 
@@ -58,7 +60,7 @@ def add(uploads: ChatUploads, path: str, name: str) -> str:
     target.parent.mkdir(exist_ok=True)
     shutil.copyfile(path, target)
     summary = Ingestor(
-        uploads.library, extra_metadata={"origin": ORIGIN, "private": True}
+        uploads.library, extra_metadata={"origin": ORIGIN}, private=True
     ).run(Target([target], [], []), prune=False, progress=False)
     if summary.failed:
         return f"**{name}** could not be read: {summary.failed[str(target)]}."
@@ -86,5 +88,5 @@ def names(uploads: ChatUploads) -> list[str]:
 
 
 def discard(uploads: ChatUploads) -> None:
-    uploads.library.lexical.close()
+    uploads.library.store.close()
     shutil.rmtree(uploads.folder, ignore_errors=True)

@@ -53,3 +53,11 @@ def test_startup_benchmark_prints_each_figure():
                          done.stdout, re.M), kind
     for kind in ("onnx", "sentence-transformers"):
         assert re.search(rf"^ingest with {kind} +\d+\.\d chunks/s", done.stdout, re.M), kind
+
+def test_scale_benchmark_prints_both_stores_side_by_side():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--sizes", "300",
+                           "--repeat", "1"], capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr
+    for store in ("embedded", "server"):
+        assert re.search(rf"^ +300 {store} +\d+ +\d+\.\d +\d+\.\d +\d+\.\d +\d+ +\d+\.\d$",
+                         done.stdout, re.M), done.stdout

@@ -166,7 +166,7 @@ def test_markdown_file_with_hash_lines_in_code_keeps_one_heading_path(library, t
     doc = tmp_path / "notes.md"
     doc.write_text(MARKDOWN)
     ingest(library, doc)
-    headings = {m["heading"] for m in library.collection.get(include=["metadatas"])["metadatas"]}
+    headings = {c.heading for c in library.store.document_chunks(str(doc))}
     assert headings == {"Build notes", "Build notes > Setup"}
 
 

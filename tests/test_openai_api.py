@@ -30,7 +30,6 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.shared import ErrorObject
 from servers import Recorder, start_rag_server
 
-from rag import store
 from rag.config import Settings
 from rag.retrieval import open_library
 
@@ -340,7 +339,8 @@ def test_private_passages_never_reach_a_remote_model_and_a_gone_model_is_503(rem
 def test_embeddings_are_the_library_s_own_and_find_the_same_top_chunk(api, index, client,
                                                                       embedder):
     library = open_library(Settings(index=index, collection="library"), embedder)
-    stored = store.fetch(library.collection, sorted(store.all_ids(library.collection)))
+    ids = sorted(c.id for s in library.store.documents() for c in library.store.document_chunks(s))
+    stored = library.store.fetch(ids)
     texts = [chunk.text for chunk, _ in stored.values()]
 
     raw = client.embeddings.with_raw_response.create(model="all-MiniLM-L6-v2", input=texts,

@@ -101,7 +101,7 @@ def test_watch_follows_added_modified_moved_and_deleted_files(watcher):
     log.wait_for("stopped watching")
 
     library = open_library(Settings(index=index, collection="watched"))
-    sources = set(library.lexical.sources())
+    sources = set(library.store.documents())
     assert sources == {str(folder / "third.md")}
     lexical = library.settings.with_overrides(search_mode="lexical")
     assert [h.chunk.source for h in search(library, "orchards", 3, lexical)] == [

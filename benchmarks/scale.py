@@ -1,0 +1,183 @@
+"""The library at scale, embedded Chroma against a Chroma server, side by side in one run.
+
+    python -m benchmarks.scale [--sizes 1000,10000] [--large] [--repeat 3]
+
+For each size (``--large`` adds 100k chunks) and each store it builds a library:
+the hand-written articles of benchmarks/encyclopedia, really embedded, plus filler
+chunks of realistic text (sentences of the Python documentation) with random unit
+vectors, as benchmarks/search_latency does (HNSW's cost depends on the number and
+dimension of vectors, not their meaning; random vectors are its harder case).
+Filler documents hold 20 chunks each and go through the store's ``write``, so the
+ingest rate is the store's (chunk store, documents table, word index, under the
+writer lock), without the embedding model.
+
+A fresh query process then opens the library and runs the article questions through
+the full hybrid ``search`` (a real query embedding each time) and reports: time to
+open the library (the model already loaded), search median and p95, and its peak
+memory. Disk size counts Chroma's files and the local word index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from benchmarks import evalset
+from benchmarks.search_latency import _sentences, write_filler
+from ingest.pipeline import Ingestor, discover
+from rag.config import Settings
+
+FILLER_PER_DOCUMENT = 20
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ChromaServer:
+    """``chroma run`` on a free port, for the length of one measurement."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        port = _free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        chroma = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
+        self.log = path.with_suffix(".log")
+        path.mkdir(parents=True, exist_ok=True)
+        with self.log.open("w") as log:
+            self.proc = subprocess.Popen([chroma, "run", "--path", str(path), "--host",
+                                          "127.0.0.1", "--port", str(port)],
+                                         stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                if httpx.get(f"{self.url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"chroma run did not start:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def _disk_mb(*folders: Path) -> float:
+    total = sum(f.stat().st_size for folder in folders for f in folder.rglob("*") if f.is_file())
+    return total / 1e6
+
+
+def _build(settings: Settings, chunks: int, sentences: list[str]) -> float:
+    """Fill the library up to ``chunks``; returns the store's write rate in chunks/s."""
+    from rag.retrieval import open_library
+
+    library = open_library(settings)
+    Ingestor(library).run(discover([evalset.ARTICLES]), progress=False)
+    dim = len(library.embedder.embed(["dimension"])[0])
+    store = library.store
+    todo = max(chunks - store.count(), 0)
+    started = time.perf_counter()
+    write_filler(store, sentences, todo, dim)
+    seconds = time.perf_counter() - started
+    store.close()
+    return todo / seconds if seconds else 0.0
+
+
+def _query_child(repeat: int) -> None:
+    """Run in a fresh process: open, search, report as one JSON line."""
+    from rag import evaluation
+    from rag.embeddings import SentenceTransformerEmbedder
+    from rag.retrieval import open_library, search
+
+    settings = Settings()
+    embedder = SentenceTransformerEmbedder(settings.embedding_model)
+    embedder.embed(["warm up"])
+    started = time.perf_counter()
+    library = open_library(settings, embedder)
+    open_ms = (time.perf_counter() - started) * 1000
+    questions = evaluation.load_questions(evalset.ARTICLE_QA)
+    for q in questions[:5]:
+        search(library, q.question, settings.top_k)
+    times = []
+    for _ in range(repeat):
+        for q in questions:
+            t = time.perf_counter()
+            search(library, q.question, settings.top_k)
+            times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    print(json.dumps({
+        "open_ms": open_ms, "median_ms": statistics.median(times),
+        "p95_ms": times[int(0.95 * (len(times) - 1))],
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "chunks": library.store.count(),
+    }))
+
+
+def _query(env: dict[str, str], repeat: int) -> dict:
+    done = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--query-child",
+                           "--repeat", str(repeat)], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=3600, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(folder: Path, backend: str, chunks: int, sentences: list[str], repeat: int) -> dict:
+    index = folder / "index"
+    server = ChromaServer(folder / "server") if backend == "server" else None
+    try:
+        env = {"RAG_INDEX": str(index), "RAG_COLLECTION": "scale",
+               **({"RAG_CHROMA_URL": server.url} if server else {})}
+        settings = Settings(index=index, collection="scale",
+                            chroma_url=server.url if server else None)
+        rate = _build(settings, chunks, sentences)
+        row = {"backend": backend, "ingest_per_s": rate, **_query(env, repeat)}
+        row["disk_mb"] = _disk_mb(index, *([server.path] if server else []))
+        return row
+    finally:
+        if server:
+            server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000", help="chunk counts, comma-separated")
+    parser.add_argument("--large", action="store_true", help="also 100000 chunks (slow)")
+    parser.add_argument("--repeat", type=int, default=3, help="passes over the questions")
+    parser.add_argument("--query-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.query_child:
+        _query_child(args.repeat)
+        return
+    sizes = [int(s) for s in args.sizes.split(",") if s] + ([100_000] if args.large else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        evalset.write_technical_docs(root / "technical", 1_500_000)
+        sentences = _sentences(root / "technical")
+        print(f"{'chunks':>7} {'store':9} {'ingest/s':>9} {'open ms':>8} {'median ms':>10} "
+              f"{'p95 ms':>7} {'peak MB':>8} {'disk MB':>8}", flush=True)
+        for size in sizes:
+            for backend in ("embedded", "server"):
+                row = measure(root / f"{backend}-{size}", backend, size, sentences, args.repeat)
+                print(f"{row['chunks']:7d} {backend:9} {row['ingest_per_s']:9.0f} "
+                      f"{row['open_ms']:8.1f} {row['median_ms']:10.1f} {row['p95_ms']:7.1f} "
+                      f"{row['peak_mb']:8.0f} {row['disk_mb']:8.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
