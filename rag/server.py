@@ -21,7 +21,8 @@ from starlette.routing import Route
 
 from rag import security
 from rag.config import Settings
-from rag.errors import ModelUnavailable
+from rag.conversation import Conversations, Engine
+from rag.errors import ModelUnavailable, RagError
 from rag.openai_api import protocol
 from rag.openai_api.answers import Answer, answer_directly, answer_from_library
 from rag.openai_api.catalog import RAG_MODEL, Catalog, Target, model_id
@@ -37,6 +38,7 @@ from rag.routing import ModelPool
 
 __all__ = ["RAG_MODEL", "create_app", "describe", "model_id", "open_libraries"]
 
+CONVERSATION_HEADER = "x-conversation-id"  # continue (or start) a stored chat by its id
 SOURCES_HEADER = "x-rag-sources"  # "text": end the answer with its sources, for any rag model
 MAX_INPUTS = 2048  # texts per embeddings request, as OpenAI allows
 
@@ -71,6 +73,9 @@ def create_app(settings: Settings, libraries: Mapping[str, Library] | Library, p
     started = int(time.time())
     embedder = next(iter(libraries.values())).embedder  # one embedding model for all
     catalog = Catalog(libraries, pool.load(settings.llm).name, embedder.name)
+    # One conversation service per collection; their chats share one store.
+    chats = {name: Conversations(Engine.open(settings.with_overrides(collection=name), library))
+             for name, library in libraries.items()}
 
     def guarded(handler: Handler) -> Handler:
         async def checked(request: Request) -> Response:
@@ -101,13 +106,18 @@ def create_app(settings: Settings, libraries: Mapping[str, Library] | Library, p
         options = settings.with_overrides(max_answer_tokens=req.answer_tokens,
                                           temperature=req.temperature)
         wants_text = request.headers.get(SOURCES_HEADER, "").strip().lower() == "text"
-        answer = _answer(target, _messages(req, target), options, req.stops, pool, wants_text)
+        chat_id = request.headers.get(CONVERSATION_HEADER) or None
+        conversations = chats.get(target.collection or "")
+        answer = _answer(target, _messages(req, target), options, req.stops, pool, wants_text,
+                         conversations, chat_id)
         try:
             # Wait for the first piece before answering, so a model that cannot
             # answer is a 503, not a stream that breaks off.
             first = await anext(answer.text, "")
         except ModelUnavailable as exc:
             raise unavailable(str(exc)) from exc
+        except RagError as exc:  # e.g. a conversation id of another user's chat
+            raise bad_request(str(exc), "messages") from exc
         call = protocol.new_id()
         if req.stream:
             usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -172,11 +182,12 @@ def _messages(req: protocol.ChatRequest, target: Target) -> list[dict[str, str]]
 
 
 def _answer(target: Target, messages: list[dict[str, str]], options: Settings,
-            stops: list[str], pool: ModelPool, sources_in_text: bool) -> Answer:
-    if target.library is None:
+            stops: list[str], pool: ModelPool, sources_in_text: bool,
+            conversations: Conversations | None, chat_id: str | None) -> Answer:
+    if target.library is None or conversations is None:
         return answer_directly(messages, pool, options, stops)
-    return answer_from_library(messages, target.library, pool, options, stops,
-                               collection=target.collection or "",
+    return answer_from_library(messages, conversations, pool, options, stops,
+                               collection=target.collection or "", chat_id=chat_id,
                                sources_in_text=target.sources_in_text or sources_in_text)
 
 

@@ -333,6 +333,28 @@ def test_private_passages_never_reach_a_remote_model_and_a_gone_model_is_503(rem
                  503, "model_unavailable")
 
 
+def test_a_conversation_id_continues_a_stored_chat(api, index):
+    # X-Conversation-Id names a stored chat (made when new): its history is the
+    # conversation service's, as in the app and `rag chat`, not what the client sends.
+    headers = {"X-Conversation-Id": "api-chat-1"}
+    ask = {"model": "rag-library", "temperature": 0}
+    first = httpx.post(f"{api}/chat/completions", json={**ask, "messages": MEALS},
+                       headers=headers, timeout=120)
+    assert first.status_code == 200, first.text
+    assert first.json()["rag"]["conversation"] == "api-chat-1"
+    follow = [{"role": "user", "content": "And what is the hotel limit in London?"}]
+    second = httpx.post(f"{api}/chat/completions", json={**ask, "messages": follow},
+                        headers=headers, timeout=120)
+    assert second.status_code == 200, second.text
+
+    export = subprocess.run([sys.executable, "-m", "rag.cli", "chats", "export", "api-chat-1"],
+                            env={**os.environ, "RAG_INDEX": str(index)}, capture_output=True,
+                            text=True, timeout=300)
+    assert export.returncode == 0, export.stderr
+    assert "daily meal allowance" in export.stdout
+    assert "hotel limit in London" in export.stdout
+
+
 # --- embeddings --------------------------------------------------------------------------
 
 

@@ -1,7 +1,8 @@
 """One chat request answered: from a library of documents, or by the chat model alone.
 
-``answer_from_library`` is the only place the API asks the RAG pipeline for an
-answer, so moving to another pipeline (a conversation service) changes one function.
+``answer_from_library`` is the only place the API asks for a RAG answer, and it asks
+the conversation service (rag/conversation.py), as the app and the CLI do: the same
+retrieval, the same privacy rules for passages and history, the same sources.
 Both kinds return an ``Answer`` whose text streams; its counts, finish reason and
 the ``rag`` extra field are final once the text has ended.
 """
@@ -14,9 +15,9 @@ from dataclasses import dataclass, field
 
 from rag import chat
 from rag.config import Settings
+from rag.conversation import Conversation, Conversations
 from rag.models.base import ChatModel, Message, estimate_tokens
 from rag.openai_api.stops import StopCut
-from rag.retrieval import Library
 from rag.routing import ModelPool
 
 
@@ -82,20 +83,34 @@ def answer_directly(messages: Sequence[Message], pool: ModelPool, settings: Sett
     return answer
 
 
-def answer_from_library(messages: Sequence[Message], library: Library, pool: ModelPool,
-                        settings: Settings, stops: Sequence[str], *, collection: str,
-                        sources_in_text: bool = False) -> Answer:
-    """The last user message answered from ``library``; earlier exchanges are its history.
+async def conversation(chats: Conversations, messages: Sequence[Message],
+                       chat_id: str | None, options: Settings) -> tuple[Conversation, str]:
+    """The conversation a request continues: a stored chat named by ``chat_id`` (made
+    when new), or the history the client sent. Either way, an earlier answer made here
+    from private documents stays private."""
+    await chats.engine.open_store()
+    store = chats.engine.store
+    if chat_id and store is not None and await store.thread_row(chat_id) is None:
+        conv = await chats.create(id=chat_id, options=options)
+        return conv, str(messages[-1]["content"])
+    return await chats.for_request(messages, chat_id, options=options)
 
-    Private passages reach only models on this machine: ``chat`` decides what each
-    model may see, whichever model answers."""
+
+def answer_from_library(messages: Sequence[Message], chats: Conversations, pool: ModelPool,
+                        settings: Settings, stops: Sequence[str], *, collection: str,
+                        chat_id: str | None = None, sources_in_text: bool = False) -> Answer:
+    """The last user message answered from the collection of ``chats``; earlier
+    exchanges (sent, or stored under ``chat_id``) are its history.
+
+    Private passages and private history reach only models on this machine:
+    ``chat`` decides what each model may see, whichever model answers."""
     answer = Answer()
     cut = StopCut(stops)
-    history = [m for m in messages[:-1] if m["role"] in ("user", "assistant")]
 
     async def text() -> AsyncIterator[str]:
-        turn = await chat.prepare(messages[-1]["content"], library, settings, history)
-        stream = chat.stream_answer(turn, pool, settings)
+        conv, question = await conversation(chats, messages, chat_id, settings)
+        turn = await conv.prepare(question)
+        stream = conv.stream(turn, pool)
         try:
             async for delta in cut.apply(stream):
                 yield delta
@@ -108,7 +123,7 @@ def answer_from_library(messages: Sequence[Message], library: Library, pool: Mod
         generated = turn.text.removeprefix(chat.GENERAL) if turn.model else ""
         _settle(answer, model, generated, cut, settings.max_answer_tokens)
         answer.prompt_tokens = turn.stats.prompt_tokens if turn.model else 0
-        answer.rag = rag_field(turn, collection)
+        answer.rag = rag_field(turn, collection, chat_id)
         if sources_in_text and (listing := sources_text(turn)):
             yield listing
 
@@ -116,11 +131,12 @@ def answer_from_library(messages: Sequence[Message], library: Library, pool: Mod
     return answer
 
 
-def rag_field(turn: chat.Turn, collection: str) -> dict:
+def rag_field(turn: chat.Turn, collection: str, chat_id: str | None = None) -> dict:
     """What an answer has beyond its text; the shape is documented in the README."""
     cited = {n for n, _ in turn.sources()}
     return {
         "collection": collection,
+        "conversation": chat_id,
         "model": turn.model or None,
         "grounded": turn.grounded,
         "sources": [
