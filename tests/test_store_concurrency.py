@@ -57,7 +57,8 @@ def _corpus(folder: Path, prefix: str, files: int, paragraphs: int) -> dict[str,
 
 def _rag(env, *args, timeout=600, stdin=None):
     return subprocess.run([sys.executable, "-m", "rag.cli", *map(str, args)], env=env,
-                          input=stdin, capture_output=True, text=True, timeout=timeout)
+                          input=stdin, capture_output=True, text=True, timeout=timeout,
+                          check=False)
 
 
 def _wait(condition, what: str, timeout: float = 300) -> None:
