@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 
-from rag import prompts, retrieval
+from rag import answer_checks, prompts, repetition, retrieval, summaries
 from rag.chunks import Hit
 from rag.config import Settings
 from rag.errors import ModelUnavailable
@@ -51,6 +51,15 @@ class Turn:
     text: str = ""
     stopped: bool = False
     stats: Stats = field(default_factory=Stats)
+    # Checks a reader can act on (rag/answer_checks.py), set when the answer is complete.
+    evidence: list = field(default_factory=list)  # rag.evidence.Evidence, best first
+    unsupported: list = field(default_factory=list)  # rag.grounding.Unsupported, in order
+    looped: bool = False  # the answer began to repeat itself and was cut there
+    embedder: object = field(default=None, repr=False)  # the library's, for the checks
+    # A whole-document request (rag/summaries.py): answered from all of its chunks.
+    summary: summaries.Request | None = None
+    summarised: int = 0  # chunks read for the summary
+    progress: object = field(default=None, repr=False)  # callback(done, total), may be async
 
     def notices(self) -> list[str]:
         """What the reader should know about how this answer was made."""
@@ -64,6 +73,8 @@ class Turn:
             )
         if self.stopped:
             said.append("Stopped before the end of the answer.")
+        if self.looped:
+            said.append(repetition.NOTICE)
         return said
 
     def sources(self) -> list[tuple[int, Hit]]:
@@ -129,12 +140,15 @@ async def prepare(
     history: Sequence[Message] = (),
 ) -> Turn:
     libraries = [library] if isinstance(library, retrieval.Library) else list(library)
+    request = await asyncio.to_thread(summaries.find, question, libraries)
+    if request is not None:
+        return Turn(question, [], search_query=question, summary=request)
     history = recent(history, settings.history_turns)
     query = search_query(question, history)
     started = time.perf_counter()
     # Embedding and the Chroma query are blocking calls: keep them off the event loop.
     hits = await asyncio.to_thread(search_everywhere, libraries, query, settings)
-    turn = Turn(question, hits, history, search_query=query)
+    turn = Turn(question, hits, history, search_query=query, embedder=libraries[0].embedder)
     turn.stats.retrieval_ms = (time.perf_counter() - started) * 1000
     best = max((h.similarity for h in hits if h.similarity is not None), default=None)
     turn.grounded = bool(hits) and (best is None or best >= settings.min_similarity)
@@ -177,10 +191,11 @@ async def _start(turn: Turn, pool: ModelPool, settings: Settings):
         try:
             model = await asyncio.to_thread(pool.load, spec)
             _address(turn, model, settings)
-            stream = model.stream(
+            stream = answer_checks.guarded(turn, model.stream(
                 turn.messages, max_tokens=settings.max_answer_tokens,
                 temperature=settings.temperature,
-            )
+                **answer_checks.decoding(settings),
+            ), settings)
             try:
                 return model, stream, await anext(stream)
             except StopAsyncIteration:
@@ -196,6 +211,11 @@ async def _start(turn: Turn, pool: ModelPool, settings: Settings):
 
 async def stream_answer(turn: Turn, pool: ModelPool, settings: Settings) -> AsyncIterator[str]:
     """Yield the answer's text deltas, recording text, model and timings on ``turn``."""
+    if turn.summary is not None:
+        async for delta in summaries.stream_turn(turn, pool, settings):
+            turn.text += delta
+            yield delta
+        return
     if not turn.grounded:
         turn.text = GENERAL if settings.off_topic == "general" else NOT_FOUND
         yield turn.text
@@ -217,7 +237,7 @@ async def stream_answer(turn: Turn, pool: ModelPool, settings: Settings) -> Asyn
                 yield delta
             delta = await anext(stream)
     except StopAsyncIteration:
-        pass
+        await answer_checks.check(turn, settings)
     except (asyncio.CancelledError, GeneratorExit):
         turn.stopped = True
         raise

@@ -102,6 +102,22 @@ class Settings(BaseSettings):
     history_turns: int = Field(3, ge=0, le=20, description="Earlier exchanges sent to the model.")
     max_answer_tokens: int = Field(384, ge=1)
     temperature: float = Field(0.2, ge=0.0, le=2.0)
+    repetition_penalty: float = Field(
+        1.1, ge=1.0, le=2.0,
+        description="Above 1 makes repeated words less likely; 1 sends none to the model "
+        "(measured with benchmarks.answers).",
+    )
+    stop_loops: bool = Field(
+        True, description="Stop an answer that starts repeating itself, and cut the repetition."
+    )
+    evidence_sentences: int = Field(
+        2, ge=0, le=5, description="Sentences of the passages shown as evidence under an answer."
+    )
+    unsupported_below: float = Field(
+        0.6, ge=0.0, le=2.0,
+        description="Support score under which an answer sentence is marked unsupported "
+        "(calibrated with benchmarks.answers).",
+    )
 
     @field_validator("llm_fallback", "llm_local_hosts", mode="before")
     @classmethod
