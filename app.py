@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import chainlit as cl
 from chainlit.input_widget import Slider, Switch, TextInput
 
-from rag import chat, store, uploads
+from rag import answer_markdown, chat, store, uploads
 from rag.chunks import Hit
 from rag.config import Settings
 from rag.errors import RagError
@@ -184,18 +184,20 @@ def _source_elements(turn: chat.Turn) -> tuple[str, list[cl.Text]]:
     elements = [
         cl.Text(name=f"[{n}] {hit.chunk.label()}", content=hit.chunk.text, display="side")
         for n, hit in shown
-    ]
+    ] + [cl.Text(name=answer_markdown.evidence_name(n, e), display="side",
+                 content=answer_markdown.highlighted_passage(e, turn.hits))
+         for n, e in enumerate(turn.evidence, start=1)]
     heading = "Sources" if cited else "Retrieved passages (the answer cites none)"
     return heading, elements
 
 
 async def _finish(reply: cl.Message, turn: chat.Turn) -> None:
-    notices = turn.notices()
-    if notices:
-        reply.content += "\n\n" + "\n".join(f"> {n}" for n in notices)
+    # The answer as checked: a loop cut off, unsupported sentences marked.
+    reply.content = answer_markdown.finished(turn)
     if turn.context:
         heading, reply.elements = _source_elements(turn)
-        reply.content += f"\n\n**{heading}:** " + ", ".join(e.name for e in reply.elements)
+        reply.content += f"\n\n**{heading}:** " + ", ".join(
+            e.name for e in reply.elements if not e.name.startswith("Evidence"))
     await reply.send()
 
 
@@ -221,6 +223,8 @@ async def answer(message: cl.Message) -> None:
     step.input, step.output = turn.search_query, _retrieval_report(turn)
     await step.send()
     reply = cl.Message(content="")
+    turn.progress = lambda done, total: reply.stream_token(
+        answer_markdown.progress(turn, done, total))
     try:
         async for delta in chat.stream_answer(turn, res.pool(cl.user_session.get("spec")),
                                               options):

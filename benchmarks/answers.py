@@ -164,26 +164,25 @@ def evidence_methods(args, library) -> None:
                "similarity + 0.5 overlap + 0.3 type": (0.5, 0.3),
                "similarity + 1.0 overlap + 0.2 type": (1.0, 0.2),
                "overlap only": None}
-    hits_for = {q["question"]: search(library, q["question"], library.settings.top_k)
-                for q in questions}
+    scored = {q["question"]: evidence.features(
+        q["question"], search(library, q["question"], library.settings.top_k), library.embedder)
+        for q in questions}
     print(f"evidence accuracy on {len(questions)} questions (gold answer in the sentence)")
     print(f"{'method':46} {'top 1':>6} {'top 2':>6}")
-    for name, weight in methods.items():
+    for name, weights in methods.items():
         top1 = top2 = 0
         for q in questions:
-            hits = hits_for[q["question"]]
-            if weight is None:
-                asked = evidence.content_words(q["question"])
-                ranked = sorted(evidence.candidates(hits),
-                                key=lambda c: evidence.overlap(asked, c.text), reverse=True)
-                texts = [c.text for c in ranked]
+            if weights is None:
+                ranked = sorted(scored[q["question"]], key=lambda s: s.overlap, reverse=True)
+                texts = [s.candidate.text for s in ranked]
             else:
-                texts = [e.text for e in evidence.rank(q["question"], hits, library.embedder,
-                                                       *weight)]
+                ranked_evidence = sorted((s.evidence(*weights) for s in scored[q["question"]]),
+                                         key=lambda e: e.score, reverse=True)
+                texts = [e.text for e in ranked_evidence]
             top1 += bool(texts) and contains(texts[0], q["answers"])
             top2 += any(contains(t, q["answers"]) for t in texts[:2])
         n = len(questions)
-        print(f"{name:46} {top1 / n:6.3f} {top2 / n:6.3f}")
+        print(f"{name:46} {top1 / n:6.3f} {top2 / n:6.3f}", flush=True)
 
 
 def claim_calibration(library) -> None:
@@ -199,7 +198,7 @@ def claim_calibration(library) -> None:
     true = sum(1 for *_, ok in scored if ok)
     print(f"{len(rows)} claims: {true} supported by the passages, {len(rows) - true} not")
     print(f"{'threshold':>9} {'true kept':>10} {'false marked':>13}")
-    for threshold in (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9):
+    for threshold in (0.6, 0.7, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2):
         kept = sum(1 for s, num, ok in scored if ok and s >= threshold and not num)
         marked = sum(1 for s, num, ok in scored if not ok and (s < threshold or num))
         print(f"{threshold:9.2f} {kept:5d}/{true:<4d} {marked:6d}/{len(rows) - true:<4d}")

@@ -63,3 +63,25 @@ def unsupported_notice(unsupported: Sequence) -> str:
     return (f"{n} sentence{'s' if n != 1 else ''} of this answer {'are' if n != 1 else 'is'} "
             "not supported by the passages (marked): check before relying on "
             f"{'them' if n != 1 else 'it'}.")
+
+
+def progress(turn, done: int, total: int) -> str:
+    """A line streamed while a whole document is summarised; ``finished`` replaces it."""
+    return f"*Reading {turn.summary.name}: step {done} of {total}…*\n\n" if done < total else ""
+
+
+def finished(turn) -> str:
+    """The whole answer as shown once complete: the text (a loop cut off), marks on
+    unsupported sentences, the notices, then the evidence sentences."""
+    parts = [mark_unsupported(turn.text, turn.unsupported)]
+    notices = turn.notices()
+    if turn.unsupported:
+        notices.append(unsupported_notice(turn.unsupported))
+    if turn.summary is not None:
+        notices.append(f"Summary of the whole of {turn.summary.name} "
+                       f"({turn.summarised} passages read).")
+    if notices:
+        parts.append("\n".join(f"> {n}" for n in notices))
+    if turn.evidence:
+        parts.append(evidence_block(turn.evidence))
+    return "\n\n".join(p for p in parts if p)

@@ -114,7 +114,7 @@ class Settings(BaseSettings):
         2, ge=0, le=5, description="Sentences of the passages shown as evidence under an answer."
     )
     unsupported_below: float = Field(
-        0.6, ge=0.0, le=2.0,
+        0.95, ge=0.0, le=2.0,
         description="Support score under which an answer sentence is marked unsupported "
         "(calibrated with benchmarks.answers).",
     )

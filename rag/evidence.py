@@ -24,10 +24,13 @@ LEXICAL_WEIGHT = 0.5
 TYPE_WEIGHT = 0.2
 MIN_WORDS = 4  # shorter pieces (headings, list stubs) answer nothing
 
-# A sentence ends at . ! ? followed by space and a capital, digit or quote, or at a
-# line break; abbreviations such as "c. 1450" or "e.g. the" do not end one.
-_BOUNDARY = re.compile(
-    r"(?:(?<=[.!?])|(?<=[.!?][\"')\]]))\s+(?=[\"'(\[]?[A-Z0-9])|\n+")
+# Inside a block, a sentence ends at . ! ? followed by space and a capital, digit or
+# quote; abbreviations such as "c. 1450" or "e.g. the" do not end one.
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]]))\s+(?=[\"'(\[]?[A-Z0-9])")
+# Blocks: a heading line, a list item, or a paragraph; a single line break inside a
+# paragraph (hard-wrapped text) does not end a sentence.
+_LINE = re.compile(r"^.*$", re.MULTILINE)
+_STARTS_BLOCK = re.compile(r"[ \t]*(?:#|[-*+>|]\s|\d+[.)]\s)")
 _ABBREVIATION = re.compile(r"(?:\b(?:c|ca|e\.g|i\.e|etc|vs|cf|no|st|dr|mr|mrs|ms|fig|approx)"
                            r"|\b[A-Z])\.$", re.IGNORECASE)
 _WORD = re.compile(r"[\w’']+")
@@ -64,16 +67,34 @@ class Evidence:
                 "heading": self.heading, "start": self.start, "end": self.end}
 
 
+def _blocks(text: str) -> list[tuple[int, int]]:
+    blocks: list[tuple[int, int]] = []
+    open_block = False
+    for m in _LINE.finditer(text):
+        line = m.group()
+        if not line.strip():
+            open_block = False
+            continue
+        heading = line.lstrip().startswith("#")
+        if open_block and not heading and not _STARTS_BLOCK.match(line):
+            blocks[-1] = (blocks[-1][0], m.end())  # a wrapped line continues its paragraph
+        else:
+            blocks.append((m.start(), m.end()))
+        open_block = not heading
+    return blocks
+
+
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """Character spans of the sentences of ``text``, without surrounding space."""
-    spans, begin = [], 0
-    for match in _BOUNDARY.finditer(text):
-        before = text[max(begin, match.start() - 8):match.start()]
-        if "\n" not in match.group() and _ABBREVIATION.search(before):
-            continue
-        spans.append((begin, match.start()))
-        begin = match.end()
-    spans.append((begin, len(text)))
+    spans = []
+    for start, end in _blocks(text):
+        begin = start
+        for match in _SENTENCE_END.finditer(text, start, end):
+            if _ABBREVIATION.search(text[max(begin, match.start() - 8):match.start()]):
+                continue
+            spans.append((begin, match.start()))
+            begin = match.end()
+        spans.append((begin, end))
     out = []
     for a, b in spans:
         piece = text[a:b]
@@ -164,6 +185,37 @@ def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
     return float(sum(x * y for x, y in zip(a, b)))  # the embedder normalises its vectors
 
 
+@dataclass(frozen=True)
+class Scored:
+    """A candidate sentence with the parts of its score."""
+
+    candidate: Candidate
+    similarity: float  # cosine similarity to the question
+    overlap: float  # share of the question's content words it holds
+    answer_type: float  # 1 when it holds the kind of answer asked for
+
+    def evidence(self, lexical_weight: float, type_weight: float) -> Evidence:
+        c = self.candidate
+        return Evidence(
+            text=c.text, source=c.chunk.source, page=c.chunk.page, heading=c.chunk.heading,
+            start=c.chunk.start + c.start, end=c.chunk.start + c.end,
+            score=self.similarity + lexical_weight * self.overlap
+            + type_weight * self.answer_type,
+            chunk_id=c.chunk.id,
+        )
+
+
+def features(question: str, hits: Sequence[Hit], embedder: Embedder) -> list[Scored]:
+    """Every sentence of the passages with the parts of its score (blocking: embeds)."""
+    found = candidates(hits)
+    if not found:
+        return []
+    question_vector, *vectors = embedder.embed([question, *(c.scored_text for c in found)])
+    asked = content_words(question)
+    return [Scored(c, _cosine(question_vector, v), overlap(asked, c.text),
+                   answer_type_bonus(question, c.text)) for c, v in zip(found, vectors)]
+
+
 def rank(
     question: str,
     hits: Sequence[Hit],
@@ -172,21 +224,8 @@ def rank(
     type_weight: float = TYPE_WEIGHT,
 ) -> list[Evidence]:
     """All sentences of the passages, best evidence first (blocking: embeds)."""
-    found = candidates(hits)
-    if not found:
-        return []
-    question_vector, *vectors = embedder.embed([question, *(c.scored_text for c in found)])
-    asked = content_words(question)
-    scored = [
-        Evidence(
-            text=c.text, source=c.chunk.source, page=c.chunk.page, heading=c.chunk.heading,
-            start=c.chunk.start + c.start, end=c.chunk.start + c.end,
-            score=_cosine(question_vector, v) + lexical_weight * overlap(asked, c.scored_text)
-            + type_weight * answer_type_bonus(question, c.text),
-            chunk_id=c.chunk.id,
-        )
-        for c, v in zip(found, vectors)
-    ]
+    scored = [s.evidence(lexical_weight, type_weight)
+              for s in features(question, hits, embedder)]
     return sorted(scored, key=lambda e: e.score, reverse=True)
 
 
