@@ -48,8 +48,9 @@ ARTICLES = HERE / "encyclopedia"
 QA = HERE / "qa" / "answers.jsonl"
 CLAIMS = HERE / "qa" / "claims.jsonl"
 
-# What "before #13" means: no penalty sent, nothing stops a loop.
-BASELINE = {"repetition_penalty": 1.0, "stop_loops": False}
+# What "before #13" means: the prompt without the evidence note, no penalty sent,
+# nothing stops a loop.
+BASELINE = {"repetition_penalty": 1.0, "stop_loops": False, "evidence_in_prompt": False}
 
 
 def normalise(text: str) -> str:

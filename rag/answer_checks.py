@@ -38,18 +38,55 @@ def guarded(turn: Turn, stream: AsyncIterator[str], settings: Settings) -> Async
     return repetition.stop_loops(stream, cut)
 
 
-def evaluate(turn: Turn, settings: Settings) -> tuple[list, list]:
-    """Evidence sentences and unsupported answer sentences (blocking: embeds)."""
+def _find_evidence(turn: Turn, settings: Settings) -> list:
     if turn.embedder is None or not turn.grounded or not turn.hits:
-        return [], []
-    found = evidence.best(turn.search_query or turn.question, turn.hits, turn.embedder,
-                          settings.evidence_sentences)
-    passages = turn.context or turn.hits
-    marked = grounding.unsupported(turn.text, passages, turn.embedder,
-                                   settings.unsupported_below)
-    return found, marked
+        return []
+    return evidence.best(turn.search_query or turn.question, turn.hits, turn.embedder,
+                         max(settings.evidence_sentences, 1))
+
+
+async def find_evidence(turn: Turn, settings: Settings) -> None:
+    """Set ``turn.evidence`` once the passages are retrieved (embeds off the loop)."""
+    turn.evidence = await asyncio.to_thread(_find_evidence, turn, settings)
+
+
+# A small model answers far more often right when the sentence that holds the answer
+# is pointed out after the passages (benchmarks.answers: embedded model, see README).
+EVIDENCE_NOTE = ('\n\nThe passages say: "{sentence}"\n'
+                 "Answer the question in one sentence using these words.")
+
+
+def evidence_note(turn: Turn, settings: Settings) -> str:
+    """What to add to the prompt: the best evidence sentence, when the model is given
+    the passage that holds it (so a private one never reaches a model off this machine)."""
+    if not settings.evidence_in_prompt or not turn.evidence:
+        return ""
+    top = turn.evidence[0]
+    if top.chunk_id not in {h.chunk.id for h in turn.context}:
+        return ""
+    return EVIDENCE_NOTE.format(sentence=" ".join(top.text.split()))
+
+
+def point_to_evidence(turn: Turn, settings: Settings, count_tokens, budget: int) -> None:
+    """Add the evidence note to the prompt's question if it still fits ``budget``."""
+    note = evidence_note(turn, settings)
+    if not note or not turn.messages:
+        return
+    size = sum(count_tokens(m["content"]) + 8 for m in turn.messages) + count_tokens(note)
+    if size <= budget:
+        last = turn.messages[-1]
+        turn.messages[-1] = {**last, "content": last["content"] + note}
+
+
+def _unsupported(turn: Turn, settings: Settings) -> list:
+    if turn.embedder is None or not turn.grounded or not turn.hits:
+        return []
+    return grounding.unsupported(turn.text, turn.context or turn.hits, turn.embedder,
+                                 settings.unsupported_below)
 
 
 async def check(turn: Turn, settings: Settings) -> None:
-    """Set ``turn.evidence`` and ``turn.unsupported`` once the answer is complete."""
-    turn.evidence, turn.unsupported = await asyncio.to_thread(evaluate, turn, settings)
+    """Set ``turn.unsupported`` (and keep the shown evidence to the setting's count)
+    once the answer is complete."""
+    turn.unsupported = await asyncio.to_thread(_unsupported, turn, settings)
+    turn.evidence = turn.evidence[: settings.evidence_sentences]

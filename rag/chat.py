@@ -154,6 +154,7 @@ async def prepare(
     turn.grounded = bool(hits) and (best is None or best >= settings.min_similarity)
     if not turn.grounded:
         turn.hits = []  # nothing relevant: passages would only mislead the model
+    await answer_checks.find_evidence(turn, settings)
     return turn
 
 
@@ -179,6 +180,7 @@ def _address(turn: Turn, model: ChatModel, settings: Settings) -> None:
         turn.messages, turn.context = prompts.fit_to_budget(
             turn.question, allowed, turn.history, budget, model.count_tokens
         )
+        answer_checks.point_to_evidence(turn, settings, model.count_tokens, budget)
     else:
         turn.messages, turn.context = prompts.general_messages(turn.question, turn.history), []
     turn.model = model.name

@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     stop_loops: bool = Field(
         True, description="Stop an answer that starts repeating itself, and cut the repetition."
     )
+    evidence_in_prompt: bool = Field(
+        True, description="Point the model at the best evidence sentence after the passages "
+        "(measured with benchmarks.answers).",
+    )
     evidence_sentences: int = Field(
         2, ge=0, le=5, description="Sentences of the passages shown as evidence under an answer."
     )

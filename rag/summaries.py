@@ -178,7 +178,9 @@ async def summarise(
             done += 1
             await _report(progress, done, total)
         template = REDUCE_PROMPT
-        parts = pack(summaries, template, name, model, budget)
+        previous, parts = len(parts), pack(summaries, template, name, model, budget)
+        if len(parts) >= previous:  # summaries too long to combine: keep what fits
+            parts = pack(["\n\n".join(summaries)], template, name, model, budget)
         total = done + len(parts) + (0 if len(parts) == 1 else 1)
     final = _messages(template, name, parts[0] if parts else "")
     async for delta in model.stream(final, max_tokens=settings.max_answer_tokens,

@@ -77,7 +77,8 @@ def test_a_prompt_that_made_the_embedded_model_loop_now_ends_marked(encyclopedia
     # At temperature 0 without a repetition penalty this question made SmolLM2-135M
     # write "The distance traveled is encoded in the dance, which is encoded in the
     # dance. ..." until the token limit (found with benchmarks.answers --baseline).
-    options = settings.with_overrides(temperature=0.0, repetition_penalty=1.0)
+    options = settings.with_overrides(temperature=0.0, repetition_penalty=1.0,
+                                      evidence_in_prompt=False)
     question = "What does the duration of the straight run in the waggle dance indicate?"
     turn = asyncio.run(chat.ask(question, encyclopedia, pool, options))
     assert turn.looped, turn.text
@@ -157,7 +158,7 @@ def test_a_summary_request_on_an_uploaded_file_uses_all_its_chunks(
                                            str(chat_uploads.folder / "files" / "silk-road.md"))
         assert len(stored) >= 3
         # A small answer budget forces several parts: the map step runs, then the reduce.
-        options = settings.with_overrides(temperature=0.0, max_answer_tokens=7600)
+        options = settings.with_overrides(temperature=0.0, max_answer_tokens=7800)
         steps: list[tuple[int, int]] = []
         turn = asyncio.run(chat.prepare("Summarize this file", [encyclopedia,
                                                                   chat_uploads.library], options))

@@ -37,3 +37,12 @@ def test_search_latency_benchmark_prints_median_and_p95():
     assert re.search(r"index: 800 chunks in Chroma, 800 in the lexical index", done.stdout)
     for mode in ("vector", "lexical", "hybrid"):
         assert re.search(rf"^{mode} +median +\d+\.\d ms +p95 +\d+\.\d ms", done.stdout, re.M)
+
+
+def test_answer_benchmark_prints_each_model_and_its_baseline():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.answers", "--limit", "2",
+                           "--baseline"], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    for variant in ("embedded", "embedded baseline"):
+        assert re.search(rf"^{re.escape(variant)} +(\d\.\d{{3}} +){{4}}\d+\.\d\ds +\d+\.\d$",
+                         done.stdout, re.M), (variant, done.stdout)
