@@ -15,8 +15,9 @@ temperature 0 and prints, per model and variant, side by side:
 - median time to first token and tokens per second.
 
 The models are the embedded one and every ``--llm`` (or ``RAG_LLM``) given.
-``--baseline`` adds, for each model, the decoding of before #13: no repetition
-penalty and no loop guard, so the margin comes from one run.
+``--baseline`` adds, for each model, the prompt and decoding of before #13 (no
+evidence note, no repetition penalty, no loop guard), so the margin comes from
+one run; ``--variant repetition_penalty=1.1`` adds other settings.
 
 Two cheap calibrations that need no chat model:
 ``--evidence`` compares ways of picking the evidence sentence, and ``--claims``
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ingest.pipeline import Ingestor, discover
-from rag import chat, evidence, grounding, repetition
+from rag import chat, evaluation, evidence, grounding, repetition
 from rag.config import Settings
 from rag.errors import ModelUnavailable
 from rag.retrieval import open_library, search
@@ -141,6 +142,9 @@ async def answers(args, settings: Settings, library) -> None:
     for spec in specs:
         base = settings.with_overrides(llm=spec, llm_fallback=[], llm_routes={})
         variants = [(spec, base)]
+        variants += [(f"{spec} {name}", options)
+                     for name, options in evaluation.variants(base, args.variant or []).items()
+                     if name != "default"]
         if args.baseline:
             variants.append((f"{spec} baseline", base.with_overrides(**BASELINE)))
         for label, options in variants:
@@ -210,6 +214,8 @@ def main() -> None:
     parser.add_argument("--llm", action="append", help="also measure this model spec")
     parser.add_argument("--baseline", action="store_true",
                         help="also measure each model with the decoding before #13")
+    parser.add_argument("--variant", action="append", metavar="SETTING=VALUE[,...]",
+                        help="also measure with these settings, e.g. repetition_penalty=1.1")
     parser.add_argument("--qa", type=Path, default=QA, help="JSON lines: question, answers")
     parser.add_argument("--limit", type=int, help="only the first N questions")
     parser.add_argument("--evidence", action="store_true",

@@ -194,3 +194,54 @@ def test_ask_json_returns_answer_evidence_sources_and_stats(encyclopedia, settin
     assert "Karl von Frisch" in out["evidence"][0]["text"]
     assert set(out["evidence"][0]) == {"text", "source", "page", "heading", "start", "end"}
     assert out["stats"]["answer_tokens"] > 0
+
+
+# --- repetition penalty on the wire ----------------------------------------
+
+@pytest.fixture
+def recording_server():
+    """A stand-in OpenAI-compatible server that records each request body and streams
+    one word: what a server receives is the point, and no server here would show it."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    bodies: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the http.server interface
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                     "choices": [{"index": 0, "delta": {"content": "Paris"},
+                                  "finish_reason": None}]}
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", bodies
+    server.shutdown()
+
+
+@pytest.mark.parametrize("local", [True, False])
+def test_the_repetition_penalty_reaches_a_server_in_the_form_it_takes(recording_server, local):
+    from rag.models.openai_compat import OpenAICompatibleChat
+
+    base, bodies = recording_server
+    model = OpenAICompatibleChat("m", base, local_hosts=["127.0.0.1"] if local else [])
+
+    async def run():
+        return [d async for d in model.stream([{"role": "user", "content": "hi"}],
+                                              max_tokens=4, temperature=0,
+                                              repetition_penalty=1.1)]
+
+    assert asyncio.run(run()) == ["Paris"]
+    if local:  # llama.cpp / LM Studio and vLLM names
+        assert bodies[-1]["repeat_penalty"] == 1.1 and bodies[-1]["repetition_penalty"] == 1.1
+    else:  # a cloud API rejects unknown fields: OpenAI's own
+        assert bodies[-1]["frequency_penalty"] == pytest.approx(0.2)
+        assert "repeat_penalty" not in bodies[-1]

@@ -27,7 +27,7 @@ import httpx
 
 from rag.config import Settings
 from rag.errors import ModelUnavailable
-from rag.models.base import ChatModel, Message, estimate_tokens, frequency_penalty
+from rag.models.base import ChatModel, Message, estimate_tokens
 from rag.models.openai_compat import OpenAICompatibleChat
 from rag.models.threaded import stream_in_thread, wait_for_turn
 
@@ -208,19 +208,16 @@ class FoundryInProcessChat:
         from foundry_local_sdk import Request
 
         request = Request()
-        # The SDK's search options have no repetition penalty; its frequency penalty
-        # (OpenAI's additive form) is the nearest equivalent.
-        frequency = frequency_penalty(repetition_penalty)
+        # Accepted and ignored: the SDK's search options have no repetition penalty, and
+        # it refuses a nonzero frequency penalty ("ORT repetition_penalty has different
+        # semantics", foundry-local-sdk 1.x). The loop guard still stops loops.
         return stream_in_thread(
-            lambda cancel: self._generate(
-                request, messages, max_tokens, temperature, frequency, cancel),
+            lambda cancel: self._generate(request, messages, max_tokens, temperature, cancel),
             on_cancel=request.cancel,
             name="foundry",
         )
 
-    def _generate(
-        self, request, messages, max_tokens, temperature, frequency, cancel
-    ) -> Iterator[str]:
+    def _generate(self, request, messages, max_tokens, temperature, cancel) -> Iterator[str]:
         from foundry_local_sdk import (
             ChatSession,
             FoundryLocalException,
@@ -238,8 +235,7 @@ class FoundryInProcessChat:
             # A session remembers its turns; one per request keeps questions independent.
             with ChatSession(self._model) as session, request:
                 session.set_options(RequestOptions(search=SearchOptions(
-                    temperature=temperature, max_output_tokens=max_tokens,
-                    frequency_penalty=frequency)))
+                    temperature=temperature, max_output_tokens=max_tokens)))
                 session.set_streaming(True)
                 for m in messages:
                     request.add_item(roles[m["role"]](m["content"]))
