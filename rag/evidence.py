@@ -35,7 +35,7 @@ _ABBREVIATION = re.compile(r"(?:\b(?:c|ca|e\.g|i\.e|etc|vs|cf|no|st|dr|mr|mrs|ms
                            r"|\b[A-Z])\.$", re.IGNORECASE)
 _WORD = re.compile(r"[\w’']+")
 STOPWORDS = frozenset(
-    "a an the and or but of in on at to for from by with about as into over under is are "
+    "a an the and or but of in on at to for from by with about as into over under is are "  # noqa: SIM905
     "was were be been being do does did done has have had having it its this that these "
     "those there their they them he she his her you your we our i me my what which who whom "
     "whose when where why how can could would should will shall may might must not no yes "
@@ -141,13 +141,13 @@ class Candidate:
         return f"{self.before} {self.text}" if self.before else self.text
 
 
-_REFERS_BACK = re.compile(r"^(it|its|they|their|these|this|he|his|she|her|there)\b", re.I)
+_REFERS_BACK = re.compile(r"^(it|its|they|their|these|this|he|his|she|her|there)\b", re.IGNORECASE)
 _WANTS_NUMBER = re.compile(
     r"\b(how (many|much|long|old|far|big|large|tall|deep|hot|cold|high|fast)|when|what year|"
-    r"which year|what percentage|what share)\b", re.I)
-_WANTS_NAME = re.compile(r"\b(who|whom|whose)\b", re.I)
+    r"which year|what percentage|what share)\b", re.IGNORECASE)
+_WANTS_NAME = re.compile(r"\b(who|whom|whose)\b", re.IGNORECASE)
 _NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
-                     r"twenty|hundred|thousand|million|billion|nineteen|half|quarter)\b", re.I)
+                     r"twenty|hundred|thousand|million|billion|nineteen|half|quarter)\b", re.IGNORECASE)
 _NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+")
 
 

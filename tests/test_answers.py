@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -186,8 +187,8 @@ def test_ask_json_returns_answer_evidence_sources_and_stats(encyclopedia, settin
     done = subprocess.run(
         [sys.executable, "-m", "rag.cli", "ask", "--json", "--index", str(settings.index),
          "--collection", settings.collection, "who decoded the waggle dance"],
-        capture_output=True, text=True, timeout=600, env={**__import__("os").environ,
-                                                          "RAG_TEMPERATURE": "0"})
+        capture_output=True, text=True, timeout=600, check=False,
+        env={**os.environ, "RAG_TEMPERATURE": "0"})
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert set(out) >= {"answer", "evidence", "sources", "stats"}
@@ -208,7 +209,7 @@ def recording_server():
     bodies: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - the http.server interface
+        def do_POST(self):
             bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
                      "choices": [{"index": 0, "delta": {"content": "Paris"},

@@ -4,7 +4,6 @@ highlighted: the real app, the real tiny model, headless Chromium."""
 from __future__ import annotations
 
 import pytest
-
 from test_browser import ANSWER, app_url, ask, browser, page  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.browser

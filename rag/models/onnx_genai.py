@@ -91,12 +91,12 @@ class OnnxGenAIChat:
             )
         params = og.GeneratorParams(self._model)
         temperature = sampling["temperature"]
-        options = dict(
-            max_length=min(self.context_window, len(tokens) + max_tokens),  # prompt + answer
-            do_sample=temperature > 0,
-            temperature=max(temperature, 1e-3),
-            top_p=0.9,
-        )
+        options = {
+            "max_length": min(self.context_window, len(tokens) + max_tokens),  # prompt + answer
+            "do_sample": temperature > 0,
+            "temperature": max(temperature, 1e-3),
+            "top_p": 0.9,
+        }
         if sampling["repetition_penalty"] is not None:
             options["repetition_penalty"] = sampling["repetition_penalty"]
         params.set_search_options(**options)
