@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from rag import answer_checks, prompts, repetition, retrieval, summaries
 from rag.chunks import Hit
 from rag.config import Settings
+from rag.embeddings import Embedder
 from rag.errors import ModelUnavailable
 from rag.models.base import ChatModel, Message
 from rag.routing import ModelPool
@@ -55,7 +56,7 @@ class Turn:
     evidence: list = field(default_factory=list)  # rag.evidence.Evidence, best first
     unsupported: list = field(default_factory=list)  # rag.grounding.Unsupported, in order
     looped: bool = False  # the answer began to repeat itself and was cut there
-    embedder: object = field(default=None, repr=False)  # the library's, for the checks
+    embedder: Embedder | None = field(default=None, repr=False)  # the library's, for checks
     # A whole-document request (rag/summaries.py): answered from all of its chunks.
     summary: summaries.Request | None = None
     summarised: int = 0  # chunks read for the summary
