@@ -191,7 +191,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _progress(done: int, total: int) -> None:
-    print(f"summarising: {done}/{total} steps", file=sys.stderr, flush=True)
+    if done < total:  # the last step is the answer itself, streamed to stdout
+        print(f"summarising: step {done + 1} of {total}", file=sys.stderr, flush=True)
 
 
 async def _ask(question: str, settings: Settings, as_json: bool = False) -> int:

@@ -29,7 +29,7 @@ _ASKS = re.compile(
     r"overview of|gist of|what is (this|the) (file|document|pdf|report) about)\b", re.IGNORECASE)
 _THIS = re.compile(r"\b(this|the|my|that|attached|uploaded) (file|document|doc|pdf|report|paper|"
                    r"article|text)\b", re.IGNORECASE)
-_FILE_NAME = re.compile(r"[\w.\- ]*?[\w\-]+\.(pdf|md|markdown|txt|text|rst|html?|docx)\b", re.IGNORECASE)
+_FILE_NAME = re.compile(r"[\w.\-]+\.(pdf|md|markdown|txt|text|rst|html?|docx)\b", re.IGNORECASE)
 
 MAP_PROMPT = ("Summarise this part of the document {name} in a few short bullet points. "
               "Keep names, numbers and dates exactly as written.\n\n{text}")

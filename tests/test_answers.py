@@ -143,10 +143,14 @@ def test_an_answer_sentence_that_contradicts_the_passages_is_marked(encyclopedia
 
 # --- whole documents -------------------------------------------------------
 
-def test_summary_requests_are_recognised():
+def test_summary_requests_are_recognised(encyclopedia):
     assert summaries.requested("Summarize this file")
     assert summaries.requested("what are the main points of report.pdf?")
     assert not summaries.requested("how many eggs does a queen lay?")
+    found = summaries.find("what are the main points of glacier.md?", [encyclopedia])
+    assert found is not None and found.name == "glacier.md"
+    assert summaries.find("what are the main points of nothing.pdf?", [encyclopedia]) is None
+    assert summaries.find("how many eggs does a queen lay?", [encyclopedia]) is None
 
 
 def test_a_summary_request_on_an_uploaded_file_uses_all_its_chunks(
