@@ -52,7 +52,8 @@ class Turn:
     text: str = ""
     stopped: bool = False
     stats: Stats = field(default_factory=Stats)
-    # Checks a reader can act on (rag/answer_checks.py), set when the answer is complete.
+    # Checks a reader can act on (rag/answer_checks.py): evidence after retrieval, the
+    # rest once the answer is complete.
     evidence: list = field(default_factory=list)  # rag.evidence.Evidence, best first
     unsupported: list = field(default_factory=list)  # rag.grounding.Unsupported, in order
     looped: bool = False  # the answer began to repeat itself and was cut there
