@@ -1,8 +1,7 @@
 """Chainlit handlers for Local RAG Chat: ``chainlit run app.py``.
 
-Only Chainlit glue lives here: a conversation's state and answers come from
-rag/conversation.py, chat history from app_datalayer.py over rag/chats.py, and who
-may reach the app from rag/security.py and rag/auth.py (SECURITY.md).
+Only Chainlit glue: conversations come from rag/conversation.py, chat history from
+app_datalayer.py, who may reach the app from rag/security.py and rag/auth.py.
 """
 
 import asyncio
@@ -18,7 +17,7 @@ from chainlit.server import get_html_template
 from chainlit.types import ThreadDict
 
 from app_datalayer import RagDataLayer, reattach_passages
-from rag import auth, chats, security, transcript
+from rag import answer_markdown, auth, chats, security, transcript
 from rag.chat import Turn
 from rag.config import Settings
 from rag.conversation import Conversation, Engine, metadata, profiles
@@ -33,13 +32,7 @@ STARTED = time.time()
 _engine: Engine | None = None
 _loading = asyncio.Lock()
 cl.data_layer(lambda: LAYER)
-
-# Host/Origin checks and a Content-Security-Policy on every request, Socket.IO included.
-if not any(m.cls is security.HostOriginGuard for m in server.user_middleware):
-    server.add_middleware(
-        security.HostOriginGuard, hosts=security.allowed_hosts(SETTINGS, BIND),
-        origins=SETTINGS.allowed_origins, csp=security.content_security_policy(
-            security.inline_scripts(get_html_template(os.getenv("CHAINLIT_ROOT_PATH", "")))))
+security.guard(server, SETTINGS, BIND, get_html_template(os.getenv("CHAINLIT_ROOT_PATH", "")))
 
 # History needs a login: on loopback everyone is the one local user, logged in by header.
 POLICY = auth.login_policy(SETTINGS, BIND)
@@ -149,12 +142,13 @@ async def answer(message: cl.Message) -> None:
     await step.send()
     reply = cl.Message(content="", actions=[
         cl.Action(name="export", payload={}, label="Export chat as Markdown")])
+    turn.progress = lambda done, total: reply.stream_token(  # a whole-document summary
+        answer_markdown.progress(turn, done, total))
     try:
         async for delta in conv.stream(turn):
-            if "![" in turn.text:  # a remote image would be fetched as it streams: resend safe
-                await reply.stream_token(safe_markdown(turn.text), is_sequence=True)
-            else:
-                await reply.stream_token(delta)
+            # A remote image would be fetched as it streams: resend the text made safe.
+            safe = "![" in turn.text
+            await reply.stream_token(safe_markdown(turn.text) if safe else delta, is_sequence=safe)
     except RagError as exc:
         await cl.ErrorMessage(content=str(exc)).send()
         return
@@ -168,10 +162,15 @@ async def answer(message: cl.Message) -> None:
 
 
 async def _finish(reply: cl.Message, turn: Turn) -> None:
-    text, shown = transcript.footer(turn)
-    reply.content = safe_markdown(reply.content) + text
+    """The answer as checked (a loop cut, unsupported sentences marked, evidence quoted),
+    its sources, and the passages they open, the evidence sentence highlighted."""
+    sources, shown = transcript.sources_line(turn)
+    reply.content = safe_markdown(answer_markdown.finished(turn)) + sources
     reply.metadata = metadata(turn)  # provenance and sources, for history and export
     reply.elements = [cl.Text(name=f"[{n}] {safe_label(h.chunk.label())}",
                               content=safe_markdown(h.chunk.text), display="side")
-                      for n, h in shown]
+                      for n, h in shown] + [
+        cl.Text(name=safe_label(answer_markdown.evidence_name(n, e)), display="side",
+                content=safe_markdown(answer_markdown.highlighted_passage(e, turn.hits)))
+        for n, e in enumerate(turn.evidence, start=1)]
     await reply.send()

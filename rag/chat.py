@@ -12,9 +12,10 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 
-from rag import prompts, retrieval
+from rag import answer_checks, prompts, repetition, retrieval, summaries
 from rag.chunks import Hit
 from rag.config import Settings
+from rag.embeddings import Embedder
 from rag.errors import ModelUnavailable
 from rag.models.base import ChatModel, Message
 from rag.routing import ModelPool
@@ -53,6 +54,16 @@ class Turn:
     text: str = ""
     stopped: bool = False
     stats: Stats = field(default_factory=Stats)
+    # Checks a reader can act on (rag/answer_checks.py): evidence after retrieval, the
+    # rest once the answer is complete.
+    evidence: list = field(default_factory=list)  # rag.evidence.Evidence, best first
+    unsupported: list = field(default_factory=list)  # rag.grounding.Unsupported, in order
+    looped: bool = False  # the answer began to repeat itself and was cut there
+    embedder: Embedder | None = field(default=None, repr=False)  # the library's, for checks
+    # A whole-document request (rag/summaries.py): answered from all of its chunks.
+    summary: summaries.Request | None = None
+    summarised: int = 0  # chunks read for the summary
+    progress: object = field(default=None, repr=False)  # callback(done, total), may be async
 
     def notices(self) -> list[str]:
         """What the reader should know about how this answer was made."""
@@ -71,6 +82,8 @@ class Turn:
             )
         if self.stopped:
             said.append("Stopped before the end of the answer.")
+        if self.looped:
+            said.append(repetition.NOTICE)
         return said
 
     def sources(self) -> list[tuple[int, Hit]]:
@@ -136,17 +149,21 @@ async def prepare(
     history: Sequence[Message] = (),
 ) -> Turn:
     libraries = [library] if isinstance(library, retrieval.Library) else list(library)
+    request = await asyncio.to_thread(summaries.find, question, libraries)
+    if request is not None:
+        return Turn(question, [], search_query=question, summary=request)
     history = recent(history, settings.history_turns)
     query = search_query(question, history)
     started = time.perf_counter()
     # Embedding and the Chroma query are blocking calls: keep them off the event loop.
     hits = await asyncio.to_thread(search_everywhere, libraries, query, settings)
-    turn = Turn(question, hits, history, search_query=query)
+    turn = Turn(question, hits, history, search_query=query, embedder=libraries[0].embedder)
     turn.stats.retrieval_ms = (time.perf_counter() - started) * 1000
     best = max((h.similarity for h in hits if h.similarity is not None), default=None)
     turn.grounded = bool(hits) and (best is None or best >= settings.min_similarity)
     if not turn.grounded:
         turn.hits = []  # nothing relevant: passages would only mislead the model
+    await answer_checks.find_evidence(turn, settings)
     return turn
 
 
@@ -185,6 +202,7 @@ def _address(turn: Turn, model: ChatModel, settings: Settings) -> None:
         turn.messages, turn.context = prompts.fit_to_budget(
             turn.question, allowed, history, budget, model.count_tokens
         )
+        answer_checks.point_to_evidence(turn, settings, model.count_tokens, budget)
     else:
         turn.messages, turn.context = prompts.general_messages(turn.question, history), []
     # Privacy follows the data: what was written from private text is private too.
@@ -200,10 +218,11 @@ async def _start(turn: Turn, pool: ModelPool, settings: Settings):
         try:
             model = await asyncio.to_thread(pool.load, spec)
             _address(turn, model, settings)
-            stream = model.stream(
+            stream = answer_checks.guarded(turn, model.stream(
                 turn.messages, max_tokens=settings.max_answer_tokens,
                 temperature=settings.temperature,
-            )
+                **answer_checks.decoding(settings),
+            ), settings)
             try:
                 return model, stream, await anext(stream)
             except StopAsyncIteration:
@@ -219,6 +238,11 @@ async def _start(turn: Turn, pool: ModelPool, settings: Settings):
 
 async def stream_answer(turn: Turn, pool: ModelPool, settings: Settings) -> AsyncIterator[str]:
     """Yield the answer's text deltas, recording text, model and timings on ``turn``."""
+    if turn.summary is not None:
+        async for delta in summaries.stream_turn(turn, pool, settings):
+            turn.text += delta
+            yield delta
+        return
     if not turn.grounded:
         turn.text = GENERAL if settings.off_topic == "general" else NOT_FOUND
         yield turn.text
@@ -240,7 +264,7 @@ async def stream_answer(turn: Turn, pool: ModelPool, settings: Settings) -> Asyn
                 yield delta
             delta = await anext(stream)
     except StopAsyncIteration:
-        pass
+        await answer_checks.check(turn, settings)
     except (asyncio.CancelledError, GeneratorExit):
         turn.stopped = True
         raise

@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ask", parents=[common], help="answer a question from the documents")
     p.add_argument("question")
     p.add_argument("-k", type=int, dest="top_k", help="number of chunks (RAG_TOP_K)")
+    p.add_argument("--json", action="store_true",
+                   help="print answer, evidence, sources and stats as one JSON object")
     p.set_defaults(run=cmd_ask)
 
     p = sub.add_parser("chat", parents=[common], help="an interactive chat with history")
@@ -91,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
                              help="delete a chat with its messages and files")
     p.add_argument("id")
     p.set_defaults(run=cmd_chats_delete)
+
+    p = sub.add_parser("summarize", parents=[common],
+                       help="summarise one whole indexed document (map-reduce)")
+    p.add_argument("path", help="the document: its path or file name as indexed")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(run=cmd_summarize)
 
     p = sub.add_parser("sources", parents=[common], help="list indexed documents")
     p.add_argument("--json", action="store_true")
@@ -241,27 +249,49 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
-    return asyncio.run(_ask(args.question, settings))
+    return asyncio.run(_ask(args.question, settings, as_json=args.json))
 
 
-async def _ask(question: str, settings: Settings) -> int:
+def _progress(done: int, total: int) -> None:
+    if done < total:  # the last step is the answer itself, streamed to stdout
+        print(f"summarising: step {done + 1} of {total}", file=sys.stderr, flush=True)
+
+
+async def _ask(question: str, settings: Settings, as_json: bool = False) -> int:
     from rag.conversation import Conversation, Engine
     from rag.routing import ModelPool
 
     ModelPool(settings)  # checks every spec before the embedder loads
     conv = Conversation(Engine.open(settings))
-    await _answer(conv, question)
+    await _answer(conv, question, as_json)
     return 0
 
 
-async def _answer(conv, question: str) -> None:
-    """One streamed answer of a conversation, then its notices and sources."""
+async def _answer(conv, question: str, as_json: bool = False) -> None:
+    """One streamed answer of a conversation, then its notices, evidence and sources."""
     turn = await conv.prepare(question)
+    turn.progress = _progress
     async for delta in conv.stream(turn):
-        print(delta, end="", flush=True)
+        if not as_json:
+            print(delta, end="", flush=True)
+    if as_json:
+        print(json.dumps(_turn_json(turn), indent=2))
+        return
     print()
+    if turn.looped:  # the terminal cannot take back what it printed: say what is kept
+        print(f"\nWithout the repetition:\n{turn.text}")
     for notice in turn.notices():
         print(f"note: {notice}", file=sys.stderr)
+    for claim in turn.unsupported:
+        print(f"not in the passages: {claim.text}", file=sys.stderr)
+    if turn.summary is not None:
+        print(f"\nSummary of {turn.summary.source} ({turn.summarised} passages read)")
+        return
+    if turn.evidence:
+        print("\nEvidence:")
+        for item in turn.evidence:
+            print(f"  \"{' '.join(item.text.split())}\"\n     {item.label()}, "
+                  f"characters {item.start}-{item.end}  ({item.source})")
     cited, shown = turn.shown_sources(uncited=len(turn.context))
     if shown:
         print("\nSources:" if cited else "\nRetrieved (not cited):")
@@ -351,6 +381,50 @@ def cmd_chats_export(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_chats_delete(args: argparse.Namespace, settings: Settings) -> int:
     _chats_call(settings, lambda chats: chats.delete(args.id, user=None))
     print(f"deleted chat {args.id} with its messages and files")
+    return 0
+
+
+def _turn_json(turn) -> dict:
+    st = turn.stats
+    cited, shown = turn.shown_sources(uncited=len(turn.context))
+    return {
+        "answer": turn.text,
+        "evidence": [e.as_dict() for e in turn.evidence],
+        "sources": [{"number": n, "cited": cited, "source": h.chunk.source, "page": h.chunk.page,
+                     "heading": h.chunk.heading, "start": h.chunk.start, "end": h.chunk.end}
+                    for n, h in shown],
+        "unsupported": [c.as_dict() for c in turn.unsupported],
+        "notices": turn.notices(),
+        "model": turn.model,
+        "stats": {"retrieval_ms": round(st.retrieval_ms, 1), "prompt_tokens": st.prompt_tokens,
+                  "first_token_s": None if st.first_token_s is None else round(st.first_token_s, 3),
+                  "answer_s": round(st.answer_s, 3), "answer_tokens": st.answer_tokens,
+                  "tokens_per_s": None if st.tokens_per_s is None else round(st.tokens_per_s, 2),
+                  "looped": turn.looped},
+    }
+
+
+def cmd_summarize(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(_summarize(args.path, settings, args.json))
+
+
+async def _summarize(path: str, settings: Settings, as_json: bool) -> int:
+    from rag import chat, summaries
+    from rag.retrieval import open_library
+    from rag.routing import ModelPool
+
+    pool = ModelPool(settings)
+    library = open_library(settings)
+    request = await asyncio.to_thread(summaries.locate, library, path)
+    turn = chat.Turn(f"Summarize {request.name}", [], summary=request, progress=_progress)
+    async for delta in chat.stream_answer(turn, pool, settings):
+        if not as_json:
+            print(delta, end="", flush=True)
+    if as_json:
+        print(json.dumps({"source": request.source, "summary": turn.text,
+                          "passages": turn.summarised, "model": turn.model}, indent=2))
+    else:
+        print(f"\n\n({turn.summarised} passages of {request.source} read by {turn.model})")
     return 0
 
 

@@ -18,11 +18,6 @@ class Library:
     store: LibraryStore
     settings: Settings
 
-    @property
-    def collection(self) -> LibraryStore:
-        """The store under its former name, for callers of ``store.source_counts``."""
-        return self.store
-
 
 def open_library(settings: Settings, embedder: Embedder | None = None) -> Library:
     model: Embedder = embedder or create_embedder(settings)

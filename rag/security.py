@@ -174,6 +174,15 @@ async def _refuse(scope, send, reason: str) -> None:
 
 # --- rag serve: the API key ---
 
+def guard(server, settings: Settings, bind_host: str, page_html: str) -> None:
+    """Put the Host/Origin check and the CSP in front of an ASGI app (once): for the
+    browser app, ``page_html`` is its page, whose inline scripts the CSP allows."""
+    if not any(m.cls is HostOriginGuard for m in server.user_middleware):
+        server.add_middleware(HostOriginGuard, hosts=allowed_hosts(settings, bind_host),
+                              origins=settings.allowed_origins,
+                              csp=content_security_policy(inline_scripts(page_html)))
+
+
 def key_matches(authorization: str | None, key: str) -> bool:
     """The bearer key compared in constant time: the reply's timing tells nothing about
     how much of a guess was right."""

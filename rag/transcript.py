@@ -33,15 +33,15 @@ def retrieval_report(turn: Turn) -> str:
     return "\n".join(rows)
 
 
-def footer(turn: Turn) -> tuple[str, list[tuple[int, Hit]]]:
-    """What follows an answer: its notices and sources line, and the passages to show
-    (the cited ones or, when none is cited, all it was given: as every door shows)."""
-    text = "".join(f"\n> {n}" for n in turn.notices())
+def sources_line(turn: Turn) -> tuple[str, list[tuple[int, Hit]]]:
+    """The sources line after an answer, and the passages to show (the cited ones or,
+    when none is cited, all it was given: as every door shows)."""
     cited, shown = turn.shown_sources(uncited=len(turn.context))
-    if shown:
-        heading = "Sources" if cited else "Retrieved passages (the answer cites none)"
-        text += f"\n\n**{heading}:** " + ", ".join(f"[{n}] {safe_label(h.chunk.label())}" for n, h in shown)
-    return ("\n" + text if text else ""), shown
+    if not shown:
+        return "", shown
+    heading = "Sources" if cited else "Retrieved passages (the answer cites none)"
+    names = ", ".join(f"[{n}] {safe_label(h.chunk.label())}" for n, h in shown)
+    return f"\n\n**{heading}:** {names}", shown
 
 
 def welcome(documents: int, private: int, model: str | None, problem: str | None,

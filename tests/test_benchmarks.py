@@ -61,3 +61,12 @@ def test_scale_benchmark_prints_both_stores_side_by_side():
     for store in ("embedded", "server"):
         assert re.search(rf"^ +300 {store} +\d+ +\d+\.\d +\d+\.\d +\d+\.\d +\d+ +\d+\.\d$",
                          done.stdout, re.M), done.stdout
+
+
+def test_answer_benchmark_prints_each_model_and_its_baseline():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.answers", "--limit", "2",
+                           "--baseline"], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    for variant in ("embedded", "embedded baseline"):
+        assert re.search(rf"^{re.escape(variant)} +(\d\.\d{{3}} +){{4}}\d+\.\d\ds +\d+\.\d$",
+                         done.stdout, re.M), (variant, done.stdout)

@@ -146,3 +146,9 @@ async def test_pipeline_answers_from_the_library(library, sample_docs, chat_mode
     assert "55 euros" in turn.messages[-1]["content"]
     assert turn.text.strip() and turn.model == chat_model.name
     assert turn.stats.first_token_s is not None and turn.stats.answer_tokens > 0
+
+
+async def test_a_repetition_penalty_is_accepted(chat_model):
+    answer = "".join(await collect(chat_model.stream(SHORT, max_tokens=16, temperature=0,
+                                                     repetition_penalty=1.2)))
+    assert answer.strip()

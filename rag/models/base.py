@@ -16,13 +16,29 @@ class ChatModel(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
     def stream(
-        self, messages: Sequence[Message], *, max_tokens: int, temperature: float
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int,
+        temperature: float,
+        repetition_penalty: float | None = None,
     ) -> AsyncIterator[str]:
         """Text deltas of the answer. Closing the iterator (or cancelling the task
-        that reads it) stops generation and frees the model for the next call."""
+        that reads it) stops generation and frees the model for the next call.
+
+        ``repetition_penalty`` (1 = none, above 1 makes repeated tokens less likely)
+        is applied by backends that support it in some form and ignored by others."""
         ...
 
 
 def estimate_tokens(text: str) -> int:
     """A deliberately high estimate for servers whose tokenizer we cannot run."""
     return len(text) // 3 + 1
+
+
+def frequency_penalty(repetition_penalty: float | None) -> float | None:
+    """OpenAI's additive frequency penalty (-2..2) nearest a multiplicative repetition
+    penalty: 1 is none for both, and 1.1 (a common setting) becomes 0.2."""
+    if repetition_penalty is None:
+        return None
+    return max(-2.0, min(2.0, round(2.0 * (repetition_penalty - 1.0), 3)))

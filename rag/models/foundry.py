@@ -198,11 +198,19 @@ class FoundryInProcessChat:
         return estimate_tokens(text)
 
     def stream(
-        self, messages: Sequence[Message], *, max_tokens: int, temperature: float
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int,
+        temperature: float,
+        repetition_penalty: float | None = None,
     ) -> AsyncIterator[str]:
         from foundry_local_sdk import Request
 
         request = Request()
+        # Accepted and ignored: the SDK's search options have no repetition penalty, and
+        # it refuses a nonzero frequency penalty ("ORT repetition_penalty has different
+        # semantics", foundry-local-sdk 1.x). The loop guard still stops loops.
         return stream_in_thread(
             lambda cancel: self._generate(request, messages, max_tokens, temperature, cancel),
             on_cancel=request.cancel,

@@ -48,8 +48,14 @@ class OnnxGenAIChat:
         return len(self._tokenizer.encode(text))
 
     def stream(
-        self, messages: Sequence[Message], *, max_tokens: int, temperature: float
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int,
+        temperature: float,
+        repetition_penalty: float | None = None,
     ) -> AsyncIterator[str]:
+        sampling = {"temperature": temperature, "repetition_penalty": repetition_penalty}
         running: list = []  # the live generator, so a cancel can interrupt native work
 
         def terminate() -> None:
@@ -61,7 +67,7 @@ class OnnxGenAIChat:
             if not wait_for_turn(self._turn, cancel):
                 return
             try:
-                yield from self._generate(messages, max_tokens, temperature, cancel, running)
+                yield from self._generate(messages, max_tokens, sampling, cancel, running)
             except Exception as exc:
                 if cancel.is_set():
                     return  # terminate_session makes the native call raise; that is the stop
@@ -72,7 +78,7 @@ class OnnxGenAIChat:
 
         return stream_in_thread(produce, on_cancel=terminate, name="onnx-genai")
 
-    def _generate(self, messages, max_tokens, temperature, cancel, running) -> Iterator[str]:
+    def _generate(self, messages, max_tokens, sampling, cancel, running) -> Iterator[str]:
         og = self._og
         # The chat template comes from the model folder, so each model gets its own format.
         prompt = self._tokenizer.apply_chat_template(
@@ -84,12 +90,16 @@ class OnnxGenAIChat:
                 f"the prompt has {len(tokens)} tokens but the model reads {self.context_window}"
             )
         params = og.GeneratorParams(self._model)
-        params.set_search_options(
-            max_length=min(self.context_window, len(tokens) + max_tokens),  # prompt + answer
-            do_sample=temperature > 0,
-            temperature=max(temperature, 1e-3),
-            top_p=0.9,
-        )
+        temperature = sampling["temperature"]
+        options = {
+            "max_length": min(self.context_window, len(tokens) + max_tokens),  # prompt + answer
+            "do_sample": temperature > 0,
+            "temperature": max(temperature, 1e-3),
+            "top_p": 0.9,
+        }
+        if sampling["repetition_penalty"] is not None:
+            options["repetition_penalty"] = sampling["repetition_penalty"]
+        params.set_search_options(**options)
         generator = og.Generator(self._model, params)
         running.append(generator)
         # append_tokens holds the GIL while it evaluates the prompt, which would freeze

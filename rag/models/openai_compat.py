@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import openai
 
 from rag.errors import ModelUnavailable
-from rag.models.base import Message, estimate_tokens
+from rag.models.base import Message, estimate_tokens, frequency_penalty
 
 
 def on_host(url: str, hosts: Sequence[str]) -> bool:
@@ -67,9 +67,15 @@ class OpenAICompatibleChat:
         return estimate_tokens(text)
 
     async def stream(
-        self, messages: Sequence[Message], *, max_tokens: int, temperature: float
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int,
+        temperature: float,
+        repetition_penalty: float | None = None,
     ) -> AsyncIterator[str]:
-        response = await self._open(messages, max_tokens, temperature)
+        response = await self._open(
+            messages, max_tokens, temperature, self._penalty(repetition_penalty))
         try:
             async for event in response:
                 delta = event.choices[0].delta.content if event.choices else None
@@ -82,7 +88,22 @@ class OpenAICompatibleChat:
         finally:
             await response.close()  # tells the server to stop generating
 
-    async def _open(self, messages, max_tokens, temperature):
+    def _penalty(self, repetition_penalty: float | None) -> dict:
+        """How to ask this server for a repetition penalty.
+
+        Servers on this machine (llama.cpp's llama-server, llama-cpp-python, LM Studio,
+        Ollama, vLLM) take the multiplicative penalty as an extra field: llama.cpp and
+        LM Studio read ``repeat_penalty``, vLLM ``repetition_penalty``, and each ignores
+        the other's. A cloud API rejects unknown fields, so it gets OpenAI's own
+        ``frequency_penalty`` instead."""
+        if repetition_penalty is None:
+            return {}
+        if self.local:
+            return {"extra_body": {"repeat_penalty": repetition_penalty,
+                                   "repetition_penalty": repetition_penalty}}
+        return {"frequency_penalty": frequency_penalty(repetition_penalty)}
+
+    async def _open(self, messages, max_tokens, temperature, penalty):
         for attempt in range(self._retries + 1):
             try:
                 return await self._client.chat.completions.create(
@@ -91,6 +112,7 @@ class OpenAICompatibleChat:
                     max_tokens=max_tokens,
                     temperature=temperature,
                     stream=True,
+                    **penalty,
                 )
             except (openai.APIConnectionError, openai.InternalServerError) as exc:
                 if attempt == self._retries:
