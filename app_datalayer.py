@@ -46,8 +46,12 @@ class RagDataLayer(BaseDataLayer):
         row = await (await self.store()).user(identifier)
         if row is None:
             return None
-        return PersistedUser(id=row["id"], identifier=row["identifier"],
-                             metadata=row["metadata"], createdAt=row["created_at"])
+        return PersistedUser(
+            id=row["id"],
+            identifier=row["identifier"],
+            metadata=row["metadata"],
+            createdAt=row["created_at"],
+        )
 
     async def create_user(self, user: User) -> PersistedUser | None:
         await (await self.store()).ensure_user(user.identifier, user.metadata)
@@ -58,7 +62,8 @@ class RagDataLayer(BaseDataLayer):
 
     async def upsert_feedback(self, feedback: Feedback) -> str:
         return await (await self.store()).upsert_feedback(
-            feedback.id, feedback.forId, feedback.value, feedback.comment)
+            feedback.id, feedback.forId, feedback.value, feedback.comment
+        )
 
     @queue_until_user_message()
     async def create_element(self, element: Element) -> None:
@@ -94,28 +99,45 @@ class RagDataLayer(BaseDataLayer):
     async def delete_thread(self, thread_id: str) -> None:
         await (await self.store()).delete_thread(thread_id)  # with its files and their index
 
-    async def list_threads(self, pagination: Pagination,
-                           filters: ThreadFilter) -> PaginatedResponse[ThreadDict]:
+    async def list_threads(
+        self, pagination: Pagination, filters: ThreadFilter
+    ) -> PaginatedResponse[ThreadDict]:
         if not filters.userId:
             return PaginatedResponse(PageInfo(False, None, None), [])  # nobody's, never all
         page, more = await (await self.store()).list_threads(
-            filters.userId, search=filters.search, first=pagination.first,
-            cursor=pagination.cursor)
-        data = [ThreadDict(id=t["id"], createdAt=t["updated_at"], name=t["name"],
-                           userId=t["user_id"], userIdentifier=t["user_identifier"],
-                           tags=t["tags"], metadata=t["metadata"], steps=[], elements=[])
-                for t in page]
+            filters.userId, search=filters.search, first=pagination.first, cursor=pagination.cursor
+        )
+        data = [
+            ThreadDict(
+                id=t["id"],
+                createdAt=t["updated_at"],
+                name=t["name"],
+                userId=t["user_id"],
+                userIdentifier=t["user_identifier"],
+                tags=t["tags"],
+                metadata=t["metadata"],
+                steps=[],
+                elements=[],
+            )
+            for t in page
+        ]
         ends = (page[0]["id"], page[-1]["id"]) if page else (None, None)
         return PaginatedResponse(PageInfo(more, *ends), data)
 
     async def get_thread(self, thread_id: str) -> ThreadDict | None:
         return await (await self.store()).thread(thread_id)  # type: ignore[return-value]
 
-    async def update_thread(self, thread_id: str, name: str | None = None,
-                            user_id: str | None = None, metadata: dict | None = None,
-                            tags: list[str] | None = None) -> None:
-        await (await self.store()).upsert_thread(thread_id, user_id=user_id, name=name,
-                                                 metadata=metadata, tags=tags)
+    async def update_thread(
+        self,
+        thread_id: str,
+        name: str | None = None,
+        user_id: str | None = None,
+        metadata: dict | None = None,
+        tags: list[str] | None = None,
+    ) -> None:
+        await (await self.store()).upsert_thread(
+            thread_id, user_id=user_id, name=name, metadata=metadata, tags=tags
+        )
 
     async def build_debug_url(self) -> str:
         return ""
@@ -134,5 +156,5 @@ async def reattach_passages(thread: ThreadDict) -> None:
     session = context.session
     for element in thread.get("elements") or []:
         if (text := dict(element).get("content")) is not None:
-            ref = await session.persist_file(element["name"], "text/plain", content=text)
+            ref = await session.persist_file(element["name"], "text/plain", content=str(text))
             element["url"] = f"/project/file/{ref['id']}?session_id={session.id}"

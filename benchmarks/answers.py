@@ -87,12 +87,16 @@ class Figures:
         ttft = statistics.median(self.first_token) if self.first_token else float("nan")
         rate = statistics.median(self.rates) if self.rates else float("nan")
         share = self.unsupported / self.sentences if self.sentences else 0.0
-        return (f"{self.label[:44]:44} {self.right / n:7.3f} {self.evidence_right / n:8.3f} "
-                f"{self.looped / n:7.3f} {share:11.3f} {ttft:8.2f}s {rate:8.1f}")
+        return (
+            f"{self.label[:44]:44} {self.right / n:7.3f} {self.evidence_right / n:8.3f} "
+            f"{self.looped / n:7.3f} {share:11.3f} {ttft:8.2f}s {rate:8.1f}"
+        )
 
 
-HEADER = (f"{'model / variant':44} {'answer':>7} {'evidence':>8} {'looping':>7} "
-          f"{'unsupported':>11} {'1st tok':>9} {'tok/s':>8}")
+HEADER = (
+    f"{'model / variant':44} {'answer':>7} {'evidence':>8} {'looping':>7} "
+    f"{'unsupported':>11} {'1st tok':>9} {'tok/s':>8}"
+)
 
 
 def loops(text: str) -> bool:
@@ -134,17 +138,28 @@ def build_library(folder: Path):
 
 async def answers(args, settings: Settings, library) -> None:
     questions = load(args.qa, args.limit)
-    specs = list(dict.fromkeys(["embedded", *(args.llm or []),
-                                *([os.environ["RAG_LLM"]] if os.environ.get("RAG_LLM") else [])]))
-    print(f"{len(questions)} questions over {library.store.count()} chunks "
-          f"of {len(list(ARTICLES.glob('*.md')))} articles, temperature 0\n")
+    specs = list(
+        dict.fromkeys(
+            [
+                "embedded",
+                *(args.llm or []),
+                *([os.environ["RAG_LLM"]] if os.environ.get("RAG_LLM") else []),
+            ]
+        )
+    )
+    print(
+        f"{len(questions)} questions over {library.store.count()} chunks "
+        f"of {len(list(ARTICLES.glob('*.md')))} articles, temperature 0\n"
+    )
     print(HEADER)
     for spec in specs:
         base = settings.with_overrides(llm=spec, llm_fallback=[], llm_routes={})
         variants = [(spec, base)]
-        variants += [(f"{spec} {name}", options)
-                     for name, options in evaluation.variants(base, args.variant or []).items()
-                     if name != "default"]
+        variants += [
+            (f"{spec} {name}", options)
+            for name, options in evaluation.variants(base, args.variant or []).items()
+            if name != "default"
+        ]
         if args.baseline:
             variants.append((f"{spec} baseline", base.with_overrides(**BASELINE)))
         for label, options in variants:
@@ -162,16 +177,22 @@ async def answers(args, settings: Settings, library) -> None:
 def evidence_methods(args, library) -> None:
     """Evidence accuracy of the top sentence (and of the top two) by scoring method."""
     questions = load(args.qa, args.limit)
-    methods = {"similarity only": (0.0, 0.0), "similarity + 0.5 overlap": (0.5, 0.0),
-               "similarity + 0.25 overlap + 0.2 type": (0.25, 0.2),
-               "similarity + 0.5 overlap + 0.1 type": (0.5, 0.1),
-               "similarity + 0.5 overlap + 0.2 type (default)": (0.5, 0.2),
-               "similarity + 0.5 overlap + 0.3 type": (0.5, 0.3),
-               "similarity + 1.0 overlap + 0.2 type": (1.0, 0.2),
-               "overlap only": None}
-    scored = {q["question"]: evidence.features(
-        q["question"], search(library, q["question"], library.settings.top_k), library.embedder)
-        for q in questions}
+    methods = {
+        "similarity only": (0.0, 0.0),
+        "similarity + 0.5 overlap": (0.5, 0.0),
+        "similarity + 0.25 overlap + 0.2 type": (0.25, 0.2),
+        "similarity + 0.5 overlap + 0.1 type": (0.5, 0.1),
+        "similarity + 0.5 overlap + 0.2 type (default)": (0.5, 0.2),
+        "similarity + 0.5 overlap + 0.3 type": (0.5, 0.3),
+        "similarity + 1.0 overlap + 0.2 type": (1.0, 0.2),
+        "overlap only": None,
+    }
+    scored = {
+        q["question"]: evidence.features(
+            q["question"], search(library, q["question"], library.settings.top_k), library.embedder
+        )
+        for q in questions
+    }
     print(f"evidence accuracy on {len(questions)} questions (gold answer in the sentence)")
     print(f"{'method':46} {'top 1':>6} {'top 2':>6}")
     for name, weights in methods.items():
@@ -181,8 +202,11 @@ def evidence_methods(args, library) -> None:
                 ranked = sorted(scored[q["question"]], key=lambda s: s.overlap, reverse=True)
                 texts = [s.candidate.text for s in ranked]
             else:
-                ranked_evidence = sorted((s.evidence(*weights) for s in scored[q["question"]]),
-                                         key=lambda e: e.score, reverse=True)
+                ranked_evidence = sorted(
+                    (s.evidence(*weights) for s in scored[q["question"]]),
+                    key=lambda e: e.score,
+                    reverse=True,
+                )
                 texts = [e.text for e in ranked_evidence]
             top1 += bool(texts) and contains(texts[0], q["answers"])
             top2 += any(contains(t, q["answers"]) for t in texts[:2])
@@ -212,16 +236,27 @@ def claim_calibration(library) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--llm", action="append", help="also measure this model spec")
-    parser.add_argument("--baseline", action="store_true",
-                        help="also measure each model with the decoding before #13")
-    parser.add_argument("--variant", action="append", metavar="SETTING=VALUE[,...]",
-                        help="also measure with these settings, e.g. repetition_penalty=1.1")
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also measure each model with the decoding before #13",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        metavar="SETTING=VALUE[,...]",
+        help="also measure with these settings, e.g. repetition_penalty=1.1",
+    )
     parser.add_argument("--qa", type=Path, default=QA, help="JSON lines: question, answers")
     parser.add_argument("--limit", type=int, help="only the first N questions")
-    parser.add_argument("--evidence", action="store_true",
-                        help="compare evidence-sentence methods instead (no chat model)")
-    parser.add_argument("--claims", action="store_true",
-                        help="calibrate the unsupported-sentence threshold instead")
+    parser.add_argument(
+        "--evidence",
+        action="store_true",
+        help="compare evidence-sentence methods instead (no chat model)",
+    )
+    parser.add_argument(
+        "--claims", action="store_true", help="calibrate the unsupported-sentence threshold instead"
+    )
     parser.add_argument("--show-wrong", action="store_true", help="list the wrong answers")
     parser.add_argument("--keep", type=Path, help="build (or reuse) the index here")
     args = parser.parse_args()

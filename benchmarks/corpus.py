@@ -5,12 +5,52 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-WORDS = (
-    "system report garden valve pressure invoice travel policy engine model river battery "
-    "schedule budget sensor network customer contract harvest window server cable meeting "
-    "kitchen license audit shipment panel inverter filter update storage receipt hotel "
-    "reactor glacier library museum protocol vaccine turbine ledger orchard compiler"
-).split()
+WORDS = [
+    "system",
+    "report",
+    "garden",
+    "valve",
+    "pressure",
+    "invoice",
+    "travel",
+    "policy",
+    "engine",
+    "model",
+    "river",
+    "battery",
+    "schedule",
+    "budget",
+    "sensor",
+    "network",
+    "customer",
+    "contract",
+    "harvest",
+    "window",
+    "server",
+    "cable",
+    "meeting",
+    "kitchen",
+    "license",
+    "audit",
+    "shipment",
+    "panel",
+    "inverter",
+    "filter",
+    "update",
+    "storage",
+    "receipt",
+    "hotel",
+    "reactor",
+    "glacier",
+    "library",
+    "museum",
+    "protocol",
+    "vaccine",
+    "turbine",
+    "ledger",
+    "orchard",
+    "compiler",
+]
 
 
 def sentence(rng: random.Random) -> str:
@@ -32,5 +72,7 @@ def write_corpus(folder: Path, docs: int, paragraphs: int = 12, seed: int = 7) -
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(docs):
         suffix = ".md" if i % 2 else ".txt"
-        (folder / f"doc{i:05}{suffix}").write_text(f"# Document {i}\n\n" + document(rng, paragraphs))
+        (folder / f"doc{i:05}{suffix}").write_text(
+            f"# Document {i}\n\n" + document(rng, paragraphs)
+        )
     return folder

@@ -16,14 +16,12 @@ Three parts, all made on this machine (nothing is downloaded):
 from __future__ import annotations
 
 import importlib
-import json
+import pydoc_data.topics
 import random
 import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-
-import pydoc_data.topics
 
 from rag.evaluation import Question, load_questions
 
@@ -32,11 +30,27 @@ ARTICLES = HERE / "encyclopedia"
 ARTICLE_QA = HERE / "qa" / "encyclopedia.jsonl"
 
 # Modules whose import has side effects (a browser, a window, printed text) or that are slow.
-_SKIP = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "lib2to3",
-         "ensurepip", "pydoc", "venv", "test", "xxsubtype", "msvcrt", "winreg", "winsound"}
+_SKIP = {
+    "antigravity",
+    "this",
+    "idlelib",
+    "tkinter",
+    "turtle",
+    "turtledemo",
+    "lib2to3",
+    "ensurepip",
+    "pydoc",
+    "venv",
+    "test",
+    "xxsubtype",
+    "msvcrt",
+    "winreg",
+    "winsound",
+}
 
 
 # --- technical documentation -------------------------------------------------------------
+
 
 def _module_doc(name: str) -> str:
     with warnings.catch_warnings():
@@ -64,7 +78,7 @@ def write_technical_docs(folder: Path, max_bytes: int) -> int:
             continue
         try:
             texts.append((f"stdlib-{name}", _module_doc(name)))
-        except Exception:  # noqa: BLE001 - a module this platform lacks is simply left out
+        except Exception:
             continue
     for name, text in texts:
         if written >= max_bytes:
@@ -77,18 +91,91 @@ def write_technical_docs(folder: Path, max_bytes: int) -> int:
 
 # --- a gazetteer of invented towns -------------------------------------------------------
 
-_SYLLABLES = ("bar dun mel tor vin ash cal dor fen gar hal kes lin mor nor pel quin ros sar "
-              "tal vel wick yar zen bro cra fal gle har jor kil lor mar nen ost pry rhu "
-              "sel thor ulm vey wen").split()
-_INDUSTRIES = ["shipbuilding", "wool weaving", "glassmaking", "salt mining", "paper milling",
-               "clockmaking", "brewing", "copper smelting", "boat building", "cheese making",
-               "tanning", "pottery", "silk spinning", "timber trade", "fishing"]
-_LANDMARKS = ["a stone bridge with seven arches", "a ruined abbey", "a lighthouse on the breakwater",
-              "a covered market hall", "an astronomical clock", "a hilltop castle",
-              "a round church", "a botanical garden", "a windmill museum", "a salt warehouse"]
-_FESTIVALS = ["lantern festival", "herring fair", "harvest procession", "kite festival",
-              "music week", "horse fair", "ice carnival", "flower parade", "boat race",
-              "wine market"]
+_SYLLABLES = [
+    "bar",
+    "dun",
+    "mel",
+    "tor",
+    "vin",
+    "ash",
+    "cal",
+    "dor",
+    "fen",
+    "gar",
+    "hal",
+    "kes",
+    "lin",
+    "mor",
+    "nor",
+    "pel",
+    "quin",
+    "ros",
+    "sar",
+    "tal",
+    "vel",
+    "wick",
+    "yar",
+    "zen",
+    "bro",
+    "cra",
+    "fal",
+    "gle",
+    "har",
+    "jor",
+    "kil",
+    "lor",
+    "mar",
+    "nen",
+    "ost",
+    "pry",
+    "rhu",
+    "sel",
+    "thor",
+    "ulm",
+    "vey",
+    "wen",
+]
+_INDUSTRIES = [
+    "shipbuilding",
+    "wool weaving",
+    "glassmaking",
+    "salt mining",
+    "paper milling",
+    "clockmaking",
+    "brewing",
+    "copper smelting",
+    "boat building",
+    "cheese making",
+    "tanning",
+    "pottery",
+    "silk spinning",
+    "timber trade",
+    "fishing",
+]
+_LANDMARKS = [
+    "a stone bridge with seven arches",
+    "a ruined abbey",
+    "a lighthouse on the breakwater",
+    "a covered market hall",
+    "an astronomical clock",
+    "a hilltop castle",
+    "a round church",
+    "a botanical garden",
+    "a windmill museum",
+    "a salt warehouse",
+]
+_FESTIVALS = [
+    "lantern festival",
+    "herring fair",
+    "harvest procession",
+    "kite festival",
+    "music week",
+    "horse fair",
+    "ice carnival",
+    "flower parade",
+    "boat race",
+    "wine market",
+]
 
 _FILLER = [
     "The climate is temperate, with mild summers and cool, wet winters.",
@@ -112,53 +199,102 @@ class Fact:
 
 _FACTS = {
     "founded": Fact(
-        ("{town} was founded in {value} as a crossing point on the old trade road.",
-         "The first settlement at {town} dates from {value}, when a ferry was set up on the river.",
-         "Records show that {town} received its charter in {value}."),
-        ("When was {town} established?", "In what year did {town} come into being?",
-         "How old is the settlement of {town}; when did it begin?")),
+        (
+            "{town} was founded in {value} as a crossing point on the old trade road.",
+            "The first settlement at {town} dates from {value}, "
+            "when a ferry was set up on the river.",
+            "Records show that {town} received its charter in {value}.",
+        ),
+        (
+            "When was {town} established?",
+            "In what year did {town} come into being?",
+            "How old is the settlement of {town}; when did it begin?",
+        ),
+    ),
     "population": Fact(
-        ("At the last census {town} had {value} inhabitants.",
-         "The town is home to about {value} people.",
-         "Some {value} residents live within the municipal boundary of {town}."),
-        ("How many people live in {town}?", "What is the population of {town}?",
-         "How large is the number of residents in {town}?")),
+        (
+            "At the last census {town} had {value} inhabitants.",
+            "The town is home to about {value} people.",
+            "Some {value} residents live within the municipal boundary of {town}.",
+        ),
+        (
+            "How many people live in {town}?",
+            "What is the population of {town}?",
+            "How large is the number of residents in {town}?",
+        ),
+    ),
     "industry": Fact(
-        ("For centuries the economy of {town} rested on {value}.",
-         "{town} grew wealthy from {value}, which still employs many of its workers.",
-         "The main trade of {town} has long been {value}."),
-        ("What did {town} make its living from?", "Which trade made {town} prosperous?",
-         "What is the traditional business of {town}?")),
+        (
+            "For centuries the economy of {town} rested on {value}.",
+            "{town} grew wealthy from {value}, which still employs many of its workers.",
+            "The main trade of {town} has long been {value}.",
+        ),
+        (
+            "What did {town} make its living from?",
+            "Which trade made {town} prosperous?",
+            "What is the traditional business of {town}?",
+        ),
+    ),
     "landmark": Fact(
-        ("The best-known sight of {town} is {value}.",
-         "Visitors to {town} come above all to see {value}.",
-         "Among the buildings of {town}, the most photographed is {value}."),
-        ("What is the most famous attraction in {town}?", "What do tourists go to see in {town}?",
-         "Which monument is {town} known for?")),
+        (
+            "The best-known sight of {town} is {value}.",
+            "Visitors to {town} come above all to see {value}.",
+            "Among the buildings of {town}, the most photographed is {value}.",
+        ),
+        (
+            "What is the most famous attraction in {town}?",
+            "What do tourists go to see in {town}?",
+            "Which monument is {town} known for?",
+        ),
+    ),
     "festival": Fact(
-        ("Every summer {town} holds a {value} that draws crowds from the region.",
-         "The {value} of {town} takes place each year in the old harbour.",
-         "Since the 1950s the town has celebrated an annual {value}."),
-        ("What yearly event is celebrated in {town}?", "Which festival does {town} host?",
-         "What kind of annual celebration takes place in {town}?")),
+        (
+            "Every summer {town} holds a {value} that draws crowds from the region.",
+            "The {value} of {town} takes place each year in the old harbour.",
+            "Since the 1950s the town has celebrated an annual {value}.",
+        ),
+        (
+            "What yearly event is celebrated in {town}?",
+            "Which festival does {town} host?",
+            "What kind of annual celebration takes place in {town}?",
+        ),
+    ),
     "elevation": Fact(
-        ("{town} lies at an altitude of {value} metres above sea level.",
-         "The centre of {town} stands {value} metres above the sea.",
-         "At {value} metres, {town} is one of the higher towns of its valley."),
-        ("How high above sea level is {town}?", "What is the elevation of {town}?",
-         "At what height is {town} situated?")),
+        (
+            "{town} lies at an altitude of {value} metres above sea level.",
+            "The centre of {town} stands {value} metres above the sea.",
+            "At {value} metres, {town} is one of the higher towns of its valley.",
+        ),
+        (
+            "How high above sea level is {town}?",
+            "What is the elevation of {town}?",
+            "At what height is {town} situated?",
+        ),
+    ),
     "founder": Fact(
-        ("According to tradition, the town was laid out by the merchant {value}.",
-         "{value}, a wealthy trader, is remembered as the founder of {town}.",
-         "The plan of {town} is credited to {value}, who built its first warehouse."),
-        ("Who founded {town}?", "Which merchant is said to have established {town}?",
-         "Who is regarded as the founder of {town}?")),
+        (
+            "According to tradition, the town was laid out by the merchant {value}.",
+            "{value}, a wealthy trader, is remembered as the founder of {town}.",
+            "The plan of {town} is credited to {value}, who built its first warehouse.",
+        ),
+        (
+            "Who founded {town}?",
+            "Which merchant is said to have established {town}?",
+            "Who is regarded as the founder of {town}?",
+        ),
+    ),
     "twin": Fact(
-        ("{town} has been twinned with {value} since 1968.",
-         "A partnership with the town of {value} was signed by {town} after the war.",
-         "School exchanges link {town} with its partner town, {value}."),
-        ("Which town is {town} twinned with?", "What is the sister town of {town}?",
-         "With which town does {town} have a partnership?")),
+        (
+            "{town} has been twinned with {value} since 1968.",
+            "A partnership with the town of {value} was signed by {town} after the war.",
+            "School exchanges link {town} with its partner town, {value}.",
+        ),
+        (
+            "Which town is {town} twinned with?",
+            "What is the sister town of {town}?",
+            "With which town does {town} have a partnership?",
+        ),
+    ),
 }
 
 
@@ -179,8 +315,9 @@ def _facts(rng: random.Random, town: str) -> dict[str, str]:
     }
 
 
-def write_gazetteer(folder: Path, towns: int, questions_per_town: int = 3,
-                    seed: int = 11) -> list[Question]:
+def write_gazetteer(
+    folder: Path, towns: int, questions_per_town: int = 3, seed: int = 11
+) -> list[Question]:
     """One article per town, facts in a random phrasing; questions in another phrasing."""
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -198,12 +335,17 @@ def write_gazetteer(folder: Path, towns: int, questions_per_town: int = 3,
             sentences = []
             for key in group:
                 used[key] = rng.randrange(len(_FACTS[key].sentences))
-                sentences.append(_FACTS[key].sentences[used[key]].format(town=town, value=facts[key]))
+                sentences.append(
+                    _FACTS[key].sentences[used[key]].format(town=town, value=facts[key])
+                )
                 sentences.append(rng.choice(_FILLER))
             paragraphs.append(" ".join(sentences))
         (folder / f"{town.lower()}.md").write_text(
             f"# {town}\n\n{town} is a small town in the province of {_name(rng)}.\n\n"
-            + "\n\n".join(paragraphs) + "\n", encoding="utf-8")
+            + "\n\n".join(paragraphs)
+            + "\n",
+            encoding="utf-8",
+        )
         for key in rng.sample(keys, questions_per_town):
             fact = _FACTS[key]
             evidence = fact.sentences[used[key]].format(town=town, value=facts[key])
@@ -213,6 +355,7 @@ def write_gazetteer(folder: Path, towns: int, questions_per_town: int = 3,
 
 
 # --- the whole set -----------------------------------------------------------------------
+
 
 def build(folder: Path, tech_bytes: int = 1_500_000, towns: int = 120) -> dict[str, list[Question]]:
     """Write the corpus under ``folder``; returns the question sets by name."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from benchmarks.corpus import sentence, write_corpus
 from ingest.pipeline import Ingestor, discover
 from rag.config import Settings
-from rag.embeddings import create_embedder
+from rag.embeddings import Embedder, create_embedder
 from rag.retrieval import open_library
 
 
@@ -43,8 +43,11 @@ def main() -> None:
         first = ingestor.run(target, progress=False)
         full_s = time.perf_counter() - started
 
-        texts = [c.text for source in library.store.documents()
-                 for c in library.store.document_chunks(source)]
+        texts = [
+            c.text
+            for source in library.store.documents()
+            for c in library.store.document_chunks(source)
+        ]
         started = time.perf_counter()
         for i in range(0, len(texts), ingestor.batch_chunks):  # the pipeline's batches
             embedder.embed(texts[i : i + ingestor.batch_chunks])
@@ -55,14 +58,20 @@ def main() -> None:
         reingest_s = time.perf_counter() - started
 
     assert first.chunks_written == len(texts) and again.chunks_written == 0
-    print(f"corpus: {args.docs} documents, {len(texts)} chunks, model {embedder.name} "
-          f"({settings.embedder}), "
-          f"batch {settings.embed_batch_size}")
+    print(
+        f"corpus: {args.docs} documents, {len(texts)} chunks, model {embedder.name} "
+        f"({settings.embedder}), "
+        f"batch {settings.embed_batch_size}"
+    )
     print(f"embed chunks alone:      {embed_s:8.2f} s")
-    print(f"full ingest:             {full_s:8.2f} s   ratio to embedding alone: "
-          f"{full_s / embed_s:.3f} (target <= 1.25)")
-    print(f"re-ingest, unchanged:    {reingest_s:8.2f} s   ratio to first ingest:   "
-          f"{reingest_s / full_s:.3f} (target <= 0.05)")
+    print(
+        f"full ingest:             {full_s:8.2f} s   ratio to embedding alone: "
+        f"{full_s / embed_s:.3f} (target <= 1.25)"
+    )
+    print(
+        f"re-ingest, unchanged:    {reingest_s:8.2f} s   ratio to first ingest:   "
+        f"{reingest_s / full_s:.3f} (target <= 0.05)"
+    )
     if args.ocr_pages:
         ocr_pages(args.ocr_pages, settings, embedder)
 
@@ -72,7 +81,7 @@ def _page_lines(rng: random.Random, lines: int = 28) -> list[str]:
     return [" ".join(words[i : i + 9]) for i in range(0, 9 * lines, 9)]
 
 
-def ocr_pages(pages: int, settings: Settings, embedder: SentenceTransformerEmbedder) -> None:
+def ocr_pages(pages: int, settings: Settings, embedder: Embedder) -> None:
     """Scanned pages (images only) against the same text with a text layer, through ingest."""
     from fpdf import FPDF
     from PIL import Image, ImageDraw, ImageFont
@@ -102,8 +111,9 @@ def ocr_pages(pages: int, settings: Settings, embedder: SentenceTransformerEmbed
             folder = Path(tmp) / name
             folder.mkdir()
             pdf.output(str(folder / f"{name}.pdf"))
-            library = open_library(settings.with_overrides(index=Path(tmp) / f"index-{name}"),
-                                   embedder)
+            library = open_library(
+                settings.with_overrides(index=Path(tmp) / f"index-{name}"), embedder
+            )
             if name == "scanned":
                 ocr.read(Image.new("RGB", (64, 64), "white"))  # load the OCR models untimed
             started = time.perf_counter()
@@ -112,8 +122,10 @@ def ocr_pages(pages: int, settings: Settings, embedder: SentenceTransformerEmbed
     ocr_s, summary = figures["scanned"]
     typed_s = figures["typed"][0]
     assert sum(summary.ocr_pages.values()) == pages, summary.render()
-    print(f"OCR, scanned pages:      {ocr_s:8.2f} s   {pages / ocr_s:.2f} pages/s "
-          f"(OCR itself {pages / summary.ocr_seconds:.2f} pages/s), {pages} pages")
+    print(
+        f"OCR, scanned pages:      {ocr_s:8.2f} s   {pages / ocr_s:.2f} pages/s "
+        f"(OCR itself {pages / summary.ocr_seconds:.2f} pages/s), {pages} pages"
+    )
     print(f"same pages, text layer:  {typed_s:8.2f} s   {pages / typed_s:.2f} pages/s")
 
 

@@ -18,17 +18,28 @@ from rag.library import open_library
 from rag.retrieval import search
 
 ON_TOPIC = [
-    "What is the daily meal allowance?", "When was inverter 3 replaced?",
-    "How do I activate the virtual environment on Windows?", "Who planted the tea garden?",
-    "Can I fly business class?", "How often should the solar panels be cleaned?",
-    "What does the first flush taste like?", "Which model should I use for real work?",
-    "hotel limit in Paris", "bird spikes cost", "Are alcoholic drinks reimbursed?",
+    "What is the daily meal allowance?",
+    "When was inverter 3 replaced?",
+    "How do I activate the virtual environment on Windows?",
+    "Who planted the tea garden?",
+    "Can I fly business class?",
+    "How often should the solar panels be cleaned?",
+    "What does the first flush taste like?",
+    "Which model should I use for real work?",
+    "hotel limit in Paris",
+    "bird spikes cost",
+    "Are alcoholic drinks reimbursed?",
 ]
 OFF_TOPIC = [
-    "What is the capital of France?", "Who won the 1998 World Cup?",
-    "How do I bake sourdough bread?", "Explain quantum entanglement",
-    "What is the boiling point of mercury?", "Write a poem about cats",
-    "What's the weather tomorrow?", "How many legs does a spider have?", "Tell me a joke",
+    "What is the capital of France?",
+    "Who won the 1998 World Cup?",
+    "How do I bake sourdough bread?",
+    "Explain quantum entanglement",
+    "What is the boiling point of mercury?",
+    "Write a poem about cats",
+    "What's the weather tomorrow?",
+    "How many legs does a spider have?",
+    "Tell me a joke",
     "Best python web framework?",
 ]
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -54,8 +65,10 @@ def main() -> None:
     for threshold in (0.2, 0.25, 0.3, 0.35):
         kept = sum(s >= threshold for s in on)
         refused = sum(s < threshold for s in off)
-        print(f"threshold {threshold:.2f}: answers {kept}/{len(on)} on-topic, "
-              f"refuses {refused}/{len(off)} off-topic")
+        print(
+            f"threshold {threshold:.2f}: answers {kept}/{len(on)} on-topic, "
+            f"refuses {refused}/{len(off)} off-topic"
+        )
     print(f"current default RAG_MIN_SIMILARITY={Settings().min_similarity}")
 
 

@@ -38,9 +38,11 @@ def run(folder: Path, tech_kb: int, towns: int, variants: list[str]) -> None:
     library = open_library(settings)
     summary = Ingestor(library).run(discover([folder / "corpus"]), progress=False)
     chunks = library.store.count()
-    print(f"corpus: {chunks} chunks from {len(summary.added) + len(summary.unchanged)} files, "
-          f"{sum(len(q) for q in sets.values())} questions ({time.perf_counter() - started:.0f} s "
-          "to build and ingest)")
+    print(
+        f"corpus: {chunks} chunks from {len(summary.added) + len(summary.unchanged)} files, "
+        f"{sum(len(q) for q in sets.values())} questions ({time.perf_counter() - started:.0f} s "
+        "to build and ingest)"
+    )
     sets["all"] = [q for qs in list(sets.values()) for q in qs]
     configs = evaluation.variants(settings, variants)
     for name, questions in sets.items():

@@ -59,9 +59,11 @@ class ChromaServer:
         self.log = path.with_suffix(".log")
         path.mkdir(parents=True, exist_ok=True)
         with self.log.open("w") as log:
-            self.proc = subprocess.Popen([chroma, "run", "--path", str(path), "--host",
-                                          "127.0.0.1", "--port", str(port)],
-                                         stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [chroma, "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and self.proc.poll() is None:
             try:
@@ -120,18 +122,28 @@ def _query_child(repeat: int) -> None:
             search(library, q.question, settings.top_k)
             times.append((time.perf_counter() - t) * 1000)
     times.sort()
-    print(json.dumps({
-        "open_ms": open_ms, "median_ms": statistics.median(times),
-        "p95_ms": times[int(0.95 * (len(times) - 1))],
-        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "chunks": library.store.count(),
-    }))
+    print(
+        json.dumps(
+            {
+                "open_ms": open_ms,
+                "median_ms": statistics.median(times),
+                "p95_ms": times[int(0.95 * (len(times) - 1))],
+                "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "chunks": library.store.count(),
+            }
+        )
+    )
 
 
 def _query(env: dict[str, str], repeat: int) -> dict:
-    done = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--query-child",
-                           "--repeat", str(repeat)], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=3600, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.scale", "--query-child", "--repeat", str(repeat)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(done.stderr)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -141,10 +153,14 @@ def measure(folder: Path, backend: str, chunks: int, sentences: list[str], repea
     index = folder / "index"
     server = ChromaServer(folder / "server") if backend == "server" else None
     try:
-        env = {"RAG_INDEX": str(index), "RAG_COLLECTION": "scale",
-               **({"RAG_CHROMA_URL": server.url} if server else {})}
-        settings = Settings(index=index, collection="scale",
-                            chroma_url=server.url if server else None)
+        env = {
+            "RAG_INDEX": str(index),
+            "RAG_COLLECTION": "scale",
+            **({"RAG_CHROMA_URL": server.url} if server else {}),
+        }
+        settings = Settings(
+            index=index, collection="scale", chroma_url=server.url if server else None
+        )
         rate = _build(settings, chunks, sentences)
         row = {"backend": backend, "ingest_per_s": rate, **_query(env, repeat)}
         row["disk_mb"] = _disk_mb(index, *([server.path] if server else []))
@@ -169,14 +185,20 @@ def main() -> None:
         root = Path(tmp)
         evalset.write_technical_docs(root / "technical", 1_500_000)
         sentences = _sentences(root / "technical")
-        print(f"{'chunks':>7} {'store':9} {'ingest/s':>9} {'open ms':>8} {'median ms':>10} "
-              f"{'p95 ms':>7} {'peak MB':>8} {'disk MB':>8}", flush=True)
+        print(
+            f"{'chunks':>7} {'store':9} {'ingest/s':>9} {'open ms':>8} {'median ms':>10} "
+            f"{'p95 ms':>7} {'peak MB':>8} {'disk MB':>8}",
+            flush=True,
+        )
         for size in sizes:
             for backend in ("embedded", "server"):
                 row = measure(root / f"{backend}-{size}", backend, size, sentences, args.repeat)
-                print(f"{row['chunks']:7d} {backend:9} {row['ingest_per_s']:9.0f} "
-                      f"{row['open_ms']:8.1f} {row['median_ms']:10.1f} {row['p95_ms']:7.1f} "
-                      f"{row['peak_mb']:8.0f} {row['disk_mb']:8.1f}", flush=True)
+                print(
+                    f"{row['chunks']:7d} {backend:9} {row['ingest_per_s']:9.0f} "
+                    f"{row['open_ms']:8.1f} {row['median_ms']:10.1f} {row['p95_ms']:7.1f} "
+                    f"{row['peak_mb']:8.0f} {row['disk_mb']:8.1f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -59,9 +59,14 @@ def write_filler(store, sentences: list[str], n: int, dim: int) -> None:
     by_source: dict[str, list] = {}
     for chunk, vector in _filler(sentences, n, dim):
         by_source.setdefault(chunk.source, []).append((chunk, vector))
-    items = [(Document(source, "synthetic", len(pairs), False, time.time()),
-              [c for c, _ in pairs], [v.tolist() for _, v in pairs])
-             for source, pairs in by_source.items()]
+    items = [
+        (
+            Document(source, "synthetic", len(pairs), False, time.time()),
+            [c for c, _ in pairs],
+            [v.tolist() for _, v in pairs],
+        )
+        for source, pairs in by_source.items()
+    ]
     for start in range(0, len(items), 100):
         store.write_many(items[start : start + 100])
 
@@ -83,11 +88,14 @@ def run(folder: Path, chunks: int, repeat: int) -> None:
     Ingestor(library).run(discover([evalset.ARTICLES]), progress=False)
     dim = len(library.embedder.embed(["dimension"])[0])
     started = time.perf_counter()
-    write_filler(library.store, _sentences(folder / "technical"),
-                 chunks - library.store.count(), dim)
+    write_filler(
+        library.store, _sentences(folder / "technical"), chunks - library.store.count(), dim
+    )
     report = library.store.check()
-    print(f"index: {report.chunks_in_chroma} chunks in Chroma, {report.chunks_in_word_index} in "
-          f"the lexical index (filler written in {time.perf_counter() - started:.0f} s)")
+    print(
+        f"index: {report.chunks_in_chroma} chunks in Chroma, {report.chunks_in_word_index} in "
+        f"the lexical index (filler written in {time.perf_counter() - started:.0f} s)"
+    )
 
     questions = evaluation.load_questions(evalset.ARTICLE_QA)
     library.embedder.embed(["warm up"])
@@ -102,8 +110,10 @@ def run(folder: Path, chunks: int, repeat: int) -> None:
         _timed(library, questions[:10], chosen, 1)  # warm caches
         times = sorted(_timed(library, questions, chosen, repeat))
         p95 = times[int(0.95 * (len(times) - 1))]
-        print(f"{name:8s} median {statistics.median(times):6.1f} ms   p95 {p95:6.1f} ms"
-              + ("   (target: median < 50 ms)" if name == "hybrid" else ""))
+        print(
+            f"{name:8s} median {statistics.median(times):6.1f} ms   p95 {p95:6.1f} ms"
+            + ("   (target: median < 50 ms)" if name == "hybrid" else "")
+        )
 
 
 def main() -> None:

@@ -118,14 +118,16 @@ def _block_units(text: str, block: Block, max_tokens: int, count: CountTokens) -
     used = 0
     for (a, b), n in zip(rows, count([text[a:b] for a, b in rows])):
         if group and used + n > budget:
-            groups.append(_row_group(group, used, header, header_tokens, first=not groups,
-                                     table_start=start))
+            groups.append(
+                _row_group(group, used, header, header_tokens, first=not groups, table_start=start)
+            )
             group, used = [], 0
         group.append((a, b))
         used += n
     if group:
-        groups.append(_row_group(group, used, header, header_tokens, first=not groups,
-                                 table_start=start))
+        groups.append(
+            _row_group(group, used, header, header_tokens, first=not groups, table_start=start)
+        )
     return groups
 
 
@@ -142,8 +144,13 @@ def _lines(text: str, start: int, end: int) -> list[tuple[int, int]]:
 
 
 def _row_group(
-    rows: list[tuple[int, int]], tokens: int, header: str, header_tokens: int, *,
-    first: bool, table_start: int,
+    rows: list[tuple[int, int]],
+    tokens: int,
+    header: str,
+    header_tokens: int,
+    *,
+    first: bool,
+    table_start: int,
 ) -> Span:
     # The first group starts at the table itself, so it holds the header already.
     if first:

@@ -12,6 +12,15 @@ from ingest.readers.text import decode
 from ingest.readers.types import Block, Loaded, ReadOptions, Section, Unreadable
 
 __all__ = [
-    "FORMATS", "READERS", "Block", "Loaded", "ReadOptions", "Section", "Unreadable",
-    "decode", "is_supported", "load", "markdown_sections",
+    "FORMATS",
+    "READERS",
+    "Block",
+    "Loaded",
+    "ReadOptions",
+    "Section",
+    "Unreadable",
+    "decode",
+    "is_supported",
+    "load",
+    "markdown_sections",
 ]

@@ -62,6 +62,7 @@ def discover(paths: Iterable[Path], exclude: Iterable[Path] = ()) -> Target:
     unsupported: list[Path] = []
     for raw in paths:
         path = raw.expanduser().resolve()
+        found: Iterable[Path]
         if path.is_dir():
             folders.append(path)
             found = _walk(path, excluded)
@@ -137,6 +138,7 @@ class Ingestor:
         # Same text as before the documents table, so existing indexes stay unchanged;
         # a scan ingested without OCR must be read again once OCR is on.
         extra = {**self.extra_metadata, **({"private": True} if private else {})}
+        assert self.read_options is not None  # set in __post_init__
         ocr = "" if self.read_options.ocr else "/no-ocr"
         return f"{self.chunk_tokens}/{self.chunk_overlap}/{json.dumps(extra, sort_keys=True)}{ocr}"
 
@@ -152,6 +154,7 @@ class Ingestor:
     def check_chunk_size(self) -> None:
         # Asked only when something must be chunked: that is when the model loads.
         room = self.embedder.max_tokens - 2  # [CLS] and [SEP]
+        assert self.chunk_tokens is not None  # set in __post_init__
         if self.chunk_tokens > room:
             raise RagError(
                 f"RAG_CHUNK_TOKENS={self.chunk_tokens} exceeds what {self.embedder.name} "
@@ -168,18 +171,31 @@ class Ingestor:
         except (Unreadable, OSError) as exc:
             return Prepared(path, "", error=str(exc))
         self.check_chunk_size()
+        assert self.chunk_overlap is not None and self.chunk_tokens is not None
         pieces = chunk_sections(
             loaded.sections, self.chunk_tokens, self.chunk_overlap, self.embedder.count_tokens
         )
         chunks = self._chunks(str(path), file_hash, pieces, private)
-        return Prepared(path, file_hash, chunks, pages_without_text=loaded.pages_without_text,
-                        private=private, engine=loaded.engine, ocr_pages=loaded.ocr_pages,
-                        ocr_seconds=loaded.ocr_seconds)
+        return Prepared(
+            path,
+            file_hash,
+            chunks,
+            pages_without_text=loaded.pages_without_text,
+            private=private,
+            engine=loaded.engine,
+            ocr_pages=loaded.ocr_pages,
+            ocr_seconds=loaded.ocr_seconds,
+        )
 
-    def _chunks(self, source: str, file_hash: str, pieces: list[Piece],
-                private: bool) -> list[Chunk]:
-        extra = {**self.extra_metadata, "file_hash": file_hash, "chunk_count": len(pieces),
-                 **({"private": True} if private else {})}
+    def _chunks(
+        self, source: str, file_hash: str, pieces: list[Piece], private: bool
+    ) -> list[Chunk]:
+        extra = {
+            **self.extra_metadata,
+            "file_hash": file_hash,
+            "chunk_count": len(pieces),
+            **({"private": True} if private else {}),
+        }
         return [
             Chunk(
                 id=chunk_id(source, file_hash, i),
@@ -232,8 +248,10 @@ class Ingestor:
                     pending, waiting = [], 0
                 bar.update()
                 rate = summary.chunks_written / max(time.perf_counter() - started, 1e-6)
-                bar.set_postfix_str(f"{summary.chunks_written} chunks, {rate:.0f} chunks/s"
-                                    + summary.ocr_postfix(), refresh=False)
+                bar.set_postfix_str(
+                    f"{summary.chunks_written} chunks, {rate:.0f} chunks/s" + summary.ocr_postfix(),
+                    refresh=False,
+                )
             summary.chunks_written += self.write(pending)
         if prune:
             summary.removed = self.prune(target, stored)
@@ -278,8 +296,9 @@ def forget(library: Library, paths: Iterable[Path]) -> list[str]:
     wanted = [p.expanduser().resolve() for p in paths]
     with library.store.writing():
         stored = library.store.documents()
-        gone = sorted(s for s in stored
-                      if any(Path(s) == w or Path(s).is_relative_to(w) for w in wanted))
+        gone = sorted(
+            s for s in stored if any(Path(s) == w or Path(s).is_relative_to(w) for w in wanted)
+        )
         library.store.remove(gone)
     return gone
 

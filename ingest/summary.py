@@ -57,24 +57,31 @@ class Summary:
     def render(self) -> str:
         """One screen: counts first, then each problem file with its reason."""
         lines = [
-            f"Ingested in {self.seconds:.1f} s: {len(self.added)} new, {len(self.updated)} updated, "
+            f"Ingested in {self.seconds:.1f} s: {len(self.added)} new, "
+            f"{len(self.updated)} updated, "
             f"{len(self.unchanged)} unchanged, {len(self.removed)} removed, "
             f"{len(self.failed)} failed, {len(self.unsupported)} unsupported skipped.",
             f"Chunks written: {self.chunks_written}"
-            + ("" if self.chunks_written or self.failed else " (nothing changed, nothing embedded)"),
+            + (
+                "" if self.chunks_written or self.failed else " (nothing changed, nothing embedded)"
+            ),
         ]
         if self.ocr_pages:
             pages = sum(self.ocr_pages.values())
             rate = pages / max(self.ocr_seconds, 1e-6)
-            lines.append(f"OCR read {pages} scanned page(s) or image(s) in {len(self.ocr_pages)} "
-                         f"file(s), in {self.ocr_seconds:.1f} s ({rate:.2f} pages/s).")
+            lines.append(
+                f"OCR read {pages} scanned page(s) or image(s) in {len(self.ocr_pages)} "
+                f"file(s), in {self.ocr_seconds:.1f} s ({rate:.2f} pages/s)."
+            )
         if self.read_by:
             lines.append("Read by a second PDF engine, after pypdf could not parse them:")
             lines += [f"  {Path(p).name}: {engine}" for p, engine in self.read_by.items()]
         if self.pages_without_text:
             total = sum(self.pages_without_text.values())
-            lines.append(f"{total} PDF page(s) had no text layer and no text OCR could read "
-                         "(or OCR was off), skipped:")
+            lines.append(
+                f"{total} PDF page(s) had no text layer and no text OCR could read "
+                "(or OCR was off), skipped:"
+            )
             lines += [f"  {Path(p).name}: {n} page(s)" for p, n in self.pages_without_text.items()]
         if self.failed:
             lines.append("Could not ingest (everything else was saved):")

@@ -64,8 +64,12 @@ class Watcher:
                 continue
             started = False
             for changes in watchfiles.watch(
-                *self._watched(present), watch_filter=self._wanted, debounce=self.debounce_ms,
-                stop_event=stop, rust_timeout=_TICK_MS, yield_on_timeout=True,
+                *self._watched(present),
+                watch_filter=self._wanted,
+                debounce=self.debounce_ms,
+                stop_event=stop,
+                rust_timeout=_TICK_MS,
+                yield_on_timeout=True,
                 ignore_permission_denied=True,
             ):
                 if not started:
@@ -142,8 +146,9 @@ class Watcher:
             self.log(f"failed {path}: {reason}")
 
 
-def watch(ingestor: Ingestor, paths: Sequence[Path], exclude: Iterable[Path] = (),
-          log: Log = _print) -> int:
+def watch(
+    ingestor: Ingestor, paths: Sequence[Path], exclude: Iterable[Path] = (), log: Log = _print
+) -> int:
     """The command: watch until Ctrl-C, then say so and succeed."""
     try:
         Watcher(ingestor, paths, exclude, log=log).run()

@@ -41,8 +41,12 @@ def guarded(turn: Turn, stream: AsyncIterator[str], settings: Settings) -> Async
 def _find_evidence(turn: Turn, settings: Settings) -> list:
     if turn.embedder is None or not turn.grounded or not turn.hits:
         return []
-    return evidence.best(turn.search_query or turn.question, turn.hits, turn.embedder,
-                         max(settings.evidence_sentences, 1))
+    return evidence.best(
+        turn.search_query or turn.question,
+        turn.hits,
+        turn.embedder,
+        max(settings.evidence_sentences, 1),
+    )
 
 
 async def find_evidence(turn: Turn, settings: Settings) -> None:
@@ -52,8 +56,9 @@ async def find_evidence(turn: Turn, settings: Settings) -> None:
 
 # A small model answers far more often right when the sentence that holds the answer
 # is pointed out after the passages (benchmarks.answers: embedded model, see README).
-EVIDENCE_NOTE = ('\n\nThe passages say: "{sentence}"\n'
-                 "Answer the question in one sentence using these words.")
+EVIDENCE_NOTE = (
+    '\n\nThe passages say: "{sentence}"\nAnswer the question in one sentence using these words.'
+)
 
 
 def evidence_note(turn: Turn, settings: Settings) -> str:
@@ -81,8 +86,9 @@ def point_to_evidence(turn: Turn, settings: Settings, count_tokens, budget: int)
 def _unsupported(turn: Turn, settings: Settings) -> list:
     if turn.embedder is None or not turn.grounded or not turn.hits:
         return []
-    return grounding.unsupported(turn.text, turn.context or turn.hits, turn.embedder,
-                                 settings.unsupported_below)
+    return grounding.unsupported(
+        turn.text, turn.context or turn.hits, turn.embedder, settings.unsupported_below
+    )
 
 
 async def check(turn: Turn, settings: Settings) -> None:

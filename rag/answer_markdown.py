@@ -50,7 +50,7 @@ def mark_unsupported(answer: str, unsupported: Sequence) -> str:
     """The answer with a mark after each sentence that no passage supports."""
     out, last = [], 0
     for claim in sorted(unsupported, key=lambda c: c.start):
-        out.append(answer[last:claim.end] + UNSUPPORTED_MARK)
+        out.append(answer[last : claim.end] + UNSUPPORTED_MARK)
         last = claim.end
     out.append(answer[last:])
     return "".join(out)
@@ -60,9 +60,11 @@ def unsupported_notice(unsupported: Sequence) -> str:
     if not unsupported:
         return ""
     n = len(unsupported)
-    return (f"{n} sentence{'s' if n != 1 else ''} of this answer {'are' if n != 1 else 'is'} "
-            "not supported by the passages (marked): check before relying on "
-            f"{'them' if n != 1 else 'it'}.")
+    return (
+        f"{n} sentence{'s' if n != 1 else ''} of this answer {'are' if n != 1 else 'is'} "
+        "not supported by the passages (marked): check before relying on "
+        f"{'them' if n != 1 else 'it'}."
+    )
 
 
 def progress(turn, done: int, total: int) -> str:
@@ -78,8 +80,9 @@ def finished(turn) -> str:
     if turn.unsupported:
         notices.append(unsupported_notice(turn.unsupported))
     if turn.summary is not None:
-        notices.append(f"Summary of the whole of {turn.summary.name} "
-                       f"({turn.summarised} passages read).")
+        notices.append(
+            f"Summary of the whole of {turn.summary.name} ({turn.summarised} passages read)."
+        )
     if notices:
         parts.append("\n".join(f"> {n}" for n in notices))
     if turn.evidence:

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.config import Settings
-from rag.errors import RagError
-from rag.users import Users, users_path
 from rag.security import is_loopback
+from rag.users import Users, users_path
 
 SECRET_FILE = "chainlit-auth-secret"
 LOCAL_USER = "local"  # the one user of a chat without login (loopback)
@@ -66,9 +65,11 @@ def auth_secret(cache_dir: Path) -> str:
 
 
 def password_users(settings: Settings, bind_host: str) -> Users:
-    """The login users, or a sentence saying how to add the first one."""
+    """The login users; with none, the app cannot start: exit saying how to add one."""
     users = Users(users_path(settings))
     if not users.names():
-        raise RagError(f"A login is required on {bind_host} (RAG_AUTH=password) but there are "
-                       "no users: add one with `rag user add NAME`.")
+        raise SystemExit(
+            f"A login is required on {bind_host} (RAG_AUTH=password) but there are "
+            "no users: add one with `rag user add NAME`."
+        )
     return users

@@ -17,7 +17,7 @@ from rag.chunks import Hit
 from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.errors import ModelUnavailable
-from rag.models.base import ChatModel, Message
+from rag.models.base import ChatModel, Message, aclose
 from rag.routing import ModelPool
 
 
@@ -126,6 +126,7 @@ def search_everywhere(
 
     Each library fuses its own rankings; across libraries only the cosine
     similarity is comparable (same embedding model), so it decides the order."""
+
     def options(lib: retrieval.Library) -> Settings:
         # A path filter names documents of the shared library, not a chat's own files.
         shared = lib.settings.index == settings.index
@@ -134,11 +135,15 @@ def search_everywhere(
     if not libraries:
         return []
     [vector] = libraries[0].embedder.embed([query])  # same embedder everywhere
-    found = [h for lib in libraries
-             for h in retrieval.search_by_vector(lib, query, vector, settings.top_k, options(lib))]
+    found = [
+        h
+        for lib in libraries
+        for h in retrieval.search_by_vector(lib, query, vector, settings.top_k, options(lib))
+    ]
     if len(libraries) > 1:
-        found.sort(key=lambda h: h.similarity if h.similarity is not None else h.score,
-                   reverse=True)
+        found.sort(
+            key=lambda h: h.similarity if h.similarity is not None else h.score, reverse=True
+        )
     return [replace(h, rank=r) for r, h in enumerate(found[: settings.top_k], start=1)]
 
 
@@ -207,7 +212,8 @@ def _address(turn: Turn, model: ChatModel, settings: Settings) -> None:
         turn.messages, turn.context = prompts.general_messages(turn.question, history), []
     # Privacy follows the data: what was written from private text is private too.
     turn.private = any(h.chunk.extra.get("private") for h in turn.context) or any(
-        m.get("private") for m in turn.history if model.local)
+        m.get("private") for m in turn.history if model.local
+    )
     turn.model = model.name
     turn.stats.prompt_tokens = sum(model.count_tokens(m["content"]) for m in turn.messages)
 
@@ -218,17 +224,22 @@ async def _start(turn: Turn, pool: ModelPool, settings: Settings):
         try:
             model = await asyncio.to_thread(pool.load, spec)
             _address(turn, model, settings)
-            stream = answer_checks.guarded(turn, model.stream(
-                turn.messages, max_tokens=settings.max_answer_tokens,
-                temperature=settings.temperature,
-                **answer_checks.decoding(settings),
-            ), settings)
+            stream = answer_checks.guarded(
+                turn,
+                model.stream(
+                    turn.messages,
+                    max_tokens=settings.max_answer_tokens,
+                    temperature=settings.temperature,
+                    **answer_checks.decoding(settings),
+                ),
+                settings,
+            )
             try:
                 return model, stream, await anext(stream)
             except StopAsyncIteration:
                 return model, stream, ""
             except BaseException:
-                await stream.aclose()
+                await aclose(stream)
                 raise
         except ModelUnavailable as exc:
             # Before the first token nothing was shown, so another model can take over.
@@ -269,7 +280,7 @@ async def stream_answer(turn: Turn, pool: ModelPool, settings: Settings) -> Asyn
         turn.stopped = True
         raise
     finally:
-        await stream.aclose()
+        await aclose(stream)
         turn.stats.answer_s = time.perf_counter() - started
         turn.stats.answer_tokens = model.count_tokens(turn.text) if turn.text else 0
 

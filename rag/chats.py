@@ -27,23 +27,25 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from rag.auth import LOCAL_USER
 from rag.config import Settings
 
 MESSAGE_TYPES = ("user_message", "assistant_message")
 
 meta = sa.MetaData()
-t_meta = sa.Table("meta", meta, sa.Column("key", sa.String(64), primary_key=True),
-                  sa.Column("value", sa.Text))
+t_meta = sa.Table(
+    "meta", meta, sa.Column("key", sa.String(64), primary_key=True), sa.Column("value", sa.Text)
+)
 t_users = sa.Table(
-    "users", meta,
+    "users",
+    meta,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("identifier", sa.String(255), unique=True, nullable=False),
     sa.Column("metadata", sa.Text, nullable=False, default="{}"),
     sa.Column("created_at", sa.String(40), nullable=False),
 )
 t_threads = sa.Table(
-    "threads", meta,
+    "threads",
+    meta,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("user_id", sa.String(64), index=True),
     sa.Column("user_identifier", sa.String(255)),
@@ -54,7 +56,8 @@ t_threads = sa.Table(
     sa.Column("updated_at", sa.String(40), nullable=False, index=True),
 )
 t_steps = sa.Table(
-    "steps", meta,
+    "steps",
+    meta,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("thread_id", sa.String(64), index=True, nullable=False),
     sa.Column("parent_id", sa.String(64)),
@@ -68,7 +71,8 @@ t_steps = sa.Table(
     sa.Column("created_at", sa.String(40)),
 )
 t_elements = sa.Table(
-    "elements", meta,
+    "elements",
+    meta,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("thread_id", sa.String(64), index=True),
     sa.Column("for_id", sa.String(64)),
@@ -80,7 +84,8 @@ t_elements = sa.Table(
     sa.Column("extra", sa.Text, nullable=False, default="{}"),
 )
 t_feedback = sa.Table(
-    "feedback", meta,
+    "feedback",
+    meta,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("for_id", sa.String(64), index=True),
     sa.Column("thread_id", sa.String(64), index=True),
@@ -89,8 +94,7 @@ t_feedback = sa.Table(
 )
 # Digests of texts made from private documents: a client of `rag serve` that sends
 # such an answer back as history gets it treated as private again.
-t_private = sa.Table("private_texts", meta,
-                     sa.Column("digest", sa.String(64), primary_key=True))
+t_private = sa.Table("private_texts", meta, sa.Column("digest", sa.String(64), primary_key=True))
 
 SCHEMA_VERSION = 1
 # Migrations after version 1, by the version they lead to: lists of SQL statements.
@@ -117,7 +121,7 @@ def database_url(settings: Settings) -> str:
         return f"sqlite+aiosqlite:///{chats_dir(settings) / 'chats.sqlite3'}"
     for plain in ("postgres://", "postgresql://"):
         if url.startswith(plain):
-            return "postgresql+asyncpg://" + url[len(plain):]
+            return "postgresql+asyncpg://" + url[len(plain) :]
     return url
 
 
@@ -147,33 +151,45 @@ class ChatStore:
     async def migrate(self) -> None:
         async with self.engine.begin() as db:
             await db.run_sync(meta.create_all)
-            row = (await db.execute(sa.select(t_meta.c.value).where(
-                t_meta.c.key == "schema_version"))).first()
+            row = (
+                await db.execute(sa.select(t_meta.c.value).where(t_meta.c.key == "schema_version"))
+            ).first()
             version = int(row[0]) if row else 0
             if version == 0:
-                await db.execute(t_meta.insert().values(key="schema_version",
-                                                        value=str(SCHEMA_VERSION)))
+                await db.execute(
+                    t_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
+                )
                 return
             for target in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS.get(target, []):
                     await db.execute(sa.text(statement))
-                await db.execute(t_meta.update().where(t_meta.c.key == "schema_version")
-                                 .values(value=str(target)))
+                await db.execute(
+                    t_meta.update()
+                    .where(t_meta.c.key == "schema_version")
+                    .values(value=str(target))
+                )
 
     # Users ------------------------------------------------------------------
 
     async def user(self, identifier: str) -> dict | None:
         async with self.engine.connect() as db:
-            row = (await db.execute(sa.select(t_users).where(
-                t_users.c.identifier == identifier))).mappings().first()
+            row = (
+                (await db.execute(sa.select(t_users).where(t_users.c.identifier == identifier)))
+                .mappings()
+                .first()
+            )
         return None if row is None else {**row, "metadata": _load(row["metadata"], {})}
 
     async def ensure_user(self, identifier: str, metadata: dict | None = None) -> dict:
         found = await self.user(identifier)
         if found:
             return found
-        row = {"id": str(uuid.uuid4()), "identifier": identifier,
-               "metadata": json.dumps(metadata or {}), "created_at": now()}
+        row = {
+            "id": str(uuid.uuid4()),
+            "identifier": identifier,
+            "metadata": json.dumps(metadata or {}),
+            "created_at": now(),
+        }
         try:
             async with self.engine.begin() as db:
                 await db.execute(t_users.insert().values(**row))
@@ -183,12 +199,21 @@ class ChatStore:
 
     # Threads ----------------------------------------------------------------
 
-    async def upsert_thread(self, thread_id: str, *, user_id: str | None = None,
-                            name: str | None = None, metadata: dict | None = None,
-                            tags: list[str] | None = None) -> None:
+    async def upsert_thread(
+        self,
+        thread_id: str,
+        *,
+        user_id: str | None = None,
+        name: str | None = None,
+        metadata: dict | None = None,
+        tags: list[str] | None = None,
+    ) -> None:
         async with self.engine.begin() as db:
-            row = (await db.execute(sa.select(t_threads).where(
-                t_threads.c.id == thread_id))).mappings().first()
+            row = (
+                (await db.execute(sa.select(t_threads).where(t_threads.c.id == thread_id)))
+                .mappings()
+                .first()
+            )
             values: dict[str, Any] = {"updated_at": now()}
             if name is not None:
                 values["name"] = name
@@ -196,24 +221,33 @@ class ChatStore:
                 values["tags"] = json.dumps(tags)
             if user_id is not None:
                 values["user_id"] = user_id
-                owner = (await db.execute(sa.select(t_users.c.identifier).where(
-                    t_users.c.id == user_id))).first()
+                owner = (
+                    await db.execute(sa.select(t_users.c.identifier).where(t_users.c.id == user_id))
+                ).first()
                 values["user_identifier"] = owner[0] if owner else None
             if metadata is not None:
                 old = _load(row["metadata"], {}) if row else {}
                 values["metadata"] = json.dumps({**old, **metadata}, default=str)
             if row is None:
-                await db.execute(t_threads.insert().values(
-                    id=thread_id, created_at=values["updated_at"],
-                    **{"metadata": "{}", "tags": "[]", **values}))
+                await db.execute(
+                    t_threads.insert().values(
+                        id=thread_id,
+                        created_at=values["updated_at"],
+                        **{"metadata": "{}", "tags": "[]", **values},
+                    )
+                )
             else:
-                await db.execute(t_threads.update().where(t_threads.c.id == thread_id)
-                                 .values(**values))
+                await db.execute(
+                    t_threads.update().where(t_threads.c.id == thread_id).values(**values)
+                )
 
     async def thread_row(self, thread_id: str) -> dict | None:
         async with self.engine.connect() as db:
-            row = (await db.execute(sa.select(t_threads).where(
-                t_threads.c.id == thread_id))).mappings().first()
+            row = (
+                (await db.execute(sa.select(t_threads).where(t_threads.c.id == thread_id)))
+                .mappings()
+                .first()
+            )
         if row is None:
             return None
         return {**row, "metadata": _load(row["metadata"], {}), "tags": _load(row["tags"], [])}
@@ -223,27 +257,45 @@ class ChatStore:
         row = await self.thread_row(thread_id)
         if row is None:
             return None
-        return {"id": row["id"], "createdAt": row["created_at"], "name": row["name"],
-                "userId": row["user_id"], "userIdentifier": row["user_identifier"],
-                "tags": row["tags"], "metadata": row["metadata"],
-                "steps": await self.steps(thread_id), "elements": await self.elements(thread_id)}
+        return {
+            "id": row["id"],
+            "createdAt": row["created_at"],
+            "name": row["name"],
+            "userId": row["user_id"],
+            "userIdentifier": row["user_identifier"],
+            "tags": row["tags"],
+            "metadata": row["metadata"],
+            "steps": await self.steps(thread_id),
+            "elements": await self.elements(thread_id),
+        }
 
-    async def list_threads(self, user_id: str | None, *, search: str | None = None,
-                           first: int = 20, cursor: str | None = None) -> tuple[list[dict], bool]:
+    async def list_threads(
+        self,
+        user_id: str | None,
+        *,
+        search: str | None = None,
+        first: int = 20,
+        cursor: str | None = None,
+    ) -> tuple[list[dict], bool]:
         """Newest first; with ``user_id`` only that user's. Returns (page, more after it)."""
         query = sa.select(t_threads).order_by(t_threads.c.updated_at.desc(), t_threads.c.id)
         if user_id is not None:
             query = query.where(t_threads.c.user_id == user_id)
         if search:
             hits = sa.select(t_steps.c.thread_id).where(
-                sa.func.lower(t_steps.c.output).contains(search.lower()))
-            query = query.where(sa.or_(sa.func.lower(t_threads.c.name).contains(search.lower()),
-                                       t_threads.c.id.in_(hits)))
+                sa.func.lower(t_steps.c.output).contains(search.lower())
+            )
+            query = query.where(
+                sa.or_(
+                    sa.func.lower(t_threads.c.name).contains(search.lower()),
+                    t_threads.c.id.in_(hits),
+                )
+            )
         async with self.engine.connect() as db:
             rows = [dict(r) for r in (await db.execute(query)).mappings()]
         if cursor:
             ids = [r["id"] for r in rows]
-            rows = rows[ids.index(cursor) + 1:] if cursor in ids else []
+            rows = rows[ids.index(cursor) + 1 :] if cursor in ids else []
         page = rows[:first]
         for r in page:
             r["metadata"], r["tags"] = _load(r["metadata"], {}), _load(r["tags"], [])
@@ -266,11 +318,18 @@ class ChatStore:
         """Delete chats untouched for ``days`` days; returns their ids."""
         if days <= 0:
             return []
-        limit = (datetime.now(UTC) - timedelta(days=days)).isoformat(
-            timespec="milliseconds").replace("+00:00", "Z")
+        limit = (
+            (datetime.now(UTC) - timedelta(days=days))
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
         async with self.engine.connect() as db:
-            old = [r[0] for r in await db.execute(
-                sa.select(t_threads.c.id).where(t_threads.c.updated_at < limit))]
+            old = [
+                r[0]
+                for r in await db.execute(
+                    sa.select(t_threads.c.id).where(t_threads.c.updated_at < limit)
+                )
+            ]
         for thread_id in old:
             await self.delete_thread(thread_id)
         return old
@@ -293,31 +352,50 @@ class ChatStore:
     # Steps (messages and tool steps) -----------------------------------------
 
     async def upsert_step(self, step: dict) -> None:
-        known = {"id", "threadId", "parentId", "type", "name", "input", "output", "metadata",
-                 "createdAt"}
+        known = {
+            "id",
+            "threadId",
+            "parentId",
+            "type",
+            "name",
+            "input",
+            "output",
+            "metadata",
+            "createdAt",
+        }
         values = {
-            "thread_id": step["threadId"], "parent_id": step.get("parentId"),
-            "type": step.get("type") or "undefined", "name": step.get("name") or "",
-            "input": step.get("input") or "", "output": step.get("output") or "",
+            "thread_id": step["threadId"],
+            "parent_id": step.get("parentId"),
+            "type": step.get("type") or "undefined",
+            "name": step.get("name") or "",
+            "input": step.get("input") or "",
+            "output": step.get("output") or "",
             "metadata": json.dumps(step.get("metadata") or {}, default=str),
             "extra": json.dumps({k: v for k, v in step.items() if k not in known}, default=str),
             "created_at": step.get("createdAt") or now(),
         }
         async with self.engine.begin() as db:
-            row = (await db.execute(sa.select(t_steps.c.extra).where(
-                t_steps.c.id == step["id"]))).first()
+            row = (
+                await db.execute(sa.select(t_steps.c.extra).where(t_steps.c.id == step["id"]))
+            ).first()
             if row is not None:
                 # An update may carry only some fields: keep what it does not say.
-                given = {k: v for k, v in values.items()
-                         if k in ("thread_id", "type") or step.get(_KEYS.get(k, k)) is not None}
+                given = {
+                    k: v
+                    for k, v in values.items()
+                    if k in ("thread_id", "type") or step.get(_KEYS.get(k, k)) is not None
+                }
                 given["extra"] = json.dumps({**_load(row[0], {}), **_load(values["extra"], {})})
-                await db.execute(t_steps.update().where(t_steps.c.id == step["id"])
-                                 .values(**given))
+                await db.execute(t_steps.update().where(t_steps.c.id == step["id"]).values(**given))
             else:
-                await db.execute(t_steps.insert().values(id=step["id"], seq=time.time_ns(),
-                                                         **values))
-            await db.execute(t_threads.update().where(t_threads.c.id == step["threadId"])
-                             .values(updated_at=now()))
+                await db.execute(
+                    t_steps.insert().values(id=step["id"], seq=time.time_ns(), **values)
+                )
+            await db.execute(
+                t_threads.update()
+                .where(t_threads.c.id == step["threadId"])
+                .values(updated_at=now())
+            )
 
     async def delete_step(self, step_id: str) -> None:
         async with self.engine.begin() as db:
@@ -327,31 +405,66 @@ class ChatStore:
 
     async def steps(self, thread_id: str) -> list[dict]:
         async with self.engine.connect() as db:
-            rows = (await db.execute(sa.select(t_steps).where(t_steps.c.thread_id == thread_id)
-                                     .order_by(t_steps.c.created_at, t_steps.c.seq))).mappings().all()
-            marks = {r["for_id"]: r for r in (await db.execute(sa.select(t_feedback).where(
-                t_feedback.c.thread_id == thread_id))).mappings()}
+            rows = (
+                (
+                    await db.execute(
+                        sa.select(t_steps)
+                        .where(t_steps.c.thread_id == thread_id)
+                        .order_by(t_steps.c.created_at, t_steps.c.seq)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            marks = {
+                r["for_id"]: r
+                for r in (
+                    await db.execute(
+                        sa.select(t_feedback).where(t_feedback.c.thread_id == thread_id)
+                    )
+                ).mappings()
+            }
         found = []
         for r in rows:
-            step = {**_load(r["extra"], {}), "id": r["id"], "threadId": r["thread_id"],
-                    "parentId": r["parent_id"], "type": r["type"], "name": r["name"],
-                    "input": r["input"], "output": r["output"],
-                    "metadata": _load(r["metadata"], {}), "createdAt": r["created_at"]}
+            step = {
+                **_load(r["extra"], {}),
+                "id": r["id"],
+                "threadId": r["thread_id"],
+                "parentId": r["parent_id"],
+                "type": r["type"],
+                "name": r["name"],
+                "input": r["input"],
+                "output": r["output"],
+                "metadata": _load(r["metadata"], {}),
+                "createdAt": r["created_at"],
+            }
             if r["id"] in marks:
                 m = marks[r["id"]]
-                step["feedback"] = {"id": m["id"], "forId": m["for_id"], "value": m["value"],
-                                    "comment": m["comment"]}
+                step["feedback"] = {
+                    "id": m["id"],
+                    "forId": m["for_id"],
+                    "value": m["value"],
+                    "comment": m["comment"],
+                }
             found.append(step)
         return found
 
-    async def add_message(self, thread_id: str, role: str, content: str,
-                          metadata: dict | None = None) -> str:
+    async def add_message(
+        self, thread_id: str, role: str, content: str, metadata: dict | None = None
+    ) -> str:
         """A message written outside Chainlit (the CLI, the API)."""
         step_id = str(uuid.uuid4())
-        await self.upsert_step({
-            "id": step_id, "threadId": thread_id, "type": f"{role}_message",
-            "name": "You" if role == "user" else "Assistant", "output": content,
-            "metadata": metadata or {}, "createdAt": now()})
+        await self.upsert_step(
+            {
+                "id": step_id,
+                "threadId": thread_id,
+                "type": f"{role}_message",
+                "name": "You" if role == "user" else "Assistant",
+                "output": content,
+                "metadata": metadata or {},
+                "createdAt": now(),
+            }
+        )
         return step_id
 
     # Elements (cited passages, attached files) -------------------------------
@@ -360,12 +473,21 @@ class ChatStore:
         known = {"id", "threadId", "forId", "type", "name", "display", "mime", "content"}
         content = element.get("content")
         values = {
-            "thread_id": element.get("threadId"), "for_id": element.get("forId"),
-            "type": element.get("type"), "name": element.get("name"),
-            "display": element.get("display"), "mime": element.get("mime"),
+            "thread_id": element.get("threadId"),
+            "for_id": element.get("forId"),
+            "type": element.get("type"),
+            "name": element.get("name"),
+            "display": element.get("display"),
+            "mime": element.get("mime"),
             "content": content if isinstance(content, str) else None,
-            "extra": json.dumps({k: v for k, v in element.items() if k not in known
-                                 and k not in ("path", "chainlitKey", "url")}, default=str),
+            "extra": json.dumps(
+                {
+                    k: v
+                    for k, v in element.items()
+                    if k not in known and k not in ("path", "chainlitKey", "url")
+                },
+                default=str,
+            ),
         }
         async with self.engine.begin() as db:
             await db.execute(t_elements.delete().where(t_elements.c.id == element["id"]))
@@ -377,10 +499,20 @@ class ChatStore:
             query = query.where(t_elements.c.id == element_id)
         async with self.engine.connect() as db:
             rows = (await db.execute(query)).mappings().all()
-        return [{**_load(r["extra"], {}), "id": r["id"], "threadId": r["thread_id"],
-                 "forId": r["for_id"], "type": r["type"], "name": r["name"],
-                 "display": r["display"], "mime": r["mime"], "content": r["content"]}
-                for r in rows]
+        return [
+            {
+                **_load(r["extra"], {}),
+                "id": r["id"],
+                "threadId": r["thread_id"],
+                "forId": r["for_id"],
+                "type": r["type"],
+                "name": r["name"],
+                "display": r["display"],
+                "mime": r["mime"],
+                "content": r["content"],
+            }
+            for r in rows
+        ]
 
     async def delete_element(self, element_id: str) -> None:
         async with self.engine.begin() as db:
@@ -388,16 +520,24 @@ class ChatStore:
 
     # Feedback ------------------------------------------------------------------
 
-    async def upsert_feedback(self, feedback_id: str | None, for_id: str, value: int,
-                              comment: str | None) -> str:
+    async def upsert_feedback(
+        self, feedback_id: str | None, for_id: str, value: int, comment: str | None
+    ) -> str:
         feedback_id = feedback_id or str(uuid.uuid4())
         async with self.engine.begin() as db:
-            thread = (await db.execute(sa.select(t_steps.c.thread_id).where(
-                t_steps.c.id == for_id))).first()
+            thread = (
+                await db.execute(sa.select(t_steps.c.thread_id).where(t_steps.c.id == for_id))
+            ).first()
             await db.execute(t_feedback.delete().where(t_feedback.c.id == feedback_id))
-            await db.execute(t_feedback.insert().values(
-                id=feedback_id, for_id=for_id, thread_id=thread[0] if thread else None,
-                value=value, comment=comment))
+            await db.execute(
+                t_feedback.insert().values(
+                    id=feedback_id,
+                    for_id=for_id,
+                    thread_id=thread[0] if thread else None,
+                    value=value,
+                    comment=comment,
+                )
+            )
         return feedback_id
 
     async def delete_feedback(self, feedback_id: str) -> bool:
@@ -410,8 +550,12 @@ class ChatStore:
     async def mark_private(self, texts: Iterable[str]) -> None:
         digests = {digest(t) for t in texts if t.strip()}
         async with self.engine.begin() as db:
-            known = {r[0] for r in await db.execute(
-                sa.select(t_private.c.digest).where(t_private.c.digest.in_(digests)))}
+            known = {
+                r[0]
+                for r in await db.execute(
+                    sa.select(t_private.c.digest).where(t_private.c.digest.in_(digests))
+                )
+            }
             for d in digests - known:
                 await db.execute(t_private.insert().values(digest=d))
 
@@ -419,8 +563,12 @@ class ChatStore:
         """Which of ``texts`` were made from private documents here."""
         by_digest = {digest(t): t for t in texts}
         async with self.engine.connect() as db:
-            found = {r[0] for r in await db.execute(
-                sa.select(t_private.c.digest).where(t_private.c.digest.in_(list(by_digest))))}
+            found = {
+                r[0]
+                for r in await db.execute(
+                    sa.select(t_private.c.digest).where(t_private.c.digest.in_(list(by_digest)))
+                )
+            }
         return {by_digest[d] for d in found}
 
 

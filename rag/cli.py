@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -30,19 +31,41 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", parents=[common], help="add files and folders to the index")
     p.add_argument("paths", nargs="+", type=Path)
-    p.add_argument("--no-prune", dest="prune", action="store_false",
-                   help="keep indexed files that vanished from the folders")
+    p.add_argument(
+        "--no-prune",
+        dest="prune",
+        action="store_false",
+        help="keep indexed files that vanished from the folders",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     privacy = p.add_mutually_exclusive_group()
-    privacy.add_argument("--private", dest="private", action="store_const", const=True,
-                         help="never send these documents to a model off this machine "
-                              "(they stay private when ingested again)")
-    privacy.add_argument("--shareable", dest="private", action="store_const", const=False,
-                         help="make private documents shareable again")
-    p.add_argument("--no-ocr", dest="ocr", action="store_false", default=None,
-                   help="do not read scanned pages and images (RAG_OCR=false)")
-    p.add_argument("--watch", action="store_true",
-                   help="after ingesting, keep the index in step as files change (Ctrl-C stops)")
+    privacy.add_argument(
+        "--private",
+        dest="private",
+        action="store_const",
+        const=True,
+        help="never send these documents to a model off this machine "
+        "(they stay private when ingested again)",
+    )
+    privacy.add_argument(
+        "--shareable",
+        dest="private",
+        action="store_const",
+        const=False,
+        help="make private documents shareable again",
+    )
+    p.add_argument(
+        "--no-ocr",
+        dest="ocr",
+        action="store_false",
+        default=None,
+        help="do not read scanned pages and images (RAG_OCR=false)",
+    )
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="after ingesting, keep the index in step as files change (Ctrl-C stops)",
+    )
     p.set_defaults(run=cmd_ingest)
 
     p = sub.add_parser("forget", parents=[common], help="remove documents from the index")
@@ -53,24 +76,42 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("question", nargs="?", help="omit to read one question per line from stdin")
     p.add_argument("-k", type=int, dest="top_k", help="number of chunks (RAG_TOP_K)")
     p.add_argument("--json", action="store_true", help="one JSON object per question")
-    p.add_argument("--source", dest="sources", action="append", metavar="PATH_OR_GLOB",
-                   help="search only matching documents, e.g. 'manuals/*.pdf'; repeatable")
+    p.add_argument(
+        "--source",
+        dest="sources",
+        action="append",
+        metavar="PATH_OR_GLOB",
+        help="search only matching documents, e.g. 'manuals/*.pdf'; repeatable",
+    )
     p.set_defaults(run=cmd_query)
 
     p = sub.add_parser("eval", parents=[common], help="measure retrieval on questions with answers")
     p.add_argument("qa", type=Path, help='JSON lines: {"question", "answers": [...], "evidence"}')
-    p.add_argument("--variant", action="append", default=[], metavar="SETTING=VALUE[,...]",
-                   help="also measure with these settings, e.g. search_mode=vector; repeatable")
-    p.add_argument("--failures", type=int, default=5, metavar="K",
-                   help="list questions without a hit in the top K (default 5; 0 lists none)")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="SETTING=VALUE[,...]",
+        help="also measure with these settings, e.g. search_mode=vector; repeatable",
+    )
+    p.add_argument(
+        "--failures",
+        type=int,
+        default=5,
+        metavar="K",
+        help="list questions without a hit in the top K (default 5; 0 lists none)",
+    )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(run=cmd_eval)
 
     p = sub.add_parser("ask", parents=[common], help="answer a question from the documents")
     p.add_argument("question")
     p.add_argument("-k", type=int, dest="top_k", help="number of chunks (RAG_TOP_K)")
-    p.add_argument("--json", action="store_true",
-                   help="print answer, evidence, sources and stats as one JSON object")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print answer, evidence, sources and stats as one JSON object",
+    )
     p.set_defaults(run=cmd_ask)
 
     p = sub.add_parser("chat", parents=[common], help="an interactive chat with history")
@@ -89,13 +130,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
     p.set_defaults(run=cmd_chats_export)
-    p = chats_sub.add_parser("delete", parents=[common],
-                             help="delete a chat with its messages and files")
+    p = chats_sub.add_parser(
+        "delete", parents=[common], help="delete a chat with its messages and files"
+    )
     p.add_argument("id")
     p.set_defaults(run=cmd_chats_delete)
 
-    p = sub.add_parser("summarize", parents=[common],
-                       help="summarise one whole indexed document (map-reduce)")
+    p = sub.add_parser(
+        "summarize", parents=[common], help="summarise one whole indexed document (map-reduce)"
+    )
     p.add_argument("path", help="the document: its path or file name as indexed")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=cmd_summarize)
@@ -104,8 +147,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_sources)
 
-    p = sub.add_parser("check", parents=[common],
-                       help="check that Chroma, the documents table and the word index agree")
+    p = sub.add_parser(
+        "check",
+        parents=[common],
+        help="check that Chroma, the documents table and the word index agree",
+    )
     p.add_argument("--repair", action="store_true", help="repair what disagrees")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=cmd_check)
@@ -113,35 +159,58 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve an OpenAI-compatible HTTP API")
     p.add_argument("--index", type=Path, help="index folder (RAG_INDEX)")
     p.add_argument("--llm", help="chat model spec (RAG_LLM)")
-    p.add_argument("--collection", dest="collections", action="append", metavar="NAME",
-                   help="serve this collection as model rag-NAME; repeatable "
-                        "(RAG_SERVE_COLLECTIONS, else RAG_COLLECTION)")
+    p.add_argument(
+        "--collection",
+        dest="collections",
+        action="append",
+        metavar="NAME",
+        help="serve this collection as model rag-NAME; repeatable "
+        "(RAG_SERVE_COLLECTIONS, else RAG_COLLECTION)",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8001)
-    p.add_argument("--api-key", help="require this bearer key from clients (visible to other "
-                   "local users in the process list: prefer RAG_SERVE_API_KEY or --api-key-file)")
-    p.add_argument("--api-key-file", type=Path, metavar="PATH",
-                   help="read the bearer key clients must send from this file")
-    p.add_argument("--insecure-no-key", action="store_true",
-                   help="allow a bind beyond loopback without a key (anyone on the network)")
+    p.add_argument(
+        "--api-key",
+        help="require this bearer key from clients (visible to other "
+        "local users in the process list: prefer RAG_SERVE_API_KEY or --api-key-file)",
+    )
+    p.add_argument(
+        "--api-key-file",
+        type=Path,
+        metavar="PATH",
+        help="read the bearer key clients must send from this file",
+    )
+    p.add_argument(
+        "--insecure-no-key",
+        action="store_true",
+        help="allow a bind beyond loopback without a key (anyone on the network)",
+    )
     p.set_defaults(run=cmd_serve)
 
-    p = sub.add_parser("models", parents=[common],
-                       help="show each configured model: reachable? context window?")
+    p = sub.add_parser(
+        "models", parents=[common], help="show each configured model: reachable? context window?"
+    )
     p.set_defaults(run=cmd_models)
 
     p = sub.add_parser("compare", help="the same retrieved context through several models, timed")
     p.add_argument("questions", nargs="+", metavar="QUESTION")
     p.add_argument("--index", type=Path, help="index folder (RAG_INDEX)")
     p.add_argument("--collection", help="Chroma collection (RAG_COLLECTION)")
-    p.add_argument("--llm", dest="models", action="append", required=True, metavar="SPEC",
-                   help="a model spec; give it once per model to compare")
+    p.add_argument(
+        "--llm",
+        dest="models",
+        action="append",
+        required=True,
+        metavar="SPEC",
+        help="a model spec; give it once per model to compare",
+    )
     p.set_defaults(run=cmd_compare)
 
     p = sub.add_parser("user", help="manage who may log in to the app")
     user_sub = p.add_subparsers(dest="action", required=True)
-    p = user_sub.add_parser("add", parents=[common],
-                            help="add a user or set a new password (asked, or read from stdin)")
+    p = user_sub.add_parser(
+        "add", parents=[common], help="add a user or set a new password (asked, or read from stdin)"
+    )
     p.add_argument("name")
     p.set_defaults(run=cmd_user_add)
     p = user_sub.add_parser("remove", parents=[common], help="remove a user")
@@ -152,12 +221,15 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("model", help="manage the chat model")
     model_sub = p.add_subparsers(dest="action", required=True)
-    p = model_sub.add_parser("prepare", parents=[common],
-                             help="build the embedded chat model and the ONNX embedder now "
-                             "(otherwise on first use)")
+    p = model_sub.add_parser(
+        "prepare",
+        parents=[common],
+        help="build the embedded chat model and the ONNX embedder now (otherwise on first use)",
+    )
     p.set_defaults(run=cmd_model_prepare)
-    p = model_sub.add_parser("download", parents=[common],
-                             help="download a known model (needs the internet)")
+    p = model_sub.add_parser(
+        "download", parents=[common], help="download a known model (needs the internet)"
+    )
     p.add_argument("name", choices=sorted(KNOWN_DOWNLOADS))
     p.set_defaults(run=cmd_model_download)
     return parser
@@ -211,9 +283,15 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
 
 def _hit_json(hit) -> dict:
     c = hit.chunk
-    return {"rank": hit.rank, "text": c.text, "source": c.source, "page": c.page,
-            "heading": c.heading, "score": round(hit.score, 4),
-            "similarity": None if hit.similarity is None else round(hit.similarity, 4)}
+    return {
+        "rank": hit.rank,
+        "text": c.text,
+        "source": c.source,
+        "page": c.page,
+        "heading": c.heading,
+        "score": round(hit.score, 4),
+        "similarity": None if hit.similarity is None else round(hit.similarity, 4),
+    }
 
 
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
@@ -226,8 +304,9 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
             continue
         hits = search(library, question, settings.top_k)
         if args.json:
-            print(json.dumps({"question": question, "hits": [_hit_json(h) for h in hits]}),
-                  flush=True)
+            print(
+                json.dumps({"question": question, "hits": [_hit_json(h) for h in hits]}), flush=True
+            )
             continue
         print(f"? {question}")
         for h in hits:
@@ -243,8 +322,11 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     questions = evaluation.load_questions(args.qa)
     variants = evaluation.variants(settings, args.variant)  # a typo fails before the model loads
     reports = evaluation.evaluate(open_library(settings), questions, variants)
-    print(json.dumps(evaluation.as_dict(reports, args.failures), indent=2) if args.json
-          else evaluation.render(reports, args.failures))
+    print(
+        json.dumps(evaluation.as_dict(reports, args.failures), indent=2)
+        if args.json
+        else evaluation.render(reports, args.failures)
+    )
     return 0
 
 
@@ -290,8 +372,10 @@ async def _answer(conv, question: str, as_json: bool = False) -> None:
     if turn.evidence:
         print("\nEvidence:")
         for item in turn.evidence:
-            print(f"  \"{' '.join(item.text.split())}\"\n     {item.label()}, "
-                  f"characters {item.start}-{item.end}  ({item.source})")
+            print(
+                f'  "{" ".join(item.text.split())}"\n     {item.label()}, '
+                f"characters {item.start}-{item.end}  ({item.source})"
+            )
     cited, shown = turn.shown_sources(uncited=len(turn.context))
     if shown:
         print("\nSources:" if cited else "\nRetrieved (not cited):")
@@ -304,7 +388,7 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _chat(settings: Settings, resume: str | None, user: str | None) -> int:
-    from rag.chats import LOCAL_USER
+    from rag.auth import LOCAL_USER
     from rag.conversation import Conversations, Engine
     from rag.routing import ModelPool
 
@@ -313,9 +397,12 @@ async def _chat(settings: Settings, resume: str | None, user: str | None) -> int
     user = user or LOCAL_USER
     conv = await (chats.open(resume, user) if resume else chats.create(user))
     try:
-        print(f"Chat {conv.id} ({len(conv.history) // 2} earlier exchange(s)). Ask a question;"
-              " /attach PATH adds a file to this chat; an empty line or Ctrl-D ends."
-              f"\nContinue later with: rag chat --resume {conv.id}", flush=True)
+        print(
+            f"Chat {conv.id} ({len(conv.history) // 2} earlier exchange(s)). Ask a question;"
+            " /attach PATH adds a file to this chat; an empty line or Ctrl-D ends."
+            f"\nContinue later with: rag chat --resume {conv.id}",
+            flush=True,
+        )
         while True:
             try:
                 line = (await asyncio.to_thread(input, "\nyou> ")).strip()
@@ -334,11 +421,12 @@ async def _chat(settings: Settings, resume: str | None, user: str | None) -> int
                 print(f"error: {exc}", file=sys.stderr)
     finally:
         conv.close()
-        await chats.engine.store.close()
+        if chats.engine.store is not None:
+            await chats.engine.store.close()
     return 0
 
 
-def _chats_call(settings: Settings, call) -> object:
+def _chats_call(settings: Settings, call) -> Any:
     from rag.conversation import Conversations, Engine
 
     async def run():
@@ -353,17 +441,30 @@ def _chats_call(settings: Settings, call) -> object:
 
 
 def cmd_chats_list(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.chats import LOCAL_USER
+    from rag.auth import LOCAL_USER
 
     user = None if args.all else (args.user or LOCAL_USER)
     rows = _chats_call(settings, lambda chats: chats.list(user))
     if args.json:
-        print(json.dumps([{"id": r["id"], "name": r["name"], "user": r["user_identifier"],
-                           "updated": r["updated_at"]} for r in rows]))
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": r["id"],
+                        "name": r["name"],
+                        "user": r["user_identifier"],
+                        "updated": r["updated_at"],
+                    }
+                    for r in rows
+                ]
+            )
+        )
         return 0
     for r in rows:
-        print(f"{r['id']}  {r['updated_at'][:16].replace('T', ' ')}  "
-              f"{r['user_identifier'] or '-':10}  {r['name'] or ''}")
+        print(
+            f"{r['id']}  {r['updated_at'][:16].replace('T', ' ')}  "
+            f"{r['user_identifier'] or '-':10}  {r['name'] or ''}"
+        )
     print(f"{len(rows)} chat(s)")
     return 0
 
@@ -390,17 +491,30 @@ def _turn_json(turn) -> dict:
     return {
         "answer": turn.text,
         "evidence": [e.as_dict() for e in turn.evidence],
-        "sources": [{"number": n, "cited": cited, "source": h.chunk.source, "page": h.chunk.page,
-                     "heading": h.chunk.heading, "start": h.chunk.start, "end": h.chunk.end}
-                    for n, h in shown],
+        "sources": [
+            {
+                "number": n,
+                "cited": cited,
+                "source": h.chunk.source,
+                "page": h.chunk.page,
+                "heading": h.chunk.heading,
+                "start": h.chunk.start,
+                "end": h.chunk.end,
+            }
+            for n, h in shown
+        ],
         "unsupported": [c.as_dict() for c in turn.unsupported],
         "notices": turn.notices(),
         "model": turn.model,
-        "stats": {"retrieval_ms": round(st.retrieval_ms, 1), "prompt_tokens": st.prompt_tokens,
-                  "first_token_s": None if st.first_token_s is None else round(st.first_token_s, 3),
-                  "answer_s": round(st.answer_s, 3), "answer_tokens": st.answer_tokens,
-                  "tokens_per_s": None if st.tokens_per_s is None else round(st.tokens_per_s, 2),
-                  "looped": turn.looped},
+        "stats": {
+            "retrieval_ms": round(st.retrieval_ms, 1),
+            "prompt_tokens": st.prompt_tokens,
+            "first_token_s": None if st.first_token_s is None else round(st.first_token_s, 3),
+            "answer_s": round(st.answer_s, 3),
+            "answer_tokens": st.answer_tokens,
+            "tokens_per_s": None if st.tokens_per_s is None else round(st.tokens_per_s, 2),
+            "looped": turn.looped,
+        },
     }
 
 
@@ -421,8 +535,17 @@ async def _summarize(path: str, settings: Settings, as_json: bool) -> int:
         if not as_json:
             print(delta, end="", flush=True)
     if as_json:
-        print(json.dumps({"source": request.source, "summary": turn.text,
-                          "passages": turn.summarised, "model": turn.model}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "source": request.source,
+                    "summary": turn.text,
+                    "passages": turn.summarised,
+                    "model": turn.model,
+                },
+                indent=2,
+            )
+        )
     else:
         print(f"\n\n({turn.summarised} passages of {request.source} read by {turn.model})")
     return 0
@@ -432,14 +555,28 @@ def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
     store = _store(settings)
     docs = sorted(store.documents().values(), key=lambda d: d.source)
     if args.json:
-        print(json.dumps([{"source": d.source, "chunks": d.chunks, "private": d.private,
-                           "ingested_at": d.ingested_at} for d in docs]))
+        print(
+            json.dumps(
+                [
+                    {
+                        "source": d.source,
+                        "chunks": d.chunks,
+                        "private": d.private,
+                        "ingested_at": d.ingested_at,
+                    }
+                    for d in docs
+                ]
+            )
+        )
         return 0
     for d in docs:
         print(f"{d.chunks:6d}  {d.source}" + ("  (private)" if d.private else ""))
     private = sum(d.private for d in docs)
-    print(f"{len(docs)} document(s)" + (f", {private} of them private" if private else "")
-          + f", {sum(d.chunks for d in docs)} chunk(s) in {store.backend}")
+    print(
+        f"{len(docs)} document(s)"
+        + (f", {private} of them private" if private else "")
+        + f", {sum(d.chunks for d in docs)} chunk(s) in {store.backend}"
+    )
     return 0
 
 
@@ -449,17 +586,26 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
         return 0 if report.consistent else 1
-    print(f"{report.backend}: {report.documents} document(s), {report.chunks_in_chroma} "
-          f"chunk(s) in Chroma, {report.chunks_in_word_index} in the word index")
-    problems = {"ids only in Chroma": report.only_in_chroma,
-                "ids only in the word index": report.only_in_word_index,
-                "documents whose version disagrees": report.versions_disagree,
-                "documents a writer left unfinished": report.unfinished}
+    print(
+        f"{report.backend}: {report.documents} document(s), {report.chunks_in_chroma} "
+        f"chunk(s) in Chroma, {report.chunks_in_word_index} in the word index"
+    )
+    problems = {
+        "ids only in Chroma": report.only_in_chroma,
+        "ids only in the word index": report.only_in_word_index,
+        "documents whose version disagrees": report.versions_disagree,
+        "documents a writer left unfinished": report.unfinished,
+    }
     for what, items in problems.items():
         if items:
             print(f"{len(items)} {what}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}")
-    print("consistent" if report.consistent else
-          "NOT consistent: run `rag check --repair`" if not args.repair else "NOT repaired")
+    print(
+        "consistent"
+        if report.consistent
+        else "NOT consistent: run `rag check --repair`"
+        if not args.repair
+        else "NOT repaired"
+    )
     return 0 if report.consistent else 1
 
 
@@ -478,11 +624,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings, libraries, pool, api_key=key)
     # Only requests addressed to this machine by name (no DNS rebinding), from no web page
     # of another origin.
-    guarded = security.HostOriginGuard(app, security.allowed_hosts(settings, args.host),
-                                       settings.allowed_origins)
-    print(f"OpenAI-compatible API at http://{args.host}:{args.port}/v1 "
-          f"(models: {', '.join(app.state.models)})", *describe(libraries), sep="\n  ",
-          flush=True)
+    guarded = security.HostOriginGuard(
+        app, security.allowed_hosts(settings, args.host), settings.allowed_origins
+    )
+    print(
+        f"OpenAI-compatible API at http://{args.host}:{args.port}/v1 "
+        f"(models: {', '.join(app.state.models)})",
+        *describe(libraries),
+        sep="\n  ",
+        flush=True,
+    )
     uvicorn.run(guarded, host=args.host, port=args.port, log_level="warning")
     return 0
 
@@ -528,17 +679,23 @@ async def _compare(questions: list[str], specs: list[str], settings: Settings) -
                 async for _ in conv.stream(trial, pool, remember=False):
                     pass
             except ModelUnavailable as exc:
-                print(f"{spec[:40]:40} {'failed':>11}  {trial.skipped[-1] if trial.skipped else exc}")
+                print(
+                    f"{spec[:40]:40} {'failed':>11}  {trial.skipped[-1] if trial.skipped else exc}"
+                )
                 failed[spec] = str(exc)
                 continue
             st = trial.stats
             rate = f"{st.tokens_per_s:.1f}" if st.tokens_per_s else "-"
-            print(f"{(trial.model or spec)[:40]:40} {st.first_token_s or 0:10.2f}s {rate:>9} "
-                  f"{st.answer_tokens:7d} {len(trial.text):6d}  {question[:50]}")
+            print(
+                f"{(trial.model or spec)[:40]:40} {st.first_token_s or 0:10.2f}s {rate:>9} "
+                f"{st.answer_tokens:7d} {len(trial.text):6d}  {question[:50]}"
+            )
             cited, shown = trial.shown_sources(uncited=len(trial.context))
             if shown:
-                print(f"{'':40}   {'sources' if cited else 'retrieved'}: "
-                      + "; ".join(f"[{n}] {h.chunk.label()}" for n, h in shown))
+                print(
+                    f"{'':40}   {'sources' if cited else 'retrieved'}: "
+                    + "; ".join(f"[{n}] {h.chunk.label()}" for n, h in shown)
+                )
     return 1 if failed else 0
 
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
-from typing import Annotated
+from typing import Annotated, Literal
 
 import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -31,10 +30,12 @@ class Settings(BaseSettings):
     index: Path = Field(Path("data/index"), description="Folder of the Chroma index.")
     collection: str = Field("library", description="Chroma collection name.")
     chroma_url: str | None = Field(
-        None, description="A Chroma server (chroma run) every process shares; unset: embedded.",
+        None,
+        description="A Chroma server (chroma run) every process shares; unset: embedded.",
     )
     chroma_token: SecretStr | None = Field(
-        None, description="Sent to the Chroma server as 'Authorization: Bearer TOKEN'.",
+        None,
+        description="Sent to the Chroma server as 'Authorization: Bearer TOKEN'.",
     )
     cache_dir: Path = Field(
         Path(platformdirs.user_cache_dir("local-rag-chat")),
@@ -95,10 +96,12 @@ class Settings(BaseSettings):
         description="Web origins (scheme://host:port) allowed besides the app's own.",
     )
     auth: str | None = Field(
-        None, description="none, password or header:NAME; unset: none on loopback, else password.",
+        None,
+        description="none, password or header:NAME; unset: none on loopback, else password.",
     )
     users_db: Path | None = Field(
-        None, description="SQLite file of login users; unset: users.sqlite3 in the index folder.",
+        None,
+        description="SQLite file of login users; unset: users.sqlite3 in the index folder.",
     )
     serve_api_key: SecretStr | None = Field(None, description="Bearer key `rag serve` requires.")
 
@@ -119,7 +122,9 @@ class Settings(BaseSettings):
         30, ge=1, le=500, description="Chunks each retriever proposes before fusion."
     )
     mmr_lambda: float = Field(
-        0.8, ge=0.0, le=1.0,
+        0.8,
+        ge=0.0,
+        le=1.0,
         description="Relevance against diversity (maximal marginal relevance); 1 turns it off.",
     )
     sources: list[str] = Field(
@@ -127,11 +132,14 @@ class Settings(BaseSettings):
         description="Search only documents matching these paths or globs, e.g. manuals/*.pdf.",
     )
     min_similarity: float = Field(
-        0.25, ge=-1.0, le=1.0,
+        0.25,
+        ge=-1.0,
+        le=1.0,
         description="Below this cosine similarity no passage counts as relevant (calibrated).",
     )
     off_topic: Literal["refuse", "general"] = Field(
-        "refuse", description="No relevant passage: say so, or add a labelled general answer.",
+        "refuse",
+        description="No relevant passage: say so, or add a labelled general answer.",
     )
     history_turns: int = Field(3, ge=0, le=20, description="Earlier exchanges sent to the model.")
     max_answer_tokens: int = Field(384, ge=1)
@@ -140,7 +148,9 @@ class Settings(BaseSettings):
     # penalty keeps a small model from quoting the passages (benchmarks.answers:
     # answer accuracy 0.62 at 1.0, 0.44 at 1.05, 0.10 at 1.1); the loop guard ends loops.
     repetition_penalty: float = Field(
-        1.0, ge=1.0, le=2.0,
+        1.0,
+        ge=1.0,
+        le=2.0,
         description="Above 1 makes repeated tokens less likely; 1 sends none to the model "
         "(measured with benchmarks.answers).",
     )
@@ -148,14 +158,17 @@ class Settings(BaseSettings):
         True, description="Stop an answer that starts repeating itself, and cut the repetition."
     )
     evidence_in_prompt: bool = Field(
-        True, description="Point the model at the best evidence sentence after the passages "
+        True,
+        description="Point the model at the best evidence sentence after the passages "
         "(measured with benchmarks.answers).",
     )
     evidence_sentences: int = Field(
         2, ge=0, le=5, description="Sentences of the passages shown as evidence under an answer."
     )
     unsupported_below: float = Field(
-        0.95, ge=0.0, le=2.0,
+        0.95,
+        ge=0.0,
+        le=2.0,
         description="Support score under which an answer sentence is marked unsupported "
         "(calibrated with benchmarks.answers).",
     )
@@ -168,25 +181,37 @@ class Settings(BaseSettings):
 
     # Chat history (rag/chats.py).
     chats_dir: Path | None = Field(
-        None, description="Stored chats and their files; default: the chats folder in the index.",
+        None,
+        description="Stored chats and their files; default: the chats folder in the index.",
     )
     database_url: str | None = Field(
-        None, validation_alias=AliasChoices("RAG_DATABASE_URL", "DATABASE_URL"),
+        None,
+        validation_alias=AliasChoices("RAG_DATABASE_URL", "DATABASE_URL"),
         description="PostgreSQL for chat history (postgresql://...); default SQLite.",
     )
     chat_retention_days: int = Field(
-        0, ge=0, description="Delete chats untouched for this many days; 0 keeps them.",
+        0,
+        ge=0,
+        description="Delete chats untouched for this many days; 0 keeps them.",
     )
 
-    @field_validator("llm_fallback", "llm_local_hosts", "allowed_hosts", "allowed_origins",
-                     "serve_collections", mode="before")
+    @field_validator(
+        "llm_fallback",
+        "llm_local_hosts",
+        "allowed_hosts",
+        "allowed_origins",
+        "serve_collections",
+        mode="before",
+    )
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             text = value.strip()
-            return json.loads(text) if text.startswith("[") else [
-                part.strip() for part in text.split(",") if part.strip()
-            ]
+            return (
+                json.loads(text)
+                if text.startswith("[")
+                else [part.strip() for part in text.split(",") if part.strip()]
+            )
         return value
 
     @field_validator("auth")
@@ -194,7 +219,7 @@ class Settings(BaseSettings):
     def _auth_mode(cls, value: str | None) -> str | None:
         if value is None or value in ("none", "password"):
             return value
-        if value.startswith("header:") and value[len("header:"):].strip():
+        if value.startswith("header:") and value[len("header:") :].strip():
             return value
         raise ValueError("must be none, password or header:HEADER-NAME")
 

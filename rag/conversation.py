@@ -13,6 +13,8 @@ client sending one back as history gets it treated as private again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +22,8 @@ from itertools import pairwise
 from pathlib import Path
 
 from rag import chat, uploads
-from rag.chats import LOCAL_USER, MESSAGE_TYPES, ChatStore
+from rag.auth import LOCAL_USER
+from rag.chats import MESSAGE_TYPES, ChatStore, sweep_older
 from rag.config import Settings
 from rag.errors import RagError
 from rag.freshness import LiveLibrary
@@ -28,8 +31,10 @@ from rag.library import Library, open_library
 from rag.models.base import ChatModel
 from rag.routing import ModelPool
 
-NO_LIBRARY = ("The library is switched off and this chat has no files: attach a file or "
-              "switch the library on in the settings.")
+NO_LIBRARY = (
+    "The library is switched off and this chat has no files: attach a file or "
+    "switch the library on in the settings."
+)
 
 
 @dataclass
@@ -54,8 +59,9 @@ class Engine:
     """What every conversation of a process shares: settings, the library, loaded
     models (one per spec, shared by every profile's pool) and the chat store."""
 
-    def __init__(self, settings: Settings, live: LiveLibrary | None,
-                 store: ChatStore | None = None) -> None:
+    def __init__(
+        self, settings: Settings, live: LiveLibrary | None, store: ChatStore | None = None
+    ) -> None:
         self.settings = settings
         self.live = live
         self.store = store
@@ -68,20 +74,25 @@ class Engine:
         return cls(settings, LiveLibrary(library or open_library(settings)))
 
     @classmethod
-    async def start(cls, settings: Settings, store: ChatStore) -> Engine:
+    async def start(
+        cls, settings: Settings, store: ChatStore, leftovers: Path | None = None
+    ) -> Engine:
         """The app's engine: library and primary model loaded off the event loop (the
-        first question should not wait), the chat store connected, retention applied."""
+        first question should not wait), the chat store connected, retention applied,
+        and what a crashed run left in ``leftovers`` (the app's upload copies) swept."""
+        started = time.time()
+
         def load() -> Engine:
             found = cls.open(settings)
-            try:
+            with contextlib.suppress(RagError):  # said in the welcome; a fallback may answer
                 found.pool().load(settings.llm)
-            except RagError:
-                pass  # said in the welcome; a fallback may still answer
             return found
 
         found = await asyncio.to_thread(load)
         found.store = store
         await found.open_store()
+        if leftovers is not None:
+            await asyncio.to_thread(sweep_older, leftovers, started)
         return found
 
     async def open_store(self) -> ChatStore:
@@ -102,6 +113,15 @@ class Engine:
     def profiles(self) -> list[str]:
         return profiles(self.settings)
 
+    def conversation(self, profile: str | None, thread: dict | None, new_id: str) -> Conversation:
+        """A stored chat to resume, or a new one; its model is the chosen profile's."""
+        from rag.models.spec import label
+
+        spec = next((s for s in self.profiles() if label(s) == profile), self.settings.llm)
+        if thread is not None:
+            return Conversation.from_thread(self, thread, spec=spec)
+        return Conversation(self, id=new_id, spec=spec)
+
     def pool(self, spec: str | None = None) -> ModelPool:
         """The chosen model first, then the configured fallbacks."""
         spec = spec or self.settings.llm
@@ -115,10 +135,18 @@ class Engine:
 class Conversation:
     """A conversation's state and the one way to get its next answer."""
 
-    def __init__(self, engine: Engine, *, id: str | None = None, user_id: str | None = None,
-                 options: Settings | None = None, spec: str | None = None,
-                 use_library: bool = True, history: Sequence[Entry] = (),
-                 persist: bool = False) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        id: str | None = None,
+        user_id: str | None = None,
+        options: Settings | None = None,
+        spec: str | None = None,
+        use_library: bool = True,
+        history: Sequence[Entry] = (),
+        persist: bool = False,
+    ) -> None:
         self.engine = engine
         self.id = id or str(uuid.uuid4())
         self.user_id = user_id
@@ -142,7 +170,8 @@ class Conversation:
             folder = self.files_dir
             if create or (folder is not None and (folder / "index").is_dir()):
                 self._uploads = uploads.create(
-                    self.engine.settings, self.engine.shared.library.embedder, folder)
+                    self.engine.settings, self.engine.shared.library.embedder, folder
+                )
         return self._uploads
 
     async def attach(self, path: str | Path, name: str, consume: bool = False) -> str:
@@ -171,7 +200,8 @@ class Conversation:
         """The chat's own options (the app's settings panel)."""
         globs = [g.strip() for g in str(values.get("sources") or "").split(",") if g.strip()]
         self.options = self.engine.settings.with_overrides(
-            top_k=int(values["top_k"]), temperature=float(values["temperature"]), sources=globs)
+            top_k=int(values["top_k"]), temperature=float(values["temperature"]), sources=globs
+        )
         self.use_library = bool(values.get("use_library", True))
 
     async def greeting(self) -> str:
@@ -185,8 +215,9 @@ class Conversation:
             model = await asyncio.to_thread(self.engine.pool(self.spec).load, self.spec)
             return transcript.welcome(len(documents), private, model.name, None, False)
         except RagError as exc:
-            return transcript.welcome(len(documents), private, None, str(exc),
-                                      bool(self.engine.settings.llm_fallback))
+            return transcript.welcome(
+                len(documents), private, None, str(exc), bool(self.engine.settings.llm_fallback)
+            )
 
     def close(self) -> None:
         """Release open files; nothing is deleted (the chat may be resumed)."""
@@ -205,12 +236,14 @@ class Conversation:
             raise RagError(NO_LIBRARY)
         return await chat.prepare(question, libraries, self.options, self.messages())
 
-    async def stream(self, turn: chat.Turn, pool: ModelPool | None = None,
-                     remember: bool = True) -> AsyncIterator[str]:
+    async def stream(
+        self, turn: chat.Turn, pool: ModelPool | None = None, remember: bool = True
+    ) -> AsyncIterator[str]:
         """The answer's text deltas. A whole answer becomes history (a failed or
         stopped one is nothing to build on)."""
-        async for delta in chat.stream_answer(turn, pool or self.engine.pool(self.spec),
-                                              self.options):
+        async for delta in chat.stream_answer(
+            turn, pool or self.engine.pool(self.spec), self.options
+        ):
             yield delta
         if remember:
             await self.remember(turn)
@@ -224,8 +257,13 @@ class Conversation:
 
     def retry(self, turn: chat.Turn) -> chat.Turn:
         """The same retrieval, ready for another model (``rag compare``)."""
-        return chat.Turn(turn.question, turn.hits, turn.history, search_query=turn.search_query,
-                         grounded=turn.grounded)
+        return chat.Turn(
+            turn.question,
+            turn.hits,
+            turn.history,
+            search_query=turn.search_query,
+            grounded=turn.grounded,
+        )
 
     async def remember(self, turn: chat.Turn) -> tuple[Entry, Entry]:
         """Add the turn to the history (and the store, when this object persists)."""
@@ -237,10 +275,18 @@ class Conversation:
             await store.mark_private([turn.question, turn.text])
         if store is not None and self.persist:
             await self.save_thread(name=None)
-            await store.add_message(self.id, "user", question.content,
-                                    {"private": question.private})
+            await store.add_message(
+                self.id, "user", question.content, {"private": question.private}
+            )
             await store.add_message(self.id, "assistant", answer.content, metadata(turn))
         return question, answer
+
+    async def export_markdown(self) -> str:
+        """This chat as Markdown with its sources, as stored."""
+        from rag.transcript import export_markdown
+
+        thread = await self.engine.store.thread(self.id) if self.engine.store else None
+        return export_markdown(thread) if thread else "Nothing stored yet."
 
     async def save_thread(self, name: str | None) -> None:
         store = self.engine.store
@@ -256,16 +302,16 @@ class Conversation:
     def from_thread(cls, engine: Engine, thread: dict, **kwargs) -> Conversation:
         """A stored chat (Chainlit's ThreadDict shape), ready to continue."""
         entries = entries_from_steps(thread.get("steps") or [])
-        conv = cls(engine, id=thread["id"], user_id=thread.get("userId"), history=entries,
-                   **kwargs)
+        conv = cls(engine, id=thread["id"], user_id=thread.get("userId"), history=entries, **kwargs)
         chosen = (thread.get("metadata") or {}).get("chat_settings") or {}
         if {"top_k", "temperature"} <= set(chosen):
             conv.configure(chosen)  # the settings panel as the chat last had it
         return conv
 
     @classmethod
-    async def from_messages(cls, engine: Engine, messages: Sequence[dict],
-                            **kwargs) -> tuple[Conversation, str]:
+    async def from_messages(
+        cls, engine: Engine, messages: Sequence[dict], **kwargs
+    ) -> tuple[Conversation, str]:
         """OpenAI-style messages (the last one the user's question): a conversation
         with their history and the question. A message that is the text of an answer
         made here from private documents (or its question) is private again."""
@@ -288,15 +334,29 @@ def text_of(content: object) -> str:
 
 def sources(turn: chat.Turn) -> list[dict]:
     cited, shown = turn.shown_sources(uncited=len(turn.context))
-    return [{"n": n, "label": h.chunk.label(), "source": h.chunk.source, "cited": cited,
-             "private": bool(h.chunk.extra.get("private")), "text": h.chunk.text}
-            for n, h in shown]
+    return [
+        {
+            "n": n,
+            "label": h.chunk.label(),
+            "source": h.chunk.source,
+            "cited": cited,
+            "private": bool(h.chunk.extra.get("private")),
+            "text": h.chunk.text,
+        }
+        for n, h in shown
+    ]
 
 
 def metadata(turn: chat.Turn) -> dict:
     """What an answer's stored message carries besides its shown text."""
-    return {"private": turn.private, "answer": turn.text, "sources": sources(turn),
-            "model": turn.model, "notices": turn.notices(), "stopped": turn.stopped}
+    return {
+        "private": turn.private,
+        "answer": turn.text,
+        "sources": sources(turn),
+        "model": turn.model,
+        "notices": turn.notices(),
+        "stopped": turn.stopped,
+    }
 
 
 def entries_from_steps(steps: Sequence[dict]) -> list[Entry]:
@@ -322,8 +382,11 @@ def entries_from_steps(steps: Sequence[dict]) -> list[Entry]:
 def _link_private(entries: list[Entry]) -> None:
     """A question whose answer is private is private too (and the other way round)."""
     for before, after in pairwise(entries):
-        if before.role == "user" and after.role == "assistant" and (before.private
-                                                                     or after.private):
+        if (
+            before.role == "user"
+            and after.role == "assistant"
+            and (before.private or after.private)
+        ):
             before.private = after.private = True
 
 
@@ -340,8 +403,7 @@ class Conversations:
         return (await (await self._store()).ensure_user(identifier))["id"]
 
     async def create(self, user: str = LOCAL_USER, **kwargs) -> Conversation:
-        return Conversation(self.engine, user_id=await self.user_id(user), persist=True,
-                            **kwargs)
+        return Conversation(self.engine, user_id=await self.user_id(user), persist=True, **kwargs)
 
     async def thread(self, chat_id: str, user: str | None = LOCAL_USER) -> dict:
         """The stored chat; ``user=None`` (the machine's own CLI) may read any."""
@@ -350,14 +412,14 @@ class Conversations:
             raise RagError(f"There is no chat {chat_id!r}; `rag chats list` shows them.")
         return thread
 
-    async def open(self, chat_id: str, user: str | None = LOCAL_USER,
-                   **kwargs) -> Conversation:
+    async def open(self, chat_id: str, user: str | None = LOCAL_USER, **kwargs) -> Conversation:
         """A stored conversation, with its history and files, to continue."""
         thread = await self.thread(chat_id, user)
         return Conversation.from_thread(self.engine, thread, persist=True, **kwargs)
 
-    async def for_request(self, messages: Sequence[dict], chat_id: str | None = None,
-                          user: str = LOCAL_USER, **kwargs) -> tuple[Conversation, str]:
+    async def for_request(
+        self, messages: Sequence[dict], chat_id: str | None = None, user: str = LOCAL_USER, **kwargs
+    ) -> tuple[Conversation, str]:
         """What ``rag serve`` needs for one request: with ``chat_id``, the stored chat
         (its history and files; the answer is stored in it) and the last user
         message; without, a conversation made of the messages sent."""

@@ -65,15 +65,20 @@ class Catalog(Protocol):
     def begin(self, sources: Sequence[str]) -> set[str]:
         """Mark ``sources`` dirty before their chunks change; returns those that had no row
         (the chunk store holds nothing of them: every write begins with a row)."""
+
     def commit(self, documents: Sequence[Document]) -> None:
         """Record complete versions (the rows stay dirty until ``finish``)."""
+
     def forget(self, sources: Sequence[str]) -> None:
         """No version of these is complete any more (the rows stay dirty)."""
+
     def finish(self, sources: Sequence[str]) -> None:
         """The chunk store holds exactly the recorded versions: clean, or drop forgotten rows."""
+
     def unfinished(self) -> list[Unfinished]: ...
     def generation(self) -> str:
         """Changes whenever the table does: readers compare it to know when to look again."""
+
     def close(self) -> None: ...
 
 
@@ -83,8 +88,9 @@ class SqliteCatalog:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=60,
-                                   isolation_level=None)
+        self._db = sqlite3.connect(
+            str(path), check_same_thread=False, timeout=60, isolation_level=None
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(
             """
@@ -103,8 +109,9 @@ class SqliteCatalog:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
-                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)",
-                                 (uuid.uuid4().hex,))
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (uuid.uuid4().hex,)
+                )
             except BaseException:
                 self._db.rollback()
                 raise
@@ -114,32 +121,36 @@ class SqliteCatalog:
         with self._lock:
             rows = self._db.execute(
                 "SELECT source, version, chunks, private, ingested_at FROM documents "
-                "WHERE version IS NOT NULL").fetchall()
+                "WHERE version IS NOT NULL"
+            ).fetchall()
         return {s: Document(s, v, n, bool(p), t) for s, v, n, p, t in rows}
 
     def begin(self, sources: Sequence[str]) -> set[str]:
         new = set()
         with self._write() as db:
             for source in sources:
-                if db.execute("INSERT OR IGNORE INTO documents(source) VALUES (?)",
-                              (source,)).rowcount:
+                if db.execute(
+                    "INSERT OR IGNORE INTO documents(source) VALUES (?)", (source,)
+                ).rowcount:
                     new.add(source)
-                db.execute("UPDATE documents SET dirty=1, writer=?, since=? WHERE source=?",
-                           (writer_name(), time.time(), source))
+                db.execute(
+                    "UPDATE documents SET dirty=1, writer=?, since=? WHERE source=?",
+                    (writer_name(), time.time(), source),
+                )
         return new
 
     def commit(self, documents: Sequence[Document]) -> None:
         with self._write() as db:
             db.executemany(
-                "UPDATE documents SET version=?, chunks=?, private=?, ingested_at=? "
-                "WHERE source=?",
-                [(d.version, d.chunks, int(d.private), d.ingested_at, d.source)
-                 for d in documents])
+                "UPDATE documents SET version=?, chunks=?, private=?, ingested_at=? WHERE source=?",
+                [(d.version, d.chunks, int(d.private), d.ingested_at, d.source) for d in documents],
+            )
 
     def forget(self, sources: Sequence[str]) -> None:
         with self._write() as db:
-            db.executemany("UPDATE documents SET version=NULL WHERE source=?",
-                           [(s,) for s in sources])
+            db.executemany(
+                "UPDATE documents SET version=NULL WHERE source=?", [(s,) for s in sources]
+            )
 
     def finish(self, sources: Sequence[str]) -> None:
         with self._write() as db:
@@ -150,7 +161,8 @@ class SqliteCatalog:
     def unfinished(self) -> list[Unfinished]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT source, version, writer, since FROM documents WHERE dirty=1").fetchall()
+                "SELECT source, version, writer, since FROM documents WHERE dirty=1"
+            ).fetchall()
         return [Unfinished(*row) for row in rows]
 
     def generation(self) -> str:

@@ -10,7 +10,6 @@ measured in one run over the same index, with each question embedded once.
 from __future__ import annotations
 
 import json
-import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -53,12 +52,14 @@ def load_questions(path: Path) -> list[Question]:
             row = json.loads(line)
             answers = row["answers"]
             assert isinstance(row["question"], str) and row["question"].strip()
-            assert isinstance(answers, list) and answers and all(isinstance(a, str) for a in answers)
+            assert (
+                isinstance(answers, list) and answers and all(isinstance(a, str) for a in answers)
+            )
             assert isinstance(row.get("evidence") or "", str)
         except (ValueError, KeyError, TypeError, AssertionError) as exc:
             raise RagError(
-                f"{path}:{number}: expected {{\"question\": str, \"answers\": [str, ...], "
-                f"\"evidence\": str (optional)}} ({type(exc).__name__})"
+                f'{path}:{number}: expected {{"question": str, "answers": [str, ...], '
+                f'"evidence": str (optional)}} ({type(exc).__name__})'
             ) from exc
         questions.append(Question(row["question"], tuple(answers), row.get("evidence") or None))
     if not questions:
@@ -118,8 +119,10 @@ def parse_variant(text: str) -> dict[str, str]:
         name, sep, value = part.partition("=")
         name = name.strip().replace("-", "_")
         if not sep or name not in Settings.model_fields:
-            raise RagError(f"--variant {text!r}: expected SETTING=VALUE[,...] with a setting "
-                           "name such as search_mode, lexical_weight or mmr_lambda.")
+            raise RagError(
+                f"--variant {text!r}: expected SETTING=VALUE[,...] with a setting "
+                "name such as search_mode, lexical_weight or mmr_lambda."
+            )
         values[name] = value.strip()
     return values
 
@@ -158,8 +161,12 @@ def as_dict(reports: Sequence[Report], fail_at: int) -> dict:
                 "name": r.name,
                 "metrics": {k: round(v, 4) for k, v in r.metrics().items()},
                 "failures": [
-                    {"question": o.question.question, "answers": list(o.question.answers),
-                     "rank": o.rank, "retrieved": [h.chunk.label() for h in o.hits[:3]]}
+                    {
+                        "question": o.question.question,
+                        "answers": list(o.question.answers),
+                        "rank": o.rank,
+                        "retrieved": [h.chunk.label() for h in o.hits[:3]],
+                    }
                     for o in r.failures(fail_at)
                 ],
             }
@@ -171,18 +178,23 @@ def as_dict(reports: Sequence[Report], fail_at: int) -> dict:
 def render(reports: Sequence[Report], fail_at: int) -> str:
     names = ["hit@1", "hit@3", "hit@5", "hit@10", "mrr@10", "neighbours@5"]
     width = max([len(r.name) for r in reports] + [7])
-    lines = [f"{len(reports[0].outcomes)} questions", f"{'variant':<{width}}  "
-             + "  ".join(f"{n:>12}" for n in names)]
+    lines = [
+        f"{len(reports[0].outcomes)} questions",
+        f"{'variant':<{width}}  " + "  ".join(f"{n:>12}" for n in names),
+    ]
     for r in reports:
         m = r.metrics()
         lines.append(f"{r.name:<{width}}  " + "  ".join(f"{m[n]:>12.3f}" for n in names))
     if fail_at:
         failed = reports[0].failures(fail_at)
-        lines.append(f"\n{len(failed)} question(s) without a hit in the top {fail_at} "
-                     f"({reports[0].name}):")
+        lines.append(
+            f"\n{len(failed)} question(s) without a hit in the top {fail_at} ({reports[0].name}):"
+        )
         for o in failed:
             where = f"rank {o.rank}" if o.rank else "not in the top 10"
             top = "; ".join(h.chunk.label() for h in o.hits[:3]) or "nothing retrieved"
-            lines.append(f"- {o.question.question}  [{where}; answer {o.question.answers[0]!r}]"
-                         f"\n    retrieved: {top}")
+            lines.append(
+                f"- {o.question.question}  [{where}; answer {o.question.answers[0]!r}]"
+                f"\n    retrieved: {top}"
+            )
     return "\n".join(lines)

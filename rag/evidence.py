@@ -31,8 +31,11 @@ _SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]]))\s+(?=[\"'(\[]?[A-
 # paragraph (hard-wrapped text) does not end a sentence.
 _LINE = re.compile(r"^.*$", re.MULTILINE)
 _STARTS_BLOCK = re.compile(r"[ \t]*(?:#|[-*+>|]\s|\d+[.)]\s)")
-_ABBREVIATION = re.compile(r"(?:\b(?:c|ca|e\.g|i\.e|etc|vs|cf|no|st|dr|mr|mrs|ms|fig|approx)"
-                           r"|\b[A-Z])\.$", re.IGNORECASE)
+_ABBREVIATION = re.compile(
+    r"(?:\b(?:c|ca|e\.g|i\.e|etc|vs|cf|no|st|dr|mr|mrs|ms|fig|approx)"
+    r"|\b[A-Z])\.$",
+    re.IGNORECASE,
+)
 _WORD = re.compile(r"[\w’']+")
 STOPWORDS = frozenset(
     "a an the and or but of in on at to for from by with about as into over under is are "  # noqa: SIM905
@@ -63,8 +66,14 @@ class Evidence:
         return f"{name}, {where}" if where else name
 
     def as_dict(self) -> dict:
-        return {"text": self.text, "source": self.source, "page": self.page,
-                "heading": self.heading, "start": self.start, "end": self.end}
+        return {
+            "text": self.text,
+            "source": self.source,
+            "page": self.page,
+            "heading": self.heading,
+            "start": self.start,
+            "end": self.end,
+        }
 
 
 def _blocks(text: str) -> list[tuple[int, int]]:
@@ -90,7 +99,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     for start, end in _blocks(text):
         begin = start
         for match in _SENTENCE_END.finditer(text, start, end):
-            if _ABBREVIATION.search(text[max(begin, match.start() - 8):match.start()]):
+            if _ABBREVIATION.search(text[max(begin, match.start() - 8) : match.start()]):
                 continue
             spans.append((begin, match.start()))
             begin = match.end()
@@ -132,7 +141,7 @@ class Candidate:
 
     @property
     def text(self) -> str:
-        return self.chunk.text[self.start:self.end]
+        return self.chunk.text[self.start : self.end]
 
     @property
     def scored_text(self) -> str:
@@ -144,10 +153,15 @@ class Candidate:
 _REFERS_BACK = re.compile(r"^(it|its|they|their|these|this|he|his|she|her|there)\b", re.IGNORECASE)
 _WANTS_NUMBER = re.compile(
     r"\b(how (many|much|long|old|far|big|large|tall|deep|hot|cold|high|fast)|when|what year|"
-    r"which year|what percentage|what share)\b", re.IGNORECASE)
+    r"which year|what percentage|what share)\b",
+    re.IGNORECASE,
+)
 _WANTS_NAME = re.compile(r"\b(who|whom|whose)\b", re.IGNORECASE)
-_NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
-                     r"twenty|hundred|thousand|million|billion|nineteen|half|quarter)\b", re.IGNORECASE)
+_NUMBER = re.compile(
+    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+    r"twenty|hundred|thousand|million|billion|nineteen|half|quarter)\b",
+    re.IGNORECASE,
+)
 _NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+")
 
 
@@ -197,10 +211,13 @@ class Scored:
     def evidence(self, lexical_weight: float, type_weight: float) -> Evidence:
         c = self.candidate
         return Evidence(
-            text=c.text, source=c.chunk.source, page=c.chunk.page, heading=c.chunk.heading,
-            start=c.chunk.start + c.start, end=c.chunk.start + c.end,
-            score=self.similarity + lexical_weight * self.overlap
-            + type_weight * self.answer_type,
+            text=c.text,
+            source=c.chunk.source,
+            page=c.chunk.page,
+            heading=c.chunk.heading,
+            start=c.chunk.start + c.start,
+            end=c.chunk.start + c.end,
+            score=self.similarity + lexical_weight * self.overlap + type_weight * self.answer_type,
             chunk_id=c.chunk.id,
         )
 
@@ -212,8 +229,15 @@ def features(question: str, hits: Sequence[Hit], embedder: Embedder) -> list[Sco
         return []
     question_vector, *vectors = embedder.embed([question, *(c.scored_text for c in found)])
     asked = content_words(question)
-    return [Scored(c, _cosine(question_vector, v), overlap(asked, c.text),
-                   answer_type_bonus(question, c.text)) for c, v in zip(found, vectors)]
+    return [
+        Scored(
+            c,
+            _cosine(question_vector, v),
+            overlap(asked, c.text),
+            answer_type_bonus(question, c.text),
+        )
+        for c, v in zip(found, vectors)
+    ]
 
 
 def rank(
@@ -224,8 +248,7 @@ def rank(
     type_weight: float = TYPE_WEIGHT,
 ) -> list[Evidence]:
     """All sentences of the passages, best evidence first (blocking: embeds)."""
-    scored = [s.evidence(lexical_weight, type_weight)
-              for s in features(question, hits, embedder)]
+    scored = [s.evidence(lexical_weight, type_weight) for s in features(question, hits, embedder)]
     return sorted(scored, key=lambda e: e.score, reverse=True)
 
 

@@ -44,7 +44,10 @@ def rrf(
 ) -> dict[str, float]:
     """Weighted reciprocal rank fusion; weight 0.5 is the classic unweighted RRF (times 1/2)."""
     fused: dict[str, float] = {}
-    for weight, ranking in ((1 - lexical_weight, vector_ranking), (lexical_weight, lexical_ranking)):
+    for weight, ranking in (
+        (1 - lexical_weight, vector_ranking),
+        (lexical_weight, lexical_ranking),
+    ):
         for rank, id_ in enumerate(ranking, start=1):
             fused[id_] = fused.get(id_, 0.0) + weight / (k + rank)
     return fused

@@ -44,8 +44,13 @@ class Unsupported:
     reason: str  # "number" (a number the passages do not hold) or "similarity"
 
     def as_dict(self) -> dict:
-        return {"text": self.text, "start": self.start, "end": self.end,
-                "score": round(self.score, 3), "reason": self.reason}
+        return {
+            "text": self.text,
+            "start": self.start,
+            "end": self.end,
+            "score": round(self.score, 3),
+            "reason": self.reason,
+        }
 
 
 def numbers(text: str) -> set[str]:
@@ -58,8 +63,9 @@ def claims(answer: str) -> list[tuple[int, int]]:
     return evidence.sentence_spans(answer)
 
 
-def support(sentence: str, vector: Sequence[float], passage_vectors, passage_words: set[str]
-            ) -> float:
+def support(
+    sentence: str, vector: Sequence[float], passage_vectors, passage_words: set[str]
+) -> float:
     similarity = max((sum(x * y for x, y in zip(vector, p)) for p in passage_vectors), default=0.0)
     words = evidence.content_words(sentence)
     covered = len(words & passage_words) / len(words) if words else 1.0
@@ -91,7 +97,7 @@ def unsupported(
     to_embed = [plain for *_, plain, reason in judged if reason == "similarity"]
     vectors = embedder.embed(to_embed + passage_sentences) if to_embed else []
     claim_vectors = iter(vectors[: len(to_embed)])
-    passage_vectors = vectors[len(to_embed):]
+    passage_vectors = vectors[len(to_embed) :]
     found = []
     for a, b, plain, reason in judged:
         if reason == "number":

@@ -33,14 +33,134 @@ _UNSPACED = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]
 _WORD = re.compile(r"\w+")
 
 STOPWORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been
-    before being below between both but by can could did do does doing down during each
-    few for from further had has have having he her here hers herself him himself his how
-    i if in into is it its itself just me more most my myself no nor not now of off on
-    once only or other our ours ourselves out over own same she should so some such than
-    that the their theirs them themselves then there these they this those through to too
-    under until up very was we were what when where which while who whom why will with
-    would you your yours yourself yourselves""".split()
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "me",
+        "more",
+        "most",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "same",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+    ]
 )
 
 
@@ -104,7 +224,9 @@ class LexicalIndex:
     def _connect(self) -> sqlite3.Connection:
         # One connection shared by the app's worker threads; the lock serialises them.
         db = sqlite3.connect(
-            str(self.path) if self.path else ":memory:", check_same_thread=False, timeout=30,
+            str(self.path) if self.path else ":memory:",
+            check_same_thread=False,
+            timeout=30,
             isolation_level=None,  # transactions are explicit: see _write
         )
         db.execute("PRAGMA journal_mode=WAL")  # readers in other processes never wait
@@ -237,8 +359,11 @@ class LexicalIndex:
     def _drop(self, db: sqlite3.Connection, sources: Sequence[str]) -> None:
         for part in _batches(list(sources)):
             marks = _marks(len(part))
-            db.execute("DELETE FROM body WHERE rowid IN "
-                       f"(SELECT rowid FROM chunk WHERE source IN ({marks}))", part)
+            db.execute(
+                "DELETE FROM body WHERE rowid IN "
+                f"(SELECT rowid FROM chunk WHERE source IN ({marks}))",
+                part,
+            )
             db.execute(f"DELETE FROM chunk WHERE source IN ({marks})", part)
             db.execute(f"DELETE FROM docs WHERE source IN ({marks})", part)
 

@@ -25,8 +25,11 @@ Message = dict[str, str]
 
 def general_messages(question: str, history: Sequence[Message] = ()) -> list[Message]:
     """A prompt with no passages, for an answer that does not claim to come from them."""
-    return [{"role": "system", "content": GENERAL_SYSTEM}, *history,
-            {"role": "user", "content": question}]
+    return [
+        {"role": "system", "content": GENERAL_SYSTEM},
+        *history,
+        {"role": "user", "content": question},
+    ]
 
 
 def context_block(number: int, hit: Hit) -> str:

@@ -84,8 +84,12 @@ def _relevance(
         return {i: bm25[i] for i in ids}
     if settings.fusion == "rrf":
         known = set(ids)
-        return fusion.rrf([i for i in near if i in known], [i for i in bm25 if i in known],
-                          settings.lexical_weight, settings.rrf_k)
+        return fusion.rrf(
+            [i for i in near if i in known],
+            [i for i in bm25 if i in known],
+            settings.lexical_weight,
+            settings.rrf_k,
+        )
     # A blend needs both scores of every candidate: BM25 of those only vectors found.
     bm25 = {**bm25, **library.store.keyword_scores(query, [i for i in ids if i not in bm25])}
     return fusion.blend(similarity, bm25, ids, settings.lexical_weight)

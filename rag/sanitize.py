@@ -1,8 +1,9 @@
 """Documents' own content is not trusted: what it may make the browser or the model do.
 
-- ``safe_markdown`` (and ``safe_label`` for names): a Markdown image in a passage, a heading or an answer would make the
-  browser fetch its URL (a tracking beacon, or text smuggled out in the URL). Images
-  become plain links, which show their text and fetch nothing unless clicked.
+- ``safe_markdown`` (and ``safe_label`` for names): a Markdown image in a passage, a
+  heading or an answer would make the browser fetch its URL (a tracking beacon, or text
+  smuggled out in the URL). Images become plain links, which show their text and fetch
+  nothing unless clicked.
 - ``prompt_text``: a model's special tokens (``<|im_start|>``, ``[INST]``, ``<s>`` ...)
   written in a document would let it open a fake system turn in the prompt. They are
   replaced with look-alike characters that no tokenizer reads as special.
@@ -26,8 +27,11 @@ def _image_lines(text: str) -> set[int]:
     """Line numbers of the inline content holding an image, as markdown-it parses it."""
     lines: set[int] = set()
     for token in _parser().parse(text):
-        if token.type == "inline" and token.map and any(
-                child.type == "image" for child in token.children or ()):
+        if (
+            token.type == "inline"
+            and token.map
+            and any(child.type == "image" for child in token.children or ())
+        ):
             lines.update(range(*token.map))
     return lines
 

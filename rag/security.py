@@ -99,24 +99,28 @@ def content_security_policy(inline_scripts: Iterable[str] = ()) -> str:
         f" 'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'"
         for s in inline_scripts
     )
-    return "; ".join([
-        "default-src 'self'",
-        f"script-src 'self'{hashes}",
-        "style-src 'self' 'unsafe-inline'",  # Chainlit's components set inline styles
-        "img-src 'self' data: blob:",
-        "font-src 'self' data:",
-        "media-src 'self' data: blob:",
-        "connect-src 'self'",
-        "frame-src 'self'",
-        "worker-src 'self' blob:",
-        "object-src 'none'",
-        "base-uri 'self'",
-        "form-action 'self'",
-        "frame-ancestors 'self'",
-    ])
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src 'self'{hashes}",
+            "style-src 'self' 'unsafe-inline'",  # Chainlit's components set inline styles
+            "img-src 'self' data: blob:",
+            "font-src 'self' data:",
+            "media-src 'self' data: blob:",
+            "connect-src 'self'",
+            "frame-src 'self'",
+            "worker-src 'self' blob:",
+            "object-src 'none'",
+            "base-uri 'self'",
+            "form-action 'self'",
+            "frame-ancestors 'self'",
+        ]
+    )
 
 
-_INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
+_INLINE_SCRIPT = re.compile(
+    r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE
+)
 
 
 def inline_scripts(html: str) -> list[str]:
@@ -128,32 +132,41 @@ class HostOriginGuard:
     """ASGI middleware: refuses requests to a foreign Host or from a foreign Origin,
     HTTP and WebSocket alike, and adds a Content-Security-Policy to every HTTP answer."""
 
-    def __init__(self, app, hosts: frozenset[str] | None, origins: Iterable[str] = (),
-                 csp: str | None = None) -> None:
+    def __init__(
+        self, app, hosts: frozenset[str] | None, origins: Iterable[str] = (), csp: str | None = None
+    ) -> None:
         self.app, self.hosts, self.origins, self.csp = app, hosts, tuple(origins), csp
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] not in ("http", "websocket"):
-            return await self.app(scope, receive, send)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope.get("headers", [])}
+            await self.app(scope, receive, send)
+            return
+        headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
+        }
         host = headers.get("host")
         if not host_allowed(host, self.hosts):
-            return await _refuse(scope, send, "This host name is not allowed (RAG_ALLOWED_HOSTS).")
+            await _refuse(scope, send, "This host name is not allowed (RAG_ALLOWED_HOSTS).")
+            return
         if not origin_allowed(headers.get("origin"), host, self.origins):
-            return await _refuse(scope, send, "Requests from this origin are not allowed "
-                                 "(RAG_ALLOWED_ORIGINS).")
+            await _refuse(
+                scope, send, "Requests from this origin are not allowed (RAG_ALLOWED_ORIGINS)."
+            )
+            return
         if scope["type"] == "http" and self.csp:
             send = self._with_csp(send)
         await self.app(scope, receive, send)
 
     def _with_csp(self, send):
-        policy = self.csp.encode()
+        policy = (self.csp or "").encode()
 
         async def sending(message) -> None:
             if message["type"] == "http.response.start":
-                kept = [(k, v) for k, v in message.get("headers", [])
-                        if k.lower() != b"content-security-policy"]
+                kept = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if k.lower() != b"content-security-policy"
+                ]
                 message = {**message, "headers": [*kept, (b"content-security-policy", policy)]}
             await send(message)
 
@@ -166,21 +179,32 @@ async def _refuse(scope, send, reason: str) -> None:
         await send({"type": "websocket.close", "code": 1008, "reason": reason})
         return
     body = reason.encode()
-    await send({"type": "http.response.start", "status": 403, "headers": [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 403,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
 # --- rag serve: the API key ---
 
+
 def guard(server, settings: Settings, bind_host: str, page_html: str) -> None:
     """Put the Host/Origin check and the CSP in front of an ASGI app (once): for the
     browser app, ``page_html`` is its page, whose inline scripts the CSP allows."""
     if not any(m.cls is HostOriginGuard for m in server.user_middleware):
-        server.add_middleware(HostOriginGuard, hosts=allowed_hosts(settings, bind_host),
-                              origins=settings.allowed_origins,
-                              csp=content_security_policy(inline_scripts(page_html)))
+        server.add_middleware(
+            HostOriginGuard,
+            hosts=allowed_hosts(settings, bind_host),
+            origins=settings.allowed_origins,
+            csp=content_security_policy(inline_scripts(page_html)),
+        )
 
 
 def key_matches(authorization: str | None, key: str) -> bool:
@@ -214,4 +238,5 @@ def check_bind(host: str, key: str | None, insecure_no_key: bool) -> None:
         return
     raise RagError(
         f"Refusing to serve on {host} without an API key: set RAG_SERVE_API_KEY or "
-        "--api-key-file, or pass --insecure-no-key to allow anyone on the network.")
+        "--api-key-file, or pass --insecure-no-key to allow anyone on the network."
+    )

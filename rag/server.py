@@ -59,14 +59,21 @@ def describe(libraries: Mapping[str, Library]) -> list[str]:
     lines = []
     for name, library in libraries.items():
         count = len(library.store.documents())
-        lines.append(f"rag-{model_id(name)}: {count} document(s)" if count else
-                     f"rag-{model_id(name)}: no documents yet; add some with "
-                     f"`rag ingest --collection {name} PATH`")
+        lines.append(
+            f"rag-{model_id(name)}: {count} document(s)"
+            if count
+            else f"rag-{model_id(name)}: no documents yet; add some with "
+            f"`rag ingest --collection {name} PATH`"
+        )
     return lines
 
 
-def create_app(settings: Settings, libraries: Mapping[str, Library] | Library, pool: ModelPool,
-               api_key: str | None = None) -> Starlette:
+def create_app(
+    settings: Settings,
+    libraries: Mapping[str, Library] | Library,
+    pool: ModelPool,
+    api_key: str | None = None,
+) -> Starlette:
     """The API over ``libraries`` (collection name to library; the first is the default)."""
     if isinstance(libraries, Library):
         libraries = {settings.collection: libraries}
@@ -74,8 +81,10 @@ def create_app(settings: Settings, libraries: Mapping[str, Library] | Library, p
     embedder = next(iter(libraries.values())).embedder  # one embedding model for all
     catalog = Catalog(libraries, pool.load(settings.llm).name, embedder.name)
     # One conversation service per collection; their chats share one store.
-    chats = {name: Conversations(Engine.open(settings.with_overrides(collection=name), library))
-             for name, library in libraries.items()}
+    chats = {
+        name: Conversations(Engine.open(settings.with_overrides(collection=name), library))
+        for name, library in libraries.items()
+    }
 
     def guarded(handler: Handler) -> Handler:
         async def checked(request: Request) -> Response:
@@ -85,11 +94,16 @@ def create_app(settings: Settings, libraries: Mapping[str, Library] | Library, p
                 return await handler(request)
             except ApiError as exc:
                 return exc.response()
+
         return checked
 
     async def list_models(request: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [
-            protocol.model_entry(name, started) for name in catalog.listed]})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [protocol.model_entry(name, started) for name in catalog.listed],
+            }
+        )
 
     async def get_model(request: Request) -> Response:
         name = request.path_params["model"]
@@ -101,15 +115,25 @@ def create_app(settings: Settings, libraries: Mapping[str, Library] | Library, p
         req = protocol.parse(protocol.ChatRequest, await request.body())
         target = _target(catalog, req.model)
         if req.stream_options is not None and not req.stream:
-            raise bad_request("stream_options is only allowed when stream is true.",
-                              "stream_options")
-        options = settings.with_overrides(max_answer_tokens=req.answer_tokens,
-                                          temperature=req.temperature)
+            raise bad_request(
+                "stream_options is only allowed when stream is true.", "stream_options"
+            )
+        options = settings.with_overrides(
+            max_answer_tokens=req.answer_tokens, temperature=req.temperature
+        )
         wants_text = request.headers.get(SOURCES_HEADER, "").strip().lower() == "text"
         chat_id = request.headers.get(CONVERSATION_HEADER) or None
         conversations = chats.get(target.collection or "")
-        answer = _answer(target, _messages(req, target), options, req.stops, pool, wants_text,
-                         conversations, chat_id)
+        answer = _answer(
+            target,
+            _messages(req, target),
+            options,
+            req.stops,
+            pool,
+            wants_text,
+            conversations,
+            chat_id,
+        )
         try:
             # Wait for the first piece before answering, so a model that cannot
             # answer is a 503, not a stream that breaks off.
@@ -121,28 +145,42 @@ def create_app(settings: Settings, libraries: Mapping[str, Library] | Library, p
         call = protocol.new_id()
         if req.stream:
             usage = bool(req.stream_options and req.stream_options.include_usage)
-            return EventSourceResponse(_events(call, req.model, first, answer, usage),
-                                       sep="\n", ping=15)
+            return EventSourceResponse(
+                _events(call, req.model, first, answer, usage), sep="\n", ping=15
+            )
         try:
             text = first + "".join([delta async for delta in answer.text])
         except ModelUnavailable as exc:
             raise unavailable(str(exc)) from exc
-        return JSONResponse(protocol.completion(
-            call, req.model, text, answer.finish_reason,
-            protocol.usage(answer.prompt_tokens, answer.completion_tokens), _extra(answer)))
+        return JSONResponse(
+            protocol.completion(
+                call,
+                req.model,
+                text,
+                answer.finish_reason,
+                protocol.usage(answer.prompt_tokens, answer.completion_tokens),
+                _extra(answer),
+            )
+        )
 
     async def embeddings(request: Request) -> Response:
         req = protocol.parse(protocol.EmbeddingRequest, await request.body())
         if not catalog.embeds(req.model):
-            raise ApiError(404, f"The model {req.model!r} does not embed; use "
-                           f"{catalog.embedding_model!r}.", "model_not_found", "model")
+            raise ApiError(
+                404,
+                f"The model {req.model!r} does not embed; use {catalog.embedding_model!r}.",
+                "model_not_found",
+                "model",
+            )
         texts = req.texts
         if len(texts) > MAX_INPUTS or any(not t for t in texts):
             raise bad_request(f"input must be 1 to {MAX_INPUTS} non-empty strings.", "input")
         vectors = await asyncio.to_thread(embedder.embed, texts)  # blocking: off the loop
         if req.dimensions is not None and req.dimensions != len(vectors[0]):
-            raise bad_request(f"{catalog.embedding_model} makes vectors of "
-                              f"{len(vectors[0])} dimensions only.", "dimensions")
+            raise bad_request(
+                f"{catalog.embedding_model} makes vectors of {len(vectors[0])} dimensions only.",
+                "dimensions",
+            )
         tokens = sum(await asyncio.to_thread(embedder.count_tokens, texts))
         return JSONResponse(protocol.embeddings(req.model, vectors, req.encoding_format, tokens))
 
@@ -175,28 +213,44 @@ def _messages(req: protocol.ChatRequest, target: Target) -> list[dict[str, str]]
             raise bad_request("Tool messages are not supported.", "messages")
         # developer is the newer name of system
         messages.append({**m, "role": "system" if m["role"] == "developer" else m["role"]})
-    if target.library is not None and (messages[-1]["role"] != "user"
-                                       or not messages[-1]["content"].strip()):
+    if target.library is not None and (
+        messages[-1]["role"] != "user" or not messages[-1]["content"].strip()
+    ):
         raise bad_request("The last message must be the user's question.", "messages")
     return messages
 
 
-def _answer(target: Target, messages: list[dict[str, str]], options: Settings,
-            stops: list[str], pool: ModelPool, sources_in_text: bool,
-            conversations: Conversations | None, chat_id: str | None) -> Answer:
+def _answer(
+    target: Target,
+    messages: list[dict[str, str]],
+    options: Settings,
+    stops: list[str],
+    pool: ModelPool,
+    sources_in_text: bool,
+    conversations: Conversations | None,
+    chat_id: str | None,
+) -> Answer:
     if target.library is None or conversations is None:
         return answer_directly(messages, pool, options, stops)
-    return answer_from_library(messages, conversations, pool, options, stops,
-                               collection=target.collection or "", chat_id=chat_id,
-                               sources_in_text=target.sources_in_text or sources_in_text)
+    return answer_from_library(
+        messages,
+        conversations,
+        pool,
+        options,
+        stops,
+        collection=target.collection or "",
+        chat_id=chat_id,
+        sources_in_text=target.sources_in_text or sources_in_text,
+    )
 
 
 def _extra(answer: Answer) -> dict:
     return {"rag": answer.rag} if answer.rag is not None else {}
 
 
-async def _events(call: str, model: str, first: str, answer: Answer,
-                  include_usage: bool) -> AsyncIterator[dict]:
+async def _events(
+    call: str, model: str, first: str, answer: Answer, include_usage: bool
+) -> AsyncIterator[dict]:
     """The chunks of a streamed answer: the role first, then the text, then the finish
     reason (with the ``rag`` field) and, if asked, the usage; a client that leaves
     cancels this generator, which stops the model."""
@@ -210,7 +264,7 @@ async def _events(call: str, model: str, first: str, answer: Answer,
         # Too late for a status code: OpenAI sends the error as an event, the SDK raises it.
         yield {"data": json.dumps(unavailable(str(exc)).body())}
         return
-    except Exception as exc:  # noqa: BLE001 - whatever broke, the client must not take
+    except Exception as exc:
         # a cut-off answer for a whole one
         failed = ApiError(500, f"The answer broke off: {type(exc).__name__}: {exc}", None)
         yield {"data": json.dumps(failed.body())}
@@ -225,8 +279,9 @@ async def _events(call: str, model: str, first: str, answer: Answer,
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-    return ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}.",
-                    code).response()
+    return ApiError(
+        exc.status_code, f"{request.method} {request.url.path}: {exc.detail}.", code
+    ).response()
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:

@@ -82,16 +82,25 @@ class CheckReport:
 
     @property
     def consistent(self) -> bool:
-        return not (self.only_in_chroma or self.only_in_word_index or self.versions_disagree
-                    or self.unfinished)
+        return not (
+            self.only_in_chroma
+            or self.only_in_word_index
+            or self.versions_disagree
+            or self.unfinished
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"backend": self.backend, "consistent": self.consistent,
-                "documents": self.documents, "chunks_in_chroma": self.chunks_in_chroma,
-                "chunks_in_word_index": self.chunks_in_word_index,
-                "only_in_chroma": self.only_in_chroma,
-                "only_in_word_index": self.only_in_word_index,
-                "versions_disagree": self.versions_disagree, "unfinished": self.unfinished}
+        return {
+            "backend": self.backend,
+            "consistent": self.consistent,
+            "documents": self.documents,
+            "chunks_in_chroma": self.chunks_in_chroma,
+            "chunks_in_word_index": self.chunks_in_word_index,
+            "only_in_chroma": self.only_in_chroma,
+            "only_in_word_index": self.only_in_word_index,
+            "versions_disagree": self.versions_disagree,
+            "unfinished": self.unfinished,
+        }
 
 
 @runtime_checkable
@@ -100,36 +109,49 @@ class LibraryStore(Protocol):
 
     backend: str
 
-    def write(self, document: Document, chunks: Sequence[Chunk],
-              vectors: Sequence[Sequence[float]]) -> None:
+    def write(
+        self, document: Document, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
+    ) -> None:
         """Store one complete version of a document, replacing any other version."""
-    def write_many(self, items: Sequence[tuple[Document, Sequence[Chunk],
-                                               Sequence[Sequence[float]]]]) -> None:
+
+    def write_many(
+        self, items: Sequence[tuple[Document, Sequence[Chunk], Sequence[Sequence[float]]]]
+    ) -> None:
         """``write`` for several documents, in fewer round trips."""
+
     def remove(self, sources: Sequence[str]) -> None: ...
-    def nearest(self, vector: Sequence[float], k: int,
-                sources: Sequence[str] | None = None) -> list[tuple[str, float]]:
+    def nearest(
+        self, vector: Sequence[float], k: int, sources: Sequence[str] | None = None
+    ) -> list[tuple[str, float]]:
         """The ``k`` nearest chunk ids with cosine similarity, best first."""
-    def keyword(self, query: str, k: int,
-                sources: Sequence[str] | None = None) -> list[tuple[str, float]]:
+
+    def keyword(
+        self, query: str, k: int, sources: Sequence[str] | None = None
+    ) -> list[tuple[str, float]]:
         """The ``k`` best (id, BM25 score) pairs from the word index, best first."""
+
     def keyword_scores(self, query: str, ids: Sequence[str]) -> dict[str, float]: ...
     def fetch(self, ids: Sequence[str]) -> dict[str, tuple[Chunk, list[float]]]:
         """Chunks and their vectors by id; ids that no longer exist are absent."""
+
     def documents(self) -> dict[str, Document]: ...
     def document_chunks(self, source: str) -> list[Chunk]:
         """The chunks of a document's recorded version, in order."""
+
     def count(self) -> int: ...
     def writing(self) -> Any:
         """A context manager holding the cross-process writer lock (re-entrant)."""
+
     def refresh(self) -> None:
         """See what other processes wrote since the last look."""
+
     def check(self) -> CheckReport: ...
     def repair(self) -> CheckReport: ...
     def close(self) -> None: ...
 
 
 # -- chunk metadata ----------------------------------------------------------------
+
 
 def _metadata(chunk: Chunk, document: Document) -> dict[str, str | int | float | bool]:
     meta: dict[str, str | int | float | bool] = {
@@ -174,10 +196,12 @@ def _of_source(source: str, not_version: str | None = None) -> dict:
 
 # -- Chroma clients ------------------------------------------------------------------
 
+
 class _Client(Protocol):
     """How one kind of Chroma is reached, and where its local files go."""
 
     label: str
+
     def open(self) -> Any: ...
     def changed(self) -> bool: ...
     def reset(self) -> None: ...
@@ -215,7 +239,8 @@ class _Embedded:
     def open(self) -> Any:
         self.index.mkdir(parents=True, exist_ok=True)
         client = chromadb.PersistentClient(
-            path=str(self.index), settings=ChromaSettings(anonymized_telemetry=False))
+            path=str(self.index), settings=ChromaSettings(anonymized_telemetry=False)
+        )
         self._seen = self._signature()
         return client
 
@@ -253,9 +278,13 @@ class _Server:
     def open(self) -> Any:
         try:
             return chromadb.HttpClient(
-                host=self.host, port=self.port, ssl=self.ssl, headers=self.headers,
-                settings=ChromaSettings(anonymized_telemetry=False))
-        except Exception as exc:  # noqa: BLE001 - chromadb raises ValueError and others
+                host=self.host,
+                port=self.port,
+                ssl=self.ssl,
+                headers=self.headers,
+                settings=ChromaSettings(anonymized_telemetry=False),
+            )
+        except Exception as exc:
             raise RagError(
                 f"No Chroma server answers at {self.url} ({exc}): start one with "
                 f"`chroma run --path DIR --host {self.host} --port {self.port}` "
@@ -319,8 +348,9 @@ class _ChromaCatalog:
         offset = 0
         while True:
             got = self._c.get(include=["metadatas"], limit=_PAGE, offset=offset)
-            yield from (m for i, m in zip(got["ids"], got["metadatas"] or [])
-                        if i != self._GENERATION)
+            yield from (
+                m for i, m in zip(got["ids"], got["metadatas"] or []) if i != self._GENERATION
+            )
             if len(got["ids"]) < _PAGE:
                 return
             offset += _PAGE
@@ -330,27 +360,58 @@ class _ChromaCatalog:
         return {m["source"]: m for m in got["metadatas"] or []}
 
     def _put(self, rows: Sequence[dict]) -> None:
-        self._c.upsert(ids=[self._id(r["source"]) for r in rows] + [self._GENERATION],
-                       embeddings=[self._UNIT] * (len(rows) + 1),
-                       metadatas=[*rows, {"value": f"{time.time_ns()}-{writer_name()}"}])
+        self._c.upsert(
+            ids=[self._id(r["source"]) for r in rows] + [self._GENERATION],
+            embeddings=[self._UNIT] * (len(rows) + 1),
+            metadatas=[*rows, {"value": f"{time.time_ns()}-{writer_name()}"}],
+        )
 
     def documents(self) -> dict[str, Document]:
-        return {m["source"]: Document(m["source"], m["version"], int(m["chunks"]),
-                                      bool(m["private"]), float(m["ingested_at"]))
-                for m in self._rows() if m.get("version")}
+        return {
+            m["source"]: Document(
+                m["source"],
+                m["version"],
+                int(m["chunks"]),
+                bool(m["private"]),
+                float(m["ingested_at"]),
+            )
+            for m in self._rows()
+            if m.get("version")
+        }
 
     def begin(self, sources: Sequence[str]) -> set[str]:
         rows = self._get(sources)
         blank = {"version": "", "chunks": 0, "private": False, "ingested_at": 0.0}
-        self._put([{**blank, **rows.get(s, {}), "source": s, "dirty": True,
-                    "writer": writer_name(), "since": time.time()} for s in sources])
+        self._put(
+            [
+                {
+                    **blank,
+                    **rows.get(s, {}),
+                    "source": s,
+                    "dirty": True,
+                    "writer": writer_name(),
+                    "since": time.time(),
+                }
+                for s in sources
+            ]
+        )
         return {s for s in sources if s not in rows}
 
     def commit(self, documents: Sequence[Document]) -> None:
         rows = self._get([d.source for d in documents])
-        self._put([{**rows.get(d.source, {}), "source": d.source, "version": d.version,
-                    "chunks": d.chunks, "private": d.private, "ingested_at": d.ingested_at}
-                   for d in documents])
+        self._put(
+            [
+                {
+                    **rows.get(d.source, {}),
+                    "source": d.source,
+                    "version": d.version,
+                    "chunks": d.chunks,
+                    "private": d.private,
+                    "ingested_at": d.ingested_at,
+                }
+                for d in documents
+            ]
+        )
 
     def forget(self, sources: Sequence[str]) -> None:
         self._put([{**row, "version": ""} for row in self._get(sources).values()])
@@ -363,9 +424,16 @@ class _ChromaCatalog:
         self._put([{**row, "dirty": False} for s, row in rows.items() if s not in gone])
 
     def unfinished(self) -> list[Unfinished]:
-        return [Unfinished(m["source"], m.get("version") or None, str(m.get("writer", "")),
-                           float(m.get("since", 0.0)))
-                for m in self._rows() if m.get("dirty")]
+        return [
+            Unfinished(
+                m["source"],
+                m.get("version") or None,
+                str(m.get("writer", "")),
+                float(m.get("since", 0.0)),
+            )
+            for m in self._rows()
+            if m.get("dirty")
+        ]
 
     def generation(self) -> str:
         got = self._c.get(ids=[self._GENERATION], include=["metadatas"])
@@ -376,6 +444,7 @@ class _ChromaCatalog:
 
 
 # -- the store -----------------------------------------------------------------------
+
 
 def _reopening(method: Callable) -> Callable:
     """Retry a read after reopening the client. The embedded client's per-process caches
@@ -399,8 +468,14 @@ def _reopening(method: Callable) -> Callable:
 class ChromaStore:
     """Chunks in a Chroma collection, documents in a catalog, words in a local FTS5 index."""
 
-    def __init__(self, client: _Client, index: Path, collection: str,
-                 embedding_model: str, bring_in_step: bool = True) -> None:
+    def __init__(
+        self,
+        client: _Client,
+        index: Path,
+        collection: str,
+        embedding_model: str,
+        bring_in_step: bool = True,
+    ) -> None:
         self._client = client
         self.backend = client.label
         self._name = collection
@@ -428,12 +503,14 @@ class ChromaStore:
                 self._sweep(lock_held=True)
             yield
 
-    def write(self, document: Document, chunks: Sequence[Chunk],
-              vectors: Sequence[Sequence[float]]) -> None:
+    def write(
+        self, document: Document, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]
+    ) -> None:
         self.write_many([(document, chunks, vectors)])
 
-    def write_many(self, items: Sequence[tuple[Document, Sequence[Chunk],
-                                               Sequence[Sequence[float]]]]) -> None:
+    def write_many(
+        self, items: Sequence[tuple[Document, Sequence[Chunk], Sequence[Sequence[float]]]]
+    ) -> None:
         if not items:
             return
         documents = [d for d, _, _ in items]
@@ -445,8 +522,11 @@ class ChromaStore:
             new = self._catalog.begin(sources)
             for part in _batches(len(chunks)):
                 self._collection.upsert(
-                    ids=[c.id for c in chunks[part]], documents=[c.text for c in chunks[part]],
-                    embeddings=vectors[part], metadatas=metadata[part])
+                    ids=[c.id for c in chunks[part]],
+                    documents=[c.text for c in chunks[part]],
+                    embeddings=vectors[part],
+                    metadatas=metadata[part],
+                )
             self._catalog.commit(documents)
             for d in documents:
                 if d.source not in new:  # a new document has no other version to delete
@@ -543,25 +623,35 @@ class ChromaStore:
                 hashes = {str(m.get("file_hash", "")) for m in metas}
                 first = metas[0]
                 if len(hashes) == 1 and len(metas) == int(first.get("chunk_count", -1)):
-                    complete.append(Document(source, hashes.pop(), len(metas),
-                                             bool(first.get("private")), time.time()))
+                    complete.append(
+                        Document(
+                            source,
+                            hashes.pop(),
+                            len(metas),
+                            bool(first.get("private")),
+                            time.time(),
+                        )
+                    )
             self._catalog.commit(complete)
             self._sweep(lock_held=True)
 
     # reading
 
     @_reopening
-    def nearest(self, vector: Sequence[float], k: int,
-                sources: Sequence[str] | None = None) -> list[tuple[str, float]]:
+    def nearest(
+        self, vector: Sequence[float], k: int, sources: Sequence[str] | None = None
+    ) -> list[tuple[str, float]]:
         if k <= 0 or sources == [] or self._collection.count() == 0:
             return []
         where = {"source": {"$in": list(sources)}} if sources is not None else None
         got = self._collection.query(
-            query_embeddings=[list(vector)], n_results=k, where=where, include=["distances"])
+            query_embeddings=[list(vector)], n_results=k, where=where, include=["distances"]
+        )
         return [(id_, 1.0 - dist) for id_, dist in zip(got["ids"][0], got["distances"][0])]
 
-    def keyword(self, query: str, k: int,
-                sources: Sequence[str] | None = None) -> list[tuple[str, float]]:
+    def keyword(
+        self, query: str, k: int, sources: Sequence[str] | None = None
+    ) -> list[tuple[str, float]]:
         return self._words.search(query, k, sources)
 
     def keyword_scores(self, query: str, ids: Sequence[str]) -> dict[str, float]:
@@ -572,7 +662,8 @@ class ChromaStore:
         out: dict[str, tuple[Chunk, list[float]]] = {}
         for part in _batches(len(ids)):
             got = self._collection.get(
-                ids=list(ids[part]), include=["documents", "metadatas", "embeddings"])
+                ids=list(ids[part]), include=["documents", "metadatas", "embeddings"]
+            )
             for id_, text, meta, vector in zip(
                 got["ids"], got["documents"], got["metadatas"], got["embeddings"]
             ):
@@ -617,7 +708,8 @@ class ChromaStore:
         documents = self._catalog.documents()
         report = CheckReport(self.backend, documents=len(documents))
         chroma: dict[str, tuple[str, str]] = {
-            id_: (str(m["source"]), str(m.get("file_hash", ""))) for id_, m in self._all_metadata()}
+            id_: (str(m["source"]), str(m.get("file_hash", ""))) for id_, m in self._all_metadata()
+        }
         words = self._words.ids()
         report.chunks_in_chroma = len(chroma)
         report.chunks_in_word_index = len(words)
@@ -627,9 +719,14 @@ class ChromaStore:
         versions = self._words.versions()
         stray = {s for s, v in chroma.values() if documents.get(s, Document(s, "", 0)).version != v}
         report.versions_disagree = sorted(
-            {s for s, d in documents.items()
-             if versions.get(s) != d.version or per_version[(s, d.version)] != d.chunks}
-            | stray | (set(versions) - set(documents)))
+            {
+                s
+                for s, d in documents.items()
+                if versions.get(s) != d.version or per_version[(s, d.version)] != d.chunks
+            }
+            | stray
+            | (set(versions) - set(documents))
+        )
         report.unfinished = sorted(r.source for r in self._catalog.unfinished())
         return report
 
@@ -639,9 +736,12 @@ class ChromaStore:
         with self._lock.hold():
             self._sweep(lock_held=True)
             documents = self._catalog.documents()
-            stray = [id_ for id_, m in self._all_metadata()
-                     if documents.get(str(m["source"]), Document("", "", 0)).version
-                     != str(m.get("file_hash", ""))]
+            stray = [
+                id_
+                for id_, m in self._all_metadata()
+                if documents.get(str(m["source"]), Document("", "", 0)).version
+                != str(m.get("file_hash", ""))
+            ]
             for part in _batches(len(stray)):
                 self._collection.delete(ids=stray[part])
             report = self._check()
@@ -659,16 +759,21 @@ class ChromaStore:
 
 # -- choosing a backend ----------------------------------------------------------------
 
+
 def _embedded(settings: Settings, embedding_model: str, bring_in_step: bool) -> LibraryStore:
-    return ChromaStore(_Embedded(settings.index), settings.index, settings.collection,
-                       embedding_model, bring_in_step)
+    return ChromaStore(
+        _Embedded(settings.index),
+        settings.index,
+        settings.collection,
+        embedding_model,
+        bring_in_step,
+    )
 
 
 def _server(settings: Settings, embedding_model: str, bring_in_step: bool) -> LibraryStore:
     token = settings.chroma_token.get_secret_value() if settings.chroma_token else None
     client = _Server(str(settings.chroma_url), token)
-    return ChromaStore(client, settings.index, settings.collection, embedding_model,
-                       bring_in_step)
+    return ChromaStore(client, settings.index, settings.collection, embedding_model, bring_in_step)
 
 
 BACKENDS: dict[str, Callable[[Settings, str, bool], LibraryStore]] = {
@@ -682,8 +787,9 @@ def backend_of(settings: Settings) -> str:
     return urlsplit(settings.chroma_url).scheme if settings.chroma_url else "embedded"
 
 
-def open_store(settings: Settings, embedding_model: str | None = None,
-               bring_in_step: bool = True) -> LibraryStore:
+def open_store(
+    settings: Settings, embedding_model: str | None = None, bring_in_step: bool = True
+) -> LibraryStore:
     """The library's store as the settings choose; ``embedding_model`` names the model the
     collection must have been built with (the settings' by default). ``bring_in_step``
     False leaves the word index as found (for ``rag check``)."""

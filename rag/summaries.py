@@ -26,15 +26,24 @@ Progress = Callable[[int, int], object]  # may be a coroutine function
 
 _ASKS = re.compile(
     r"\b(summari[sz]e|summary|sum up|main points|key points|key takeaways|tl;?dr|"
-    r"overview of|gist of|what is (this|the) (file|document|pdf|report) about)\b", re.IGNORECASE)
-_THIS = re.compile(r"\b(this|the|my|that|attached|uploaded) (file|document|doc|pdf|report|paper|"
-                   r"article|text)\b", re.IGNORECASE)
+    r"overview of|gist of|what is (this|the) (file|document|pdf|report) about)\b",
+    re.IGNORECASE,
+)
+_THIS = re.compile(
+    r"\b(this|the|my|that|attached|uploaded) (file|document|doc|pdf|report|paper|"
+    r"article|text)\b",
+    re.IGNORECASE,
+)
 _FILE_NAME = re.compile(r"[\w.\-]+\.(pdf|md|markdown|txt|text|rst|html?|docx)\b", re.IGNORECASE)
 
-MAP_PROMPT = ("Summarise this part of the document {name} in a few short bullet points. "
-              "Keep names, numbers and dates exactly as written.\n\n{text}")
-REDUCE_PROMPT = ("These are summaries of consecutive parts of the document {name}. Combine "
-                 "them into one summary of its main points, as short bullet points.\n\n{text}")
+MAP_PROMPT = (
+    "Summarise this part of the document {name} in a few short bullet points. "
+    "Keep names, numbers and dates exactly as written.\n\n{text}"
+)
+REDUCE_PROMPT = (
+    "These are summaries of consecutive parts of the document {name}. Combine "
+    "them into one summary of its main points, as short bullet points.\n\n{text}"
+)
 SYSTEM = "You summarise documents faithfully, using only the text given."
 PART_TOKENS = 160  # the answer budget of each part summary
 
@@ -80,8 +89,7 @@ def find(question: str, libraries: Sequence) -> Request | None:
     if named:
         wanted = named.group().strip().lower()
         matches = [(lib, s) for lib, s in everything if Path(s).name.lower() == wanted]
-        matches = matches or [(lib, s) for lib, s in everything
-                              if wanted in Path(s).name.lower()]
+        matches = matches or [(lib, s) for lib, s in everything if wanted in Path(s).name.lower()]
         return Request(*matches[0]) if matches else None
     if not _THIS.search(question):
         return None
@@ -103,14 +111,17 @@ def locate(library, path: str) -> Request:
     if len(named) == 1:
         return Request(library, named[0])
     if named:
-        raise RagError(f"{len(named)} indexed documents are named {Path(path).name}: "
-                       "give the whole path.")
+        raise RagError(
+            f"{len(named)} indexed documents are named {Path(path).name}: give the whole path."
+        )
     raise RagError(f"{path} is not in the index: add it with `rag ingest {path}`.")
 
 
 def _messages(template: str, name: str, text: str) -> list[Message]:
-    return [{"role": "system", "content": SYSTEM},
-            {"role": "user", "content": template.format(name=name, text=text)}]
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": template.format(name=name, text=text)},
+    ]
 
 
 def _size(messages: Sequence[Message], model: ChatModel) -> int:
@@ -118,8 +129,9 @@ def _size(messages: Sequence[Message], model: ChatModel) -> int:
     return sum(model.count_tokens(m["content"]) + 8 for m in messages)
 
 
-def pack(texts: Sequence[str], template: str, name: str, model: ChatModel, budget: int
-         ) -> list[str]:
+def pack(
+    texts: Sequence[str], template: str, name: str, model: ChatModel, budget: int
+) -> list[str]:
     """Consecutive texts joined into as few parts as fit ``budget`` with the prompt.
     A single text over the budget is cut to fit rather than dropped."""
     parts: list[str] = []
@@ -139,9 +151,12 @@ def pack(texts: Sequence[str], template: str, name: str, model: ChatModel, budge
 
 async def _complete(model: ChatModel, messages, max_tokens: int, settings: Settings) -> str:
     text = ""
-    async for delta in model.stream(messages, max_tokens=max_tokens,
-                                    temperature=settings.temperature,
-                                    **answer_checks.decoding(settings)):
+    async for delta in model.stream(
+        messages,
+        max_tokens=max_tokens,
+        temperature=settings.temperature,
+        **answer_checks.decoding(settings),
+    ):
         text += delta
     return text.strip()
 
@@ -154,7 +169,10 @@ async def _report(progress: Progress | None, done: int, total: int) -> None:
 
 
 async def summarise(
-    chunks: Sequence[Chunk], name: str, model: ChatModel, settings: Settings,
+    chunks: Sequence[Chunk],
+    name: str,
+    model: ChatModel,
+    settings: Settings,
     progress: Progress | None = None,
 ) -> AsyncIterator[str]:
     """The summary's text deltas; every chunk is read (map), then combined (reduce)."""
@@ -168,8 +186,9 @@ async def summarise(
     while len(parts) > 1:
         summaries = []
         for part in parts:
-            summaries.append(await _complete(model, _messages(template, name, part),
-                                             PART_TOKENS, settings))
+            summaries.append(
+                await _complete(model, _messages(template, name, part), PART_TOKENS, settings)
+            )
             done += 1
             await _report(progress, done, total)
         template = REDUCE_PROMPT
@@ -178,9 +197,12 @@ async def summarise(
             parts = pack(["\n\n".join(summaries)], template, name, model, budget)
         total = done + len(parts) + (0 if len(parts) == 1 else 1)
     final = _messages(template, name, parts[0] if parts else "")
-    async for delta in model.stream(final, max_tokens=settings.max_answer_tokens,
-                                    temperature=settings.temperature,
-                                    **answer_checks.decoding(settings)):
+    async for delta in model.stream(
+        final,
+        max_tokens=settings.max_answer_tokens,
+        temperature=settings.temperature,
+        **answer_checks.decoding(settings),
+    ):
         yield delta
     await _report(progress, total, total)
 
@@ -204,8 +226,10 @@ async def stream_turn(turn, pool, settings: Settings) -> AsyncIterator[str]:
     if model is None:
         raise ModelUnavailable("No model could answer. " + " ".join(turn.skipped))
     if not model.local and any(c.extra.get("private") for c in chunks):
-        raise RagError(f"{request.name} is private and {model.name} does not run on this "
-                       "machine: choose a local model to summarise it.")
+        raise RagError(
+            f"{request.name} is private and {model.name} does not run on this "
+            "machine: choose a local model to summarise it."
+        )
     turn.model = model.name
     turn.summarised = len(chunks)
     async for delta in summarise(chunks, request.name, model, settings, turn.progress):

@@ -3,11 +3,11 @@ welcome, and a whole chat exported as Markdown. Shared by the app and the CLI.""
 
 from __future__ import annotations
 
-from rag import uploads
+from rag import answer_markdown, uploads
 from rag.chat import Turn
 from rag.chunks import Hit
 from rag.conversation import entries_from_steps
-from rag.sanitize import safe_label
+from rag.sanitize import safe_label, safe_markdown
 
 
 def origin(hit: Hit) -> str:
@@ -21,8 +21,10 @@ def retrieval_report(turn: Turn) -> str:
         rows.append("Nothing relevant found.")
     for hit in turn.hits:
         sim = f"{hit.similarity:.3f}" if hit.similarity is not None else "-"
-        rows.append(f"{hit.rank}. {safe_label(hit.chunk.label())} — score {hit.score:.3f}, "
-                    f"similarity {sim}, from {origin(hit)}")
+        rows.append(
+            f"{hit.rank}. {safe_label(hit.chunk.label())} — score {hit.score:.3f}, "
+            f"similarity {sim}, from {origin(hit)}"
+        )
     st = turn.stats
     timing = [f"retrieval {st.retrieval_ms:.0f} ms"]
     if st.first_token_s is not None:
@@ -44,27 +46,38 @@ def sources_line(turn: Turn) -> tuple[str, list[tuple[int, Hit]]]:
     return f"\n\n**{heading}:** {names}", shown
 
 
-def welcome(documents: int, private: int, model: str | None, problem: str | None,
-            fallback: bool) -> str:
-    where = (f"your {documents} indexed document{'s' if documents != 1 else ''}" if documents
-             else "your documents, once you add some with `rag ingest PATH`")
+def welcome(
+    documents: int, private: int, model: str | None, problem: str | None, fallback: bool
+) -> str:
+    where = (
+        f"your {documents} indexed document{'s' if documents != 1 else ''}"
+        if documents
+        else "your documents, once you add some with `rag ingest PATH`"
+    )
     if private:  # sticky: they stay private until `rag ingest --shareable`
-        where += (f" ({private} private: never sent to a model off this machine; "
-                  "`rag sources` lists them)")
+        where += (
+            f" ({private} private: never sent to a model off this machine; "
+            "`rag sources` lists them)"
+        )
     if model:
         by = f"Answers come from **{model}** with the passages they cite."
     else:
         by = f"**The chosen model is not available:** {problem}"
         if fallback:
             by += " Questions go to the fallback models meanwhile."
-    return (f"Hello! Ask me about {where}, or attach a file ({uploads.FORMATS}) to ask "
-            f"about it. {by}")
+    return (
+        f"Hello! Ask me about {where}, or attach a file ({uploads.FORMATS}) to ask about it. {by}"
+    )
 
 
 def export_markdown(thread: dict) -> str:
     """The chat as Markdown: each question, each answer and the passages it cites."""
-    lines = [f"# {thread.get('name') or 'Chat'}", "",
-             f"Chat `{thread['id']}`, started {thread.get('createdAt', '')}.", ""]
+    lines = [
+        f"# {thread.get('name') or 'Chat'}",
+        "",
+        f"Chat `{thread['id']}`, started {thread.get('createdAt', '')}.",
+        "",
+    ]
     for entry in entries_from_steps(thread.get("steps") or []):
         if entry.role == "user":
             lines += [f"## {entry.content.strip()}", ""]
@@ -80,3 +93,22 @@ def export_markdown(thread: dict) -> str:
                     lines.append(f"  > {quote}")
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def finished(turn: Turn) -> tuple[str, list[tuple[str, str]]]:
+    """A whole answer as the app shows it, made safe to render: the checked text (a loop
+    cut, unsupported sentences marked, evidence quoted) and its sources line; then the
+    side passages as (name, Markdown): the cited ones, and each evidence sentence's
+    passage with the sentence highlighted."""
+    sources, shown = sources_line(turn)
+    passages = [
+        (f"[{n}] {safe_label(h.chunk.label())}", safe_markdown(h.chunk.text)) for n, h in shown
+    ]
+    passages += [
+        (
+            safe_label(answer_markdown.evidence_name(n, e)),
+            safe_markdown(answer_markdown.highlighted_passage(e, turn.hits)),
+        )
+        for n, e in enumerate(turn.evidence, start=1)
+    ]
+    return safe_markdown(answer_markdown.finished(turn)) + sources, passages

@@ -39,8 +39,14 @@ def create(settings: Settings, embedder: Embedder, folder: Path | None = None) -
         folder = Path(tempfile.mkdtemp(prefix="rag-chat-"))
     folder.mkdir(parents=True, exist_ok=True)
     # Always the embedded store: a chat's files never go to a shared Chroma server.
-    own = settings.model_copy(update={"index": folder / "index", "collection": "uploads",
-                                      "sources": [], "chroma_url": None})
+    own = settings.model_copy(
+        update={
+            "index": folder / "index",
+            "collection": "uploads",
+            "sources": [],
+            "chroma_url": None,
+        }
+    )
     return ChatUploads(folder, open_library(own, embedder))
 
 
@@ -59,9 +65,9 @@ def add(uploads: ChatUploads, path: str, name: str) -> str:
         return f"**{name}**: not added; {refusal}."
     target.parent.mkdir(exist_ok=True)
     shutil.copyfile(path, target)
-    summary = Ingestor(
-        uploads.library, extra_metadata={"origin": ORIGIN}, private=True
-    ).run(Target([target], [], []), prune=False, progress=False)
+    summary = Ingestor(uploads.library, extra_metadata={"origin": ORIGIN}, private=True).run(
+        Target([target], [], []), prune=False, progress=False
+    )
     if summary.failed:
         return f"**{name}** could not be read: {summary.failed[str(target)]}."
     chunks = summary.chunks_written

@@ -40,8 +40,10 @@ class Users:
         db = sqlite3.connect(self.path)
         if fresh:
             os.chmod(self.path, 0o600)  # hashes are for this account's eyes only
-        db.execute("CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, hash TEXT NOT NULL, "
-                   "created REAL NOT NULL)")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, hash TEXT NOT NULL, "
+            "created REAL NOT NULL)"
+        )
         return db
 
     def add(self, name: str, password: str) -> bool:
@@ -52,9 +54,11 @@ class Users:
             raise RagError(f"The password must have at least {MIN_PASSWORD} characters.")
         with closing(self._connect()) as db, db:
             new = db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone() is None
-            db.execute("INSERT INTO users (name, hash, created) VALUES (?, ?, ?) "
-                       "ON CONFLICT(name) DO UPDATE SET hash = excluded.hash",
-                       (name, _hasher.hash(password), time.time()))
+            db.execute(
+                "INSERT INTO users (name, hash, created) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET hash = excluded.hash",
+                (name, _hasher.hash(password), time.time()),
+            )
         return new
 
     def remove(self, name: str) -> bool:

@@ -10,10 +10,15 @@ from pathlib import Path
 
 from fpdf import FPDF
 from PIL import Image, ImageDraw, ImageFont
+
 from testdocs import write_pdf
 
-TABLE = [["Fruit", "Price", "Stock"], ["Apple", "1.20", "40"], ["Quince", "3.10", "7"],
-         ["Medlar", "5.55", "2"]]
+TABLE = [
+    ["Fruit", "Price", "Stock"],
+    ["Apple", "1.20", "40"],
+    ["Quince", "3.10", "7"],
+    ["Medlar", "5.55", "2"],
+]
 TABLE_HEADER = "| Fruit | Price | Stock |\n| --- | --- | --- |"
 
 
@@ -89,7 +94,9 @@ def table_docx(path: Path, rows: list[list[str]] = TABLE) -> Path:
 def table_html(path: Path, rows: list[list[str]] = TABLE) -> Path:
     head = "".join(f"<th>{c}</th>" for c in rows[0])
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows[1:])
-    path.write_text(f"<html><body><h1>Orchard shop</h1><p>Price list.</p><table><thead><tr>"
-                    f"{head}</tr></thead><tbody>{body}</tbody></table>"
-                    "<p>Prices include tax.</p></body></html>")
+    path.write_text(
+        f"<html><body><h1>Orchard shop</h1><p>Price list.</p><table><thead><tr>"
+        f"{head}</tr></thead><tbody>{body}</tbody></table>"
+        "<p>Prices include tax.</p></body></html>"
+    )
     return path

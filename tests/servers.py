@@ -8,8 +8,8 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,19 +26,25 @@ def free_port() -> int:
 def start_rag_server(env: dict[str, str], *extra: str) -> tuple[subprocess.Popen, str]:
     """``rag serve`` as a separate process; returns it and its /v1 base URL."""
     port = free_port()
-    log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a full pipe would block the server
+    # A file, not a pipe: a full pipe would block the server. Closed with the process.
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "rag.cli", "serve", "--port", str(port), *extra],
-        env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}/v1"
     wait_until_up(f"{base}/models", proc, lambda: _read(log), "rag serve", timeout=180)
     return proc, base
 
 
-def wait_until_up(url: str, proc: subprocess.Popen, log: Callable[[], str], what: str,
-                  timeout: float) -> None:
-    """Wait until ``url`` answers; raise with the server's log if it exits or the deadline passes."""
+def wait_until_up(
+    url: str, proc: subprocess.Popen, log: Callable[[], str], what: str, timeout: float
+) -> None:
+    """Wait until ``url`` answers; raise with the server's log if it exits or the deadline
+    passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -75,15 +81,20 @@ class Recorder(ThreadingHTTPServer):
 
 
 class _RecorderHandler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         length = int(self.headers.get("content-length", 0))
         self.server.bodies.append(json.loads(self.rfile.read(length)))
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.end_headers()
         for text in ("The remote ", "model answered [1]."):
-            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "remote",
-                     "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+            chunk = {
+                "id": "x",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": "remote",
+                "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
+            }
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
         self.wfile.write(b"data: [DONE]\n\n")
 

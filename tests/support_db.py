@@ -47,17 +47,22 @@ def postgres_cluster() -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")
     port = free_port()
+
     def run(cmd: list[str]) -> subprocess.CompletedProcess:
-        return subprocess.run(_as_server_user(cmd), capture_output=True, text=True,
-                              timeout=120, check=False)
-    done = run(["initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                "--no-sync"])
+        return subprocess.run(
+            _as_server_user(cmd), capture_output=True, text=True, timeout=120, check=False
+        )
+
+    done = run(
+        ["initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]
+    )
     if done.returncode:
         shutil.rmtree(folder, ignore_errors=True)
         raise RuntimeError(f"initdb failed:\n{done.stdout}\n{done.stderr}")
     options = f"-p {port} -k {folder} -h 127.0.0.1 -F"
-    done = run(["pg_ctl", "-D", str(data), "-o", options, "-l", str(log), "-w", "-t", "60",
-                "start"])
+    done = run(
+        ["pg_ctl", "-D", str(data), "-o", options, "-l", str(log), "-w", "-t", "60", "start"]
+    )
     if done.returncode:
         text = log.read_text() if log.exists() else ""
         shutil.rmtree(folder, ignore_errors=True)

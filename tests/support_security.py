@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+
 from servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,9 +63,13 @@ class _ListenerHandler(BaseHTTPRequestHandler):
 
 
 def ingest(folder: Path, index: Path, env: dict[str, str] | None = None) -> None:
-    subprocess.run([sys.executable, "-m", "ingest", str(folder)],
-                   env={**os.environ, **(env or {}), "RAG_INDEX": str(index)},
-                   check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "ingest", str(folder)],
+        env={**os.environ, **(env or {}), "RAG_INDEX": str(index)},
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
 
 
 class App:
@@ -73,14 +78,30 @@ class App:
     def __init__(self, index: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "RAG_INDEX": str(index), "RAG_MAX_ANSWER_TOKENS": "120",
-                    **(env or {})}
+        self.env = {
+            **os.environ,
+            "RAG_INDEX": str(index),
+            "RAG_MAX_ANSWER_TOKENS": "120",
+            **(env or {}),
+        }
         self.log_path = index.parent / f"chainlit-{self.port}.log"
         with self.log_path.open("w") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "chainlit", "run", "app.py", "--headless",
-                 "--port", str(self.port)],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "chainlit",
+                    "run",
+                    "app.py",
+                    "--headless",
+                    "--port",
+                    str(self.port),
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -110,8 +131,9 @@ class Refused(Exception):
     """The app would not open a Socket.IO session."""
 
 
-def socketio_welcome(url: str, origin: str | None, transport: str,
-                     cookie: str | None = None, timeout: float = 60) -> str:
+def socketio_welcome(
+    url: str, origin: str | None, transport: str, cookie: str | None = None, timeout: float = 60
+) -> str:
     """Opens the app's Socket.IO session as its web page does (engine.io v4 spoken by hand,
     so the test controls every header); returns the first message the app sends (its
     welcome). Raises ``Refused`` when the handshake or the connect is refused."""
@@ -208,9 +230,13 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
         self.send_header("content-type", "text/event-stream")
         self.end_headers()
         for text in self.server.parts:
-            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0,
-                     "model": "scripted", "choices": [
-                         {"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+            chunk = {
+                "id": "x",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": "scripted",
+                "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
+            }
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
         self.wfile.write(b"data: [DONE]\n\n")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from servers import free_port
 
 
@@ -31,8 +32,19 @@ class ChromaServer:
         path.mkdir(parents=True, exist_ok=True)
         with self.log.open("w") as log:
             self.proc = subprocess.Popen(
-                [chroma_command(), "run", "--path", str(path), "--host", "127.0.0.1",
-                 "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT)
+                [
+                    chroma_command(),
+                    "run",
+                    "--path",
+                    str(path),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         self._wait()
 
     def _wait(self, timeout: float = 60) -> None:

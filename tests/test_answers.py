@@ -45,17 +45,20 @@ def pool(settings, embedded_model):
 
 # --- loops -----------------------------------------------------------------
 
+
 def feed_in_pieces(text: str, size: int = 3) -> LoopGuard:
     guard = LoopGuard()
     for i in range(0, len(text), size):
-        if guard.feed(text[i:i + size]):
+        if guard.feed(text[i : i + size]):
             break
     return guard
 
 
 def test_a_phrase_repeated_back_to_back_is_cut_after_its_first_time():
-    guard = feed_in_pieces("It was ruled by the House of the House of the House of the House of "
-                           "the House of the House of")
+    guard = feed_in_pieces(
+        "It was ruled by the House of the House of the House of the House of "
+        "the House of the House of"
+    )
     assert guard.looped
     assert guard.kept == "It was ruled by the House of"
 
@@ -68,8 +71,10 @@ def test_a_repeated_sentence_is_cut_at_the_end_of_its_first_time():
 
 
 def test_an_answer_that_does_not_repeat_is_left_alone():
-    text = ("The queen may lay up to 2,000 eggs a day in early summer [1]. Workers are sterile "
-            "females that build comb, nurse larvae and forage [1]. Drones are males [2].")
+    text = (
+        "The queen may lay up to 2,000 eggs a day in early summer [1]. Workers are sterile "
+        "females that build comb, nurse larvae and forage [1]. Drones are males [2]."
+    )
     guard = feed_in_pieces(text + " ")
     assert not guard.looped
 
@@ -78,8 +83,9 @@ def test_a_prompt_that_made_the_embedded_model_loop_now_ends_marked(encyclopedia
     # At temperature 0 without a repetition penalty this question made SmolLM2-135M
     # write "The distance traveled is encoded in the dance, which is encoded in the
     # dance. ..." until the token limit (found with benchmarks.answers --baseline).
-    options = settings.with_overrides(temperature=0.0, repetition_penalty=1.0,
-                                      evidence_in_prompt=False)
+    options = settings.with_overrides(
+        temperature=0.0, repetition_penalty=1.0, evidence_in_prompt=False
+    )
     question = "What does the duration of the straight run in the waggle dance indicate?"
     turn = asyncio.run(chat.ask(question, encyclopedia, pool, options))
     assert turn.looped, turn.text
@@ -90,24 +96,29 @@ def test_a_prompt_that_made_the_embedded_model_loop_now_ends_marked(encyclopedia
 
 # --- evidence --------------------------------------------------------------
 
+
 def test_sentences_keep_abbreviations_and_their_offsets():
     text = "Printing began c. 1450 in Mainz. It spread (see Fig. 2) to Venice.\n## Next"
     spans = evidence.sentence_spans(text)
     assert [text[a:b] for a, b in spans] == [
-        "Printing began c. 1450 in Mainz.", "It spread (see Fig. 2) to Venice.", "## Next"]
+        "Printing began c. 1450 in Mainz.",
+        "It spread (see Fig. 2) to Venice.",
+        "## Next",
+    ]
 
 
 def test_the_evidence_sentence_holds_the_fact_asked(encyclopedia, pool, settings, articles):
     options = settings.with_overrides(temperature=0.0)
-    turn = asyncio.run(chat.ask("how many eggs does a queen bee lay a day?", encyclopedia, pool,
-                                options))
+    turn = asyncio.run(
+        chat.ask("how many eggs does a queen bee lay a day?", encyclopedia, pool, options)
+    )
     top = turn.evidence[0]
     assert "2,000 eggs a day" in top.text
     assert top.source == str(articles / "honey-bee.md")
     assert top.heading == "Honey bee > Colony life"
     # The offsets are in the same text as the chunk's own span.
     hit = next(h for h in turn.hits if h.chunk.id == top.chunk_id)
-    assert hit.chunk.text[top.start - hit.chunk.start:top.end - hit.chunk.start] == top.text
+    assert hit.chunk.text[top.start - hit.chunk.start : top.end - hit.chunk.start] == top.text
     assert set(top.as_dict()) == {"text", "source", "page", "heading", "start", "end"}
     shown = answer_markdown.highlighted_passage(top, turn.hits)
     assert f"**{top.text}**" in shown
@@ -116,23 +127,31 @@ def test_the_evidence_sentence_holds_the_fact_asked(encyclopedia, pool, settings
 def test_a_sentence_that_refers_back_is_scored_with_the_one_before():
     from rag.chunks import Chunk, Hit
 
-    text = "The Great Barrier Reef is the largest reef system. It was listed in 1981. Many fish live there."
+    text = (
+        "The Great Barrier Reef is the largest reef system. It was listed in 1981. "
+        "Many fish live there."
+    )
     hit = Hit(Chunk(id="c", text=text, source="/d/reef.md", index=0, start=100), 1.0, 1)
     found = evidence.candidates([hit])
-    assert [c.before for c in found] == ["", "The Great Barrier Reef is the largest reef system.",
-                                         ""]
+    assert [c.before for c in found] == [
+        "",
+        "The Great Barrier Reef is the largest reef system.",
+        "",
+    ]
     assert found[1].scored_text.endswith("It was listed in 1981.")
 
 
 # --- unsupported sentences -------------------------------------------------
 
+
 def test_an_answer_sentence_that_contradicts_the_passages_is_marked(encyclopedia, settings):
     hits = search(encyclopedia, "how many eggs does a queen bee lay", 4)
-    answer = ("The queen may lay up to 2,000 eggs a day in early summer [1]. "
-              "The queen lays up to 200 eggs a day [1]. "
-              "The waggle dance was decoded by Charles Darwin on the voyage of the Beagle.")
-    marked = grounding.unsupported(answer, hits, encyclopedia.embedder,
-                                   settings.unsupported_below)
+    answer = (
+        "The queen may lay up to 2,000 eggs a day in early summer [1]. "
+        "The queen lays up to 200 eggs a day [1]. "
+        "The waggle dance was decoded by Charles Darwin on the voyage of the Beagle."
+    )
+    marked = grounding.unsupported(answer, hits, encyclopedia.embedder, settings.unsupported_below)
     texts = [m.text for m in marked]
     assert "The queen lays up to 200 eggs a day [1]." in texts
     assert any("Charles Darwin" in t for t in texts)
@@ -142,6 +161,7 @@ def test_an_answer_sentence_that_contradicts_the_passages_is_marked(encyclopedia
 
 
 # --- whole documents -------------------------------------------------------
+
 
 def test_summary_requests_are_recognised(encyclopedia):
     assert summaries.requested("Summarize this file")
@@ -154,19 +174,22 @@ def test_summary_requests_are_recognised(encyclopedia):
 
 
 def test_a_summary_request_on_an_uploaded_file_uses_all_its_chunks(
-        encyclopedia, embedder, pool, settings):
+    encyclopedia, embedder, pool, settings
+):
     chat_uploads = uploads.create(settings, embedder)
     try:
         message = uploads.add(chat_uploads, str(ARTICLES / "silk-road.md"), "silk-road.md")
         assert "Added" in message
-        stored = summaries.document_chunks(chat_uploads.library,
-                                           str(chat_uploads.folder / "files" / "silk-road.md"))
+        stored = summaries.document_chunks(
+            chat_uploads.library, str(chat_uploads.folder / "files" / "silk-road.md")
+        )
         assert len(stored) >= 3
         # A small answer budget forces several parts: the map step runs, then the reduce.
         options = settings.with_overrides(temperature=0.0, max_answer_tokens=7800)
         steps: list[tuple[int, int]] = []
-        turn = asyncio.run(chat.prepare("Summarize this file", [encyclopedia,
-                                                                  chat_uploads.library], options))
+        turn = asyncio.run(
+            chat.prepare("Summarize this file", [encyclopedia, chat_uploads.library], options)
+        )
         assert turn.summary is not None and turn.summary.name == "silk-road.md"
         turn.progress = lambda done, total: steps.append((done, total))
 
@@ -178,8 +201,13 @@ def test_a_summary_request_on_an_uploaded_file_uses_all_its_chunks(
         assert text.strip()
         assert steps[-1][0] == steps[-1][1] and steps[-1][1] >= 3  # parts, then the whole
         budget = pool.load("embedded").context_window - options.max_answer_tokens
-        parts = summaries.pack([c.text for c in stored], summaries.MAP_PROMPT, "silk-road.md",
-                               pool.load("embedded"), budget)
+        parts = summaries.pack(
+            [c.text for c in stored],
+            summaries.MAP_PROMPT,
+            "silk-road.md",
+            pool.load("embedded"),
+            budget,
+        )
         assert "\n\n".join(parts).count("Zhang Qian") >= 1 and len(parts) >= 2
     finally:
         uploads.discard(chat_uploads)
@@ -187,12 +215,27 @@ def test_a_summary_request_on_an_uploaded_file_uses_all_its_chunks(
 
 # --- the terminal ----------------------------------------------------------
 
+
 def test_ask_json_returns_answer_evidence_sources_and_stats(encyclopedia, settings):
     done = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "ask", "--json", "--index", str(settings.index),
-         "--collection", settings.collection, "who decoded the waggle dance"],
-        capture_output=True, text=True, timeout=600, check=False,
-        env={**os.environ, "RAG_TEMPERATURE": "0"})
+        [
+            sys.executable,
+            "-m",
+            "rag.cli",
+            "ask",
+            "--json",
+            "--index",
+            str(settings.index),
+            "--collection",
+            settings.collection,
+            "who decoded the waggle dance",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, "RAG_TEMPERATURE": "0"},
+    )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert set(out) >= {"answer", "evidence", "sources", "stats"}
@@ -202,6 +245,7 @@ def test_ask_json_returns_answer_evidence_sources_and_stats(encyclopedia, settin
 
 
 # --- repetition penalty on the wire ----------------------------------------
+
 
 @pytest.fixture
 def recording_server():
@@ -215,9 +259,13 @@ def recording_server():
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                     "choices": [{"index": 0, "delta": {"content": "Paris"},
-                                  "finish_reason": None}]}
+            chunk = {
+                "id": "x",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": "m",
+                "choices": [{"index": 0, "delta": {"content": "Paris"}, "finish_reason": None}],
+            }
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
@@ -240,9 +288,15 @@ def test_the_repetition_penalty_reaches_a_server_in_the_form_it_takes(recording_
     model = OpenAICompatibleChat("m", base, local_hosts=["127.0.0.1"] if local else [])
 
     async def run():
-        return [d async for d in model.stream([{"role": "user", "content": "hi"}],
-                                              max_tokens=4, temperature=0,
-                                              repetition_penalty=1.1)]
+        return [
+            d
+            async for d in model.stream(
+                [{"role": "user", "content": "hi"}],
+                max_tokens=4,
+                temperature=0,
+                repetition_penalty=1.1,
+            )
+        ]
 
     assert asyncio.run(run()) == ["Paris"]
     if local:  # llama.cpp / LM Studio and vLLM names

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from servers import wait_until_up
 
 pytestmark = pytest.mark.browser
@@ -18,8 +19,12 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ANSWER = '[data-step-type="assistant_message"]'
-FINISHED = ("Sources:", "Retrieved passages", "could not find this in your documents",
-            "Stopped before the end")
+FINISHED = (
+    "Sources:",
+    "Retrieved passages",
+    "could not find this in your documents",
+    "Stopped before the end",
+)
 
 
 def _free_port() -> int:
@@ -32,17 +37,29 @@ def _free_port() -> int:
 def app_url(tmp_path_factory, embedded_model):
     index = tmp_path_factory.mktemp("app") / "index"
     # Temperature 0: the tests check the model's words, which must not vary by chance.
-    env = {**os.environ, "RAG_INDEX": str(index), "RAG_MAX_ANSWER_TOKENS": "200",
-           "RAG_TEMPERATURE": "0"}
-    done = subprocess.run([sys.executable, "-m", "ingest", str(ROOT / "data")], env=env,
-                          capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "RAG_INDEX": str(index),
+        "RAG_MAX_ANSWER_TOKENS": "200",
+        "RAG_TEMPERATURE": "0",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "ingest", str(ROOT / "data")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     port = _free_port()
     log_path = index.parent / "chainlit.log"
     log = log_path.open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "chainlit", "run", "app.py", "--headless", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     wait_until_up(url, server, log_path.read_text, "chainlit", timeout=120)
@@ -59,8 +76,14 @@ def browser():
         # Our own Chromium build: Playwright's download needs the internet.
         b = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         yield b
         b.close()
@@ -139,16 +162,21 @@ def test_a_follow_up_is_searched_with_the_question_before_it(page):
     ask(page, "How do I install Local RAG Chat on Linux?")
     ask(page, "And on Windows?")
     assert "Searched for: How do I install Local RAG Chat on Linux? And on Windows?" in (
-        retrieval_step(page))
+        retrieval_step(page)
+    )
     assert any("setup" in link and "windows" in link for link in source_links(page))
 
 
 def test_an_attached_pdf_answers_questions_in_its_chat_only(browser, app_url, tmp_path):
     from testdocs import write_pdf
 
-    pdf = write_pdf(tmp_path / "zephyr.pdf", [
-        "The Zephyr-9 survey drone carries 3 kilograms of cargo and flies for 47 minutes "
-        "on one battery. Its range is 18 kilometres."])
+    pdf = write_pdf(
+        tmp_path / "zephyr.pdf",
+        [
+            "The Zephyr-9 survey drone carries 3 kilograms of cargo and flies for 47 minutes "
+            "on one battery. Its range is 18 kilometres."
+        ],
+    )
     first_context, first = open_chat(browser, app_url[0])
     second_context, second = open_chat(browser, app_url[0])
     try:
@@ -157,7 +185,9 @@ def test_an_attached_pdf_answers_questions_in_its_chat_only(browser, app_url, tm
         first.wait_for_selector("#attachments", timeout=30_000)
         first.wait_for_selector("#chat-submit:enabled", timeout=60_000)
         ask(first, "How long does the Zephyr-9 drone fly on one battery?")
-        assert "Added zephyr.pdf to this chat (1 passage)" in first.locator(ANSWER).nth(1).inner_text()
+        assert (
+            "Added zephyr.pdf to this chat (1 passage)" in first.locator(ANSWER).nth(1).inner_text()
+        )
         assert any(link.startswith("[1] zephyr.pdf") for link in source_links(first))
 
         # Another chat (another user) at the same time must not see that file.
@@ -176,7 +206,9 @@ def test_stop_keeps_the_partial_answer_and_the_next_question_is_answered(page):
     page.wait_for_function(  # stop mid-answer: once the answer has begun
         "sel => { const a = document.querySelectorAll(sel);"
         " return a.length >= 2 && a[1].innerText.length >= 20; }",
-        arg=ANSWER, timeout=60_000)
+        arg=ANSWER,
+        timeout=60_000,
+    )
     page.click("#stop-button")
     page.wait_for_selector("text=Stopped before the end of the answer", timeout=10_000)
     partial = answers.nth(1).inner_text()
@@ -196,10 +228,17 @@ def test_documents_ingested_while_the_app_runs_are_found(page, app_url, tmp_path
     notes = tmp_path / "new-notes"
     notes.mkdir()
     (notes / "quokka.md").write_text(
-        "# Quokka census\n\nThe 2026 quokka census on Rottnest counted 11,843 quokkas.")
-    done = subprocess.run([sys.executable, "-m", "ingest", str(notes)], env=app_url[1],
-                          capture_output=True, text=True, timeout=300)
+        "# Quokka census\n\nThe 2026 quokka census on Rottnest counted 11,843 quokkas."
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "ingest", str(notes)],
+        env=app_url[1],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     ask(page, "How many quokkas did the 2026 quokka census count?")
     assert any(link.startswith("[1] quokka.md") for link in source_links(page)) or (
-        "quokka.md" in " ".join(source_links(page)))
+        "quokka.md" in " ".join(source_links(page))
+    )

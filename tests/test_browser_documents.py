@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from docbuilders import table_docx, text_image
 from test_browser import ANSWER, app_url, ask, browser, open_chat, source_links  # noqa: F401
 

@@ -4,6 +4,7 @@ highlighted: the real app, the real tiny model, headless Chromium."""
 from __future__ import annotations
 
 import pytest
+
 from test_browser import ANSWER, app_url, ask, browser, page  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.browser
@@ -27,5 +28,6 @@ def test_the_evidence_sentence_is_shown_and_opens_its_passage_highlighted(page):
     highlighted = panel.locator("strong, .font-bold")
     assert highlighted.count() == 1, panel.inner_html()[:3000]
     assert "It was planted in 1987 by the Ferreira family" in " ".join(
-        highlighted.inner_text().split())
+        highlighted.inner_text().split()
+    )
     assert "Hollow Brook tea garden lies on a north-facing slope" in panel.inner_text()

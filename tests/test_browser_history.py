@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from servers import free_port
 from test_browser import ANSWER, ROOT, ask, browser, retrieval_step, source_links  # noqa: F401
 
@@ -25,16 +26,30 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, embedded_model):
     index = tmp_path_factory.mktemp("history") / "index"
-    env = {**os.environ, "RAG_INDEX": str(index), "RAG_MAX_ANSWER_TOKENS": "120",
-           "RAG_TEMPERATURE": "0", "RAG_AUTH": "header:X-User"}
+    env = {
+        **os.environ,
+        "RAG_INDEX": str(index),
+        "RAG_MAX_ANSWER_TOKENS": "120",
+        "RAG_TEMPERATURE": "0",
+        "RAG_AUTH": "header:X-User",
+    }
     env.pop("DATABASE_URL", None)
-    subprocess.run([sys.executable, "-m", "ingest", str(ROOT / "data")], env=env, check=True,
-                   capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "ingest", str(ROOT / "data")],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     port = free_port()
     log_path = index.parent / "chainlit.log"
     server = subprocess.Popen(
         [sys.executable, "-m", "chainlit", "run", "app.py", "--headless", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT)
+        cwd=ROOT,
+        env=env,
+        stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -70,8 +85,7 @@ def open_from_sidebar(page, url: str, title: str) -> None:
     page.wait_for_selector(ANSWER, timeout=120_000)
     page.locator("a[href^='/thread/']", has_text=title).first.click()
     page.wait_for_url(re.compile(r".*/thread/[\w-]+$"), timeout=30_000)
-    page.locator("[data-step-type='user_message']", has_text=title).first.wait_for(
-        timeout=30_000)
+    page.locator("[data-step-type='user_message']", has_text=title).first.wait_for(timeout=30_000)
     page.wait_for_selector("#chat-submit", timeout=60_000)
 
 
@@ -91,8 +105,10 @@ def test_a_chat_is_listed_reopened_and_continued(browser, app):  # noqa: F811
         open_from_sidebar(page, url, "How do I install Local RAG Chat on Linux?")
         assert thread_id(page) == chat
         ask(page, "And on Windows?")  # means nothing without the first question
-        assert ("Searched for: How do I install Local RAG Chat on Linux? And on Windows?"
-                in retrieval_step(page))
+        assert (
+            "Searched for: How do I install Local RAG Chat on Linux? And on Windows?"
+            in retrieval_step(page)
+        )
         assert any("setup" in link and "windows" in link for link in source_links(page))
     finally:
         context.close()
@@ -101,16 +117,21 @@ def test_a_chat_is_listed_reopened_and_continued(browser, app):  # noqa: F811
 def zephyr_pdf(folder: Path) -> Path:
     from testdocs import write_pdf
 
-    return write_pdf(folder / "zephyr.pdf", [(
-        "The Zephyr-9 survey drone carries 3 kilograms of cargo and flies for 47 minutes "
-        "on one battery. Its range is 18 kilometres.")])
+    return write_pdf(
+        folder / "zephyr.pdf",
+        [
+            (
+                "The Zephyr-9 survey drone carries 3 kilograms of cargo and flies for 47 minutes "
+                "on one battery. Its range is 18 kilometres."
+            )
+        ],
+    )
 
 
 ZEPHYR = "How long does the Zephyr-9 drone fly on one battery?"
 
 
-def test_attached_files_survive_a_reconnect_and_a_resume_and_stay_private(
-        browser, app, tmp_path):  # noqa: F811
+def test_attached_files_survive_a_reconnect_and_a_resume_and_stay_private(browser, app, tmp_path):  # noqa: F811
     url, _, index = app
     context, page = open_as(browser, url, "ann")
     other_context, other = open_as(browser, url, "bob")
@@ -126,8 +147,7 @@ def test_attached_files_survive_a_reconnect_and_a_resume_and_stay_private(
         context.set_offline(True)
         page.wait_for_selector("text=Could not reach the server", timeout=30_000)
         context.set_offline(False)
-        page.wait_for_selector("text=Could not reach the server", state="detached",
-                               timeout=60_000)
+        page.wait_for_selector("text=Could not reach the server", state="detached", timeout=60_000)
         ask(page, "What does the Zephyr-9 drone carry?")
         assert any("zephyr.pdf" in link for link in source_links(page))
 
@@ -165,8 +185,11 @@ def test_deleting_a_chat_deletes_its_files_from_disk(browser, app, tmp_path):  #
         files = index / "chats" / "files" / chat
         assert (files / "files" / "zephyr.pdf").exists()
         # Chainlit's own copy of the upload is not kept once the chat has the file.
-        copies = [p for p in (ROOT / ".files").rglob("*")
-                  if p.is_file() and p.read_bytes() == pdf.read_bytes()]
+        copies = [
+            p
+            for p in (ROOT / ".files").rglob("*")
+            if p.is_file() and p.read_bytes() == pdf.read_bytes()
+        ]
         assert copies == []
 
         item = page.locator(f"a[href='/thread/{chat}']")
@@ -179,9 +202,14 @@ def test_deleting_a_chat_deletes_its_files_from_disk(browser, app, tmp_path):  #
         while files.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not files.exists()
-        done = subprocess.run([sys.executable, "-m", "rag.cli", "chats", "list", "--all"],
-                              env=app[1], capture_output=True, text=True, timeout=120,
-                              check=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "rag.cli", "chats", "list", "--all"],
+            env=app[1],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
         assert chat not in done.stdout
     finally:
         context.close()
@@ -204,7 +232,13 @@ def test_a_chat_exports_as_markdown_and_the_app_cites_as_rag_ask(browser, app): 
         context.close()
     assert f"## {question}" in exported and "travel-policy.md" in exported
 
-    asked = subprocess.run([sys.executable, "-m", "rag.cli", "ask", question], env=env,
-                           capture_output=True, text=True, timeout=600, check=True)
+    asked = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "ask", question],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     listed = re.findall(r"^  (\[\d+\] .+?)  \(", asked.stdout, re.MULTILINE)
     assert [s.lower() for s in listed] == shown

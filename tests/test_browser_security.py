@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 import test_browser
 from support_security import App, Listener, ScriptedModel, image_doc, ingest
 from test_browser import ANSWER, ask
@@ -26,8 +27,16 @@ def listener():
 def image_app(tmp_path_factory, listener):
     """The app over a document full of remote images, answered by a model that writes one
     into its answer, split over several tokens as a real model would stream it."""
-    model = ScriptedModel(["The keeper winds the lens every 4 hours [1]. ", "See ![cha",
-                           "rt](", listener.url, "/answer.png", ") for more."])
+    model = ScriptedModel(
+        [
+            "The keeper winds the lens every 4 hours [1]. ",
+            "See ![cha",
+            "rt](",
+            listener.url,
+            "/answer.png",
+            ") for more.",
+        ]
+    )
     base = tmp_path_factory.mktemp("imgapp")
     docs = base / "docs"
     docs.mkdir()
@@ -41,13 +50,13 @@ def image_app(tmp_path_factory, listener):
 
 def _blocked_by_policy(page) -> list[str]:
     seen: list[str] = []
-    page.on("console", lambda m: seen.append(m.text) if "Content Security Policy" in m.text
-            else None)
+    page.on(
+        "console", lambda m: seen.append(m.text) if "Content Security Policy" in m.text else None
+    )
     return seen
 
 
-def test_remote_images_in_passages_headings_and_answers_fetch_nothing(browser, image_app,
-                                                                       listener):
+def test_remote_images_in_passages_headings_and_answers_fetch_nothing(browser, image_app, listener):
     context = browser.new_context()
     page = context.new_page()
     blocked = _blocked_by_policy(page)
@@ -66,8 +75,9 @@ def test_remote_images_in_passages_headings_and_answers_fetch_nothing(browser, i
         panel = page.locator("#side-view-content")
         panel.wait_for(timeout=10_000)
         page.wait_for_function(
-            "() => document.querySelector('#side-view-content').innerText"
-            ".includes('Beacon photo')", timeout=10_000)
+            "() => document.querySelector('#side-view-content').innerText.includes('Beacon photo')",
+            timeout=10_000,
+        )
         page.wait_for_load_state("networkidle", timeout=15_000)
 
         assert listener.paths == []
@@ -87,11 +97,13 @@ def test_the_policy_alone_stops_an_image_that_got_through(browser, image_app, li
         page.goto(image_app.url)
         page.wait_for_selector(ANSWER, timeout=120_000)
         with page.expect_console_message(
-                lambda m: "Content Security Policy" in m.text and "img-src" in m.text,
-                timeout=10_000):
-            page.evaluate("""url => { const img = document.createElement('img');
+            lambda m: "Content Security Policy" in m.text and "img-src" in m.text, timeout=10_000
+        ):
+            page.evaluate(
+                """url => { const img = document.createElement('img');
                 img.src = url + '/smuggled.png'; document.body.appendChild(img); }""",
-                          listener.url)
+                listener.url,
+            )
         assert "/smuggled.png" not in listener.paths
     finally:
         context.close()
@@ -99,15 +111,22 @@ def test_the_policy_alone_stops_an_image_that_got_through(browser, image_app, li
 
 # --- login ----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def login_app(tmp_path_factory):
     base = tmp_path_factory.mktemp("loginapp")
     index = base / "index"
-    subprocess.run([sys.executable, "-m", "rag.cli", "user", "add", "alice", "--index",
-                    str(index)], input="correct horse\n", text=True, check=True,
-                   capture_output=True, timeout=60)
-    running = App(index, {"RAG_AUTH": "password",
-                          "CHAINLIT_AUTH_SECRET": "test-secret-" + "y" * 40})
+    subprocess.run(
+        [sys.executable, "-m", "rag.cli", "user", "add", "alice", "--index", str(index)],
+        input="correct horse\n",
+        text=True,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    running = App(
+        index, {"RAG_AUTH": "password", "CHAINLIT_AUTH_SECRET": "test-secret-" + "y" * 40}
+    )
     yield running
     running.close()
 

@@ -23,18 +23,27 @@ def index(tmp_path_factory):
 ZERO = {"RAG_TEMPERATURE": "0", "RAG_MAX_ANSWER_TOKENS": "60"}
 
 
-def test_a_terminal_chat_is_stored_resumed_exported_and_deleted(index, tmp_path,
-                                                                 embedded_model):
+def test_a_terminal_chat_is_stored_resumed_exported_and_deleted(index, tmp_path, embedded_model):
     notes = tmp_path / "zephyr.md"
     notes.write_text("# Zephyr\n\nThe Zephyr-9 survey drone flies for 47 minutes on one battery.")
-    done = rag("chat", index=index, env=ZERO,
-               stdin=f"How do I install Local RAG Chat on Linux?\n/attach {notes}\n")
+    done = rag(
+        "chat",
+        index=index,
+        env=ZERO,
+        stdin=f"How do I install Local RAG Chat on Linux?\n/attach {notes}\n",
+    )
     assert done.returncode == 0, done.stderr
     chat_id = re.search(r"rag chat --resume (\S+)", done.stdout).group(1)
     assert "Added **zephyr.md** to this chat (1 passage)" in done.stdout
 
-    again = rag("chat", "--resume", chat_id, index=index, env=ZERO,
-                stdin="And on Windows?\nHow long does the Zephyr-9 drone fly on one battery?\n")
+    again = rag(
+        "chat",
+        "--resume",
+        chat_id,
+        index=index,
+        env=ZERO,
+        stdin="And on Windows?\nHow long does the Zephyr-9 drone fly on one battery?\n",
+    )
     assert again.returncode == 0, again.stderr
     assert "(1 earlier exchange(s))" in again.stdout
     assert "zephyr.md" in again.stdout.split("you>")[-2]  # the resumed chat's file is searched
@@ -42,8 +51,11 @@ def test_a_terminal_chat_is_stored_resumed_exported_and_deleted(index, tmp_path,
     listed = rag("chats", "list", index=index)
     assert chat_id in listed.stdout
     exported = rag("chats", "export", chat_id, index=index).stdout
-    for asked in ("How do I install Local RAG Chat on Linux?", "And on Windows?",
-                  "How long does the Zephyr-9 drone fly on one battery?"):
+    for asked in (
+        "How do I install Local RAG Chat on Linux?",
+        "And on Windows?",
+        "How long does the Zephyr-9 drone fly on one battery?",
+    ):
         assert f"## {asked}" in exported
     assert "zephyr.md" in exported
 
@@ -79,8 +91,14 @@ def test_ask_and_compare_answer_with_the_same_sources(index, embedded_model):
 
 
 def test_compare_declines_an_off_topic_question_in_every_model(index, embedded_model):
-    done = rag("compare", "--llm", "embedded", "Who won the 1998 football World Cup?",
-               index=index, env=ZERO)
+    done = rag(
+        "compare",
+        "--llm",
+        "embedded",
+        "Who won the 1998 football World Cup?",
+        index=index,
+        env=ZERO,
+    )
     assert done.returncode == 0, done.stderr
     row = done.stdout.splitlines()[1]
     assert re.search(r" 40  Who won", row), row  # len("I could not find this in your documents.")

@@ -12,12 +12,13 @@ import asyncio
 
 import httpx
 import pytest
-from servers import start_rag_server
 
 from rag import chat
 from rag.config import Settings
 from rag.models.openai_compat import OpenAICompatibleChat
 from rag.routing import ModelPool
+
+from servers import start_rag_server
 
 SHORT = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
 LONG = [{"role": "user", "content": "Write a long story about a dragon who learns to cook."}]
@@ -29,8 +30,9 @@ def served_model(embedded_model, tmp_path_factory):
     index = tmp_path_factory.mktemp("served") / "index"
     proc, base = start_rag_server({"RAG_INDEX": str(index)})
     ids = [m["id"] for m in httpx.get(f"{base}/models").json()["data"]]
-    yield OpenAICompatibleChat(next(i for i in ids if i != "local-rag-chat"), base,
-                               context_window=8192)
+    yield OpenAICompatibleChat(
+        next(i for i in ids if i != "local-rag-chat"), base, context_window=8192
+    )
     proc.terminate()
     proc.wait(timeout=30)
 
@@ -116,7 +118,9 @@ async def test_the_event_loop_stays_responsive_while_generating(chat_model):
             ticks += 1
 
     ticker = asyncio.create_task(tick())
-    long_prompt = [{"role": "user", "content": "Summarise: " + "The tea garden lies on a slope. " * 150}]
+    long_prompt = [
+        {"role": "user", "content": "Summarise: " + "The tea garden lies on a slope. " * 150}
+    ]
     ticks_per_delta = []
     async for _ in chat_model.stream(long_prompt, max_tokens=16, temperature=0):
         ticks_per_delta.append(ticks)
@@ -141,14 +145,19 @@ async def test_pipeline_answers_from_the_library(library, sample_docs, chat_mode
     # (in the CLI and browser tests).
     assert turn.context[0].chunk.heading.endswith("Meals")
     assert "[1] ### Meals" in turn.messages[-1]["content"]
-    assert "(from travel-policy.md, Northwind Labs travel policy > Expenses > Meals)" in (
-        turn.messages[-1]["content"])
+    assert (
+        "(from travel-policy.md, Northwind Labs travel policy > Expenses > Meals)"
+        in (turn.messages[-1]["content"])
+    )
     assert "55 euros" in turn.messages[-1]["content"]
     assert turn.text.strip() and turn.model == chat_model.name
     assert turn.stats.first_token_s is not None and turn.stats.answer_tokens > 0
 
 
 async def test_a_repetition_penalty_is_accepted(chat_model):
-    answer = "".join(await collect(chat_model.stream(SHORT, max_tokens=16, temperature=0,
-                                                     repetition_penalty=1.2)))
+    answer = "".join(
+        await collect(
+            chat_model.stream(SHORT, max_tokens=16, temperature=0, repetition_penalty=1.2)
+        )
+    )
     assert answer.strip()

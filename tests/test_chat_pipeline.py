@@ -9,13 +9,16 @@ HISTORY = [
 
 
 def test_follow_ups_are_searched_with_the_previous_question():
-    assert search_query("And on Windows?", HISTORY) == "How do I install it on Linux? And on Windows?"
+    assert (
+        search_query("And on Windows?", HISTORY) == "How do I install it on Linux? And on Windows?"
+    )
     assert search_query("What does it cost?", HISTORY).startswith("How do I install it on Linux?")
 
 
 def test_standalone_questions_are_searched_alone():
     assert search_query("What is the daily meal allowance?", HISTORY) == (
-        "What is the daily meal allowance?")
+        "What is the daily meal allowance?"
+    )
     assert search_query("And on Windows?", []) == "And on Windows?"
 
 
@@ -29,8 +32,14 @@ def test_the_prompt_fits_the_budget_by_dropping_the_lowest_ranked_passages():
     from rag.chunks import Chunk, Hit
     from rag.prompts import build_messages, fit_to_budget
 
-    hits = [Hit(Chunk(id=str(i), text=f"passage {i} " + "word " * 50, source=f"/d/{i}.md",
-                      index=0), score=1 - i / 10, rank=i + 1) for i in range(4)]
+    hits = [
+        Hit(
+            Chunk(id=str(i), text=f"passage {i} " + "word " * 50, source=f"/d/{i}.md", index=0),
+            score=1 - i / 10,
+            rank=i + 1,
+        )
+        for i in range(4)
+    ]
     count = lambda text: len(text.split())  # noqa: E731 - one word, one token
     whole = sum(count(m["content"]) + 8 for m in build_messages("q?", hits))
     messages, kept = fit_to_budget("q?", hits, [], whole - 30, count)

@@ -1,9 +1,13 @@
-from ingest.chunking import chunk_sections, pack, units, Span
+import itertools
+
+from ingest.chunking import Span, chunk_sections, pack, units
 from ingest.loaders import Section, markdown_sections
 
 
 def test_chunks_fit_the_model_window_and_keep_their_spans(embedder):
-    paragraph = " ".join(f"Sentence number {i} talks about tea gardens and harvests." for i in range(60))
+    paragraph = " ".join(
+        f"Sentence number {i} talks about tea gardens and harvests." for i in range(60)
+    )
     text = f"Intro line.\n\n{paragraph}\n\nA closing paragraph."
     pieces = chunk_sections([Section(text, page=3)], 64, 16, embedder.count_tokens)
 
@@ -22,7 +26,7 @@ def test_chunks_fit_the_model_window_and_keep_their_spans(embedder):
 def test_consecutive_chunks_overlap(embedder):
     text = " ".join(f"Fact {i} is about topic {i}." for i in range(80))
     pieces = chunk_sections([Section(text)], 50, 12, embedder.count_tokens)
-    for before, after in zip(pieces, pieces[1:]):
+    for before, after in itertools.pairwise(pieces):
         assert after.start < before.end, "the next chunk should repeat the tail of the last"
         assert after.start > before.start
 
@@ -43,7 +47,9 @@ def test_a_word_longer_than_the_limit_stays_whole_and_progress_is_made():
 
 
 def test_markdown_sections_carry_their_heading_path():
-    text = "Preface.\n\n# Guide\nIntro.\n## Setup\nSteps.\n### Windows\nUse PowerShell.\n## Use\nAsk."
+    text = (
+        "Preface.\n\n# Guide\nIntro.\n## Setup\nSteps.\n### Windows\nUse PowerShell.\n## Use\nAsk."
+    )
     sections = markdown_sections(text)
     assert [s.heading for s in sections] == [
         "",

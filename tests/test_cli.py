@@ -1,8 +1,8 @@
 """The ``rag`` command as a person runs it: a real process, real index, real models."""
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +14,20 @@ from testdocs import write_pdf
 
 def rag(*args, index: Path, stdin: str | None = None, env: dict | None = None):
     # Temperature 0: answers checked here must not vary by chance.
-    full_env = {**os.environ, "RAG_INDEX": str(index), "RAG_COLLECTION": "test",
-                "RAG_TEMPERATURE": "0", **(env or {})}
+    full_env = {
+        **os.environ,
+        "RAG_INDEX": str(index),
+        "RAG_COLLECTION": "test",
+        "RAG_TEMPERATURE": "0",
+        **(env or {}),
+    }
     return subprocess.run(
         [sys.executable, "-m", "rag.cli", *args],
-        input=stdin, capture_output=True, text=True, env=full_env, timeout=600,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=600,
     )
 
 
@@ -56,8 +65,10 @@ def test_sources_lists_documents_with_chunk_counts(index):
     done = rag("sources", "--json", index=index)
     listed = {Path(d["source"]).name: d["chunks"] for d in json.loads(done.stdout)}
     assert set(listed) == {
-        "local-rag-chat-setup.md", "travel-policy.md",
-        "tea-garden.txt", "harbor-street-solar-report.pdf",
+        "local-rag-chat-setup.md",
+        "travel-policy.md",
+        "tea-garden.txt",
+        "harbor-street-solar-report.pdf",
     }
     assert all(n > 0 for n in listed.values())
 
@@ -86,8 +97,13 @@ def test_a_bad_model_spec_gets_one_clear_sentence(index):
 
 
 def test_an_unreachable_server_says_what_to_start(index):
-    done = rag("ask", "What is the daily meal allowance?", "--llm",
-               "openai:phi@http://127.0.0.1:9/v1", index=index)
+    done = rag(
+        "ask",
+        "What is the daily meal allowance?",
+        "--llm",
+        "openai:phi@http://127.0.0.1:9/v1",
+        index=index,
+    )
     assert done.returncode == 1
     assert "not reachable" in done.stderr and "start it" in done.stderr
     assert "Traceback" not in done.stderr
@@ -102,8 +118,9 @@ def test_a_bad_setting_names_the_variable(index):
 def test_ask_streams_an_answer_and_lists_sources(index, embedded_model):
     done = rag("ask", "What is the daily meal allowance?", index=index)
     assert done.returncode == 0, done.stderr
-    answer, _, sources = done.stdout.partition("\nSources:" if "\nSources:" in done.stdout
-                                               else "\nRetrieved (not cited):")
+    answer, _, sources = done.stdout.partition(
+        "\nSources:" if "\nSources:" in done.stdout else "\nRetrieved (not cited):"
+    )
     assert answer.strip()
     assert "travel-policy.md" in sources
 
@@ -116,8 +133,15 @@ def test_a_bad_collection_name_is_explained(tmp_path):
 
 def test_compare_times_each_model_on_the_same_context(index, embedded_model):
     refused = "openai:phi@http://127.0.0.1:9/v1"
-    done = rag("compare", "--llm", "embedded", "--llm", refused,
-               "What is the daily meal allowance?", index=index)
+    done = rag(
+        "compare",
+        "--llm",
+        "embedded",
+        "--llm",
+        refused,
+        "What is the daily meal allowance?",
+        index=index,
+    )
     assert done.returncode == 1  # one model failed, and that is said
     header, *rows = done.stdout.splitlines()
     assert "first token" in header and "tokens/s" in header
@@ -128,10 +152,14 @@ def test_compare_times_each_model_on_the_same_context(index, embedded_model):
 
 def test_models_reports_reachability_and_windows(index):
     # Only loopback traffic here: 127.0.0.1 counts as remote once it is not trusted.
-    done = rag("models", index=index,
-               env={"RAG_LLM_FALLBACK": "openai:phi@http://localhost:9/v1,"
-                                        "openai:big@http://127.0.0.1:9/v1",
-                    "RAG_LLM_LOCAL_HOSTS": "localhost"})
+    done = rag(
+        "models",
+        index=index,
+        env={
+            "RAG_LLM_FALLBACK": "openai:phi@http://localhost:9/v1,openai:big@http://127.0.0.1:9/v1",
+            "RAG_LLM_LOCAL_HOSTS": "localhost",
+        },
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "primary    embedded" and "context window 8192 tokens" in lines[1]
@@ -140,8 +168,13 @@ def test_models_reports_reachability_and_windows(index):
 
 
 def test_model_download_offline_says_what_to_do(tmp_path):
-    done = rag("model", "download", "phi-4-mini", index=tmp_path / "i",
-               env={"RAG_CACHE_DIR": str(tmp_path / "cache")})
+    done = rag(
+        "model",
+        "download",
+        "phi-4-mini",
+        index=tmp_path / "i",
+        env={"RAG_CACHE_DIR": str(tmp_path / "cache")},
+    )
     assert done.returncode == 1
     assert "needs the internet" in done.stderr and "RAG_LLM=onnx:PATH" in done.stderr
     assert "Traceback" not in done.stderr
@@ -156,15 +189,31 @@ def test_query_can_be_restricted_to_sources(index):
     hits = json.loads(done.stdout)["hits"]
     assert hits and all(h["source"].endswith("harbor-street-solar-report.pdf") for h in hits)
     assert all(-1 <= h["similarity"] <= 1 for h in hits)
-    both = rag("query", "--json", "--source", "policies", "--source", "notes/tea-garden.txt",
-               "hotel tea", index=index)
+    both = rag(
+        "query",
+        "--json",
+        "--source",
+        "policies",
+        "--source",
+        "notes/tea-garden.txt",
+        "hotel tea",
+        index=index,
+    )
     names = {Path(h["source"]).name for h in json.loads(both.stdout)["hits"]}
     assert names == {"travel-policy.md", "tea-garden.txt"}
 
 
 def test_eval_compares_variants_and_lists_failures(index, tmp_path):
-    done = rag("eval", str(SAMPLE_QA), "--json", "--variant", "search_mode=vector",
-               "--variant", "search_mode=lexical,candidates=5", index=index)
+    done = rag(
+        "eval",
+        str(SAMPLE_QA),
+        "--json",
+        "--variant",
+        "search_mode=vector",
+        "--variant",
+        "search_mode=lexical,candidates=5",
+        index=index,
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["questions"] >= 25
@@ -175,8 +224,10 @@ def test_eval_compares_variants_and_lists_failures(index, tmp_path):
     assert default["hit@5"] >= 0.96
 
     unanswerable = tmp_path / "qa.jsonl"
-    unanswerable.write_text('{"question": "What colour is the hotel?", "answers": ["mauve"]}\n'
-                            '{"question": "Daily meal allowance?", "answers": ["55 euros"]}\n')
+    unanswerable.write_text(
+        '{"question": "What colour is the hotel?", "answers": ["mauve"]}\n'
+        '{"question": "Daily meal allowance?", "answers": ["55 euros"]}\n'
+    )
     text = rag("eval", str(unanswerable), index=index)
     assert text.returncode == 0, text.stderr
     assert re.search(r"^default +0\.500 +0\.500 +0\.500 +0\.500 +0\.500", text.stdout, re.M)

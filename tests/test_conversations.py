@@ -9,8 +9,6 @@ that the test declares untrusted.
 from __future__ import annotations
 
 import pytest
-from servers import Recorder
-from support_db import fresh_database, missing, postgres_cluster
 
 from ingest.pipeline import Ingestor, discover
 from rag.chats import ChatStore
@@ -18,6 +16,9 @@ from rag.conversation import Conversation, Conversations, Engine
 from rag.errors import RagError
 from rag.freshness import LiveLibrary
 from rag.transcript import export_markdown
+
+from servers import Recorder
+from support_db import fresh_database, missing, postgres_cluster
 
 
 @pytest.fixture(scope="session")
@@ -52,17 +53,24 @@ async def test_the_schema_is_made_once_and_recorded(chat_settings):
     import sqlalchemy as sa
 
     from rag.chats import SCHEMA_VERSION, t_meta
+
     async with again.engine.connect() as db:
-        rows = (await db.execute(sa.select(t_meta.c.value).where(
-            t_meta.c.key == "schema_version"))).all()
+        rows = (
+            await db.execute(sa.select(t_meta.c.value).where(t_meta.c.key == "schema_version"))
+        ).all()
     await again.close()
     assert rows == [(str(SCHEMA_VERSION),)]
 
 
 async def test_each_user_lists_only_their_chats(store):
     ann, bob = await store.ensure_user("ann"), await store.ensure_user("bob")
-    await store.upsert_thread("t-ann", user_id=ann["id"], name="Ann's chat",
-                              tags=["a", "b"], metadata={"chat_profile": "x"})
+    await store.upsert_thread(
+        "t-ann",
+        user_id=ann["id"],
+        name="Ann's chat",
+        tags=["a", "b"],
+        metadata={"chat_profile": "x"},
+    )
     await store.upsert_thread("t-bob", user_id=bob["id"], name="Bob's chat")
     page, more = await store.list_threads(ann["id"])
     assert [t["id"] for t in page] == ["t-ann"] and not more
@@ -73,12 +81,22 @@ async def test_each_user_lists_only_their_chats(store):
 async def test_messages_keep_their_order_metadata_and_updates(store):
     user = await store.ensure_user("ann")
     await store.upsert_thread("t1", user_id=user["id"], name="c")
-    await store.upsert_step({"id": "s1", "threadId": "t1", "type": "user_message",
-                             "output": "first?", "metadata": {}})
-    await store.upsert_step({"id": "s2", "threadId": "t1", "type": "assistant_message",
-                             "output": "", "metadata": {"private": True}, "streaming": True})
-    await store.upsert_step({"id": "s2", "threadId": "t1", "type": "assistant_message",
-                             "output": "the answer"})  # an update without metadata keeps it
+    await store.upsert_step(
+        {"id": "s1", "threadId": "t1", "type": "user_message", "output": "first?", "metadata": {}}
+    )
+    await store.upsert_step(
+        {
+            "id": "s2",
+            "threadId": "t1",
+            "type": "assistant_message",
+            "output": "",
+            "metadata": {"private": True},
+            "streaming": True,
+        }
+    )
+    await store.upsert_step(
+        {"id": "s2", "threadId": "t1", "type": "assistant_message", "output": "the answer"}
+    )  # an update without metadata keeps it
     steps = (await store.thread("t1"))["steps"]
     assert [(s["id"], s["output"]) for s in steps] == [("s1", "first?"), ("s2", "the answer")]
     assert steps[1]["metadata"] == {"private": True} and steps[1]["streaming"] is True
@@ -90,8 +108,16 @@ async def test_deleting_a_chat_deletes_messages_elements_and_files(store):
     user = await store.ensure_user("ann")
     await store.upsert_thread("t1", user_id=user["id"])
     await store.upsert_step({"id": "s1", "threadId": "t1", "type": "user_message", "output": "q"})
-    await store.upsert_element({"id": "e1", "threadId": "t1", "forId": "s1", "type": "text",
-                                "name": "[1] a.md", "content": "passage text"})
+    await store.upsert_element(
+        {
+            "id": "e1",
+            "threadId": "t1",
+            "forId": "s1",
+            "type": "text",
+            "name": "[1] a.md",
+            "content": "passage text",
+        }
+    )
     files = store.files_dir("t1")
     (files / "files").mkdir(parents=True)
     (files / "files" / "secret.md").write_text("secret")
@@ -109,14 +135,19 @@ async def test_retention_removes_old_chats_only(store):
     import sqlalchemy as sa
 
     from rag.chats import t_threads
+
     async with store.engine.begin() as db:
-        await db.execute(sa.update(t_threads).where(t_threads.c.id == "old")
-                         .values(updated_at="2020-01-01T00:00:00.000Z"))
+        await db.execute(
+            sa.update(t_threads)
+            .where(t_threads.c.id == "old")
+            .values(updated_at="2020-01-01T00:00:00.000Z")
+        )
     assert await store.expire(30) == ["old"]
     assert await store.thread("new") is not None
 
 
 # The conversation service, with the real models ------------------------------------
+
 
 @pytest.fixture
 def engine(library, sample_docs, chat_settings, embedded_model):
@@ -189,16 +220,19 @@ def private_engine(engine, tmp_path):
     private = tmp_path / "private"
     private.mkdir()
     (private / "diary.md").write_text(
-        f"# Diary\n\nMy secret garden gate code is {SECRET}. The gate is painted green.")
+        f"# Diary\n\nMy secret garden gate code is {SECRET}. The gate is painted green."
+    )
     Ingestor(engine.live.library, extra_metadata={"private": True}).run(
-        discover([private]), progress=False)
+        discover([private]), progress=False
+    )
     return engine
 
 
 def routed_to(engine, remote: Recorder) -> Engine:
     """Code questions go to the recording server, which counts as off this machine."""
     options = engine.settings.with_overrides(
-        llm_routes={"code": f"openai:remote@{remote.base}"}, llm_local_hosts=["localhost"])
+        llm_routes={"code": f"openai:remote@{remote.base}"}, llm_local_hosts=["localhost"]
+    )
     found = Engine(options, engine.live, engine.store)
     found.models = engine.models
     return found
@@ -231,9 +265,11 @@ async def test_sent_back_private_answers_stay_private_in_the_api(private_engine)
     remote = Recorder()
     try:
         engine = routed_to(private_engine, remote)
-        sent_back = [{"role": "user", "content": "What is my secret garden gate code?"},
-                     {"role": "assistant", "content": first.text},
-                     {"role": "user", "content": "Write a python function def gate(): code()"}]
+        sent_back = [
+            {"role": "user", "content": "What is my secret garden gate code?"},
+            {"role": "assistant", "content": first.text},
+            {"role": "user", "content": "Write a python function def gate(): code()"},
+        ]
         api, question = await Conversation.from_messages(engine, sent_back)
         assert [e.private for e in api.history] == [True, True]
         turn = await api.ask(question)
@@ -248,12 +284,18 @@ async def test_general_answers_do_not_carry_private_history(private_engine):
     remote = Recorder()
     try:
         options = private_engine.settings.with_overrides(
-            llm=f"openai:remote@{remote.base}", llm_fallback=[], llm_local_hosts=["localhost"],
-            off_topic="general")
+            llm=f"openai:remote@{remote.base}",
+            llm_fallback=[],
+            llm_local_hosts=["localhost"],
+            off_topic="general",
+        )
         engine = Engine(options, private_engine.live, private_engine.store)
-        history = [{"role": "user", "content": "What is my gate code?", "private": True},
-                   {"role": "assistant", "content": f"It is {SECRET} [1].", "private": True}]
+        history = [
+            {"role": "user", "content": "What is my gate code?", "private": True},
+            {"role": "assistant", "content": f"It is {SECRET} [1].", "private": True},
+        ]
         from rag.conversation import Entry
+
         conv = Conversation(engine, history=[Entry(**m) for m in history])
         turn = await conv.ask("Who won the 1998 football World Cup?")
     finally:
@@ -270,15 +312,26 @@ def test_history_comes_back_from_the_app_s_stored_messages():
         {"id": "w", "type": "assistant_message", "output": "Hello!", "metadata": {}},
         {"id": "q", "type": "user_message", "output": "What is my code?", "metadata": {}},
         {"id": "r", "type": "retrieval", "output": "Searched for: ..."},
-        {"id": "a", "type": "assistant_message", "parentId": "q", "output": "It is X [1].\n\n"
-         "**Sources:** [1] diary.md", "metadata": {"answer": "It is X [1].", "private": True}},
+        {
+            "id": "a",
+            "type": "assistant_message",
+            "parentId": "q",
+            "output": "It is X [1].\n\n**Sources:** [1] diary.md",
+            "metadata": {"answer": "It is X [1].", "private": True},
+        },
         {"id": "q2", "type": "user_message", "output": "Tell a long story", "metadata": {}},
-        {"id": "a2", "type": "assistant_message", "output": "Once", "metadata": {
-            "answer": "Once", "stopped": True}},
+        {
+            "id": "a2",
+            "type": "assistant_message",
+            "output": "Once",
+            "metadata": {"answer": "Once", "stopped": True},
+        },
     ]
     entries = entries_from_steps(steps)
     assert [(e.role, e.content, e.private) for e in entries] == [
-        ("user", "What is my code?", True), ("assistant", "It is X [1].", True)]
+        ("user", "What is my code?", True),
+        ("assistant", "It is X [1].", True),
+    ]
 
 
 async def test_an_api_request_continues_a_stored_chat_or_its_own_messages(engine):
@@ -287,16 +340,19 @@ async def test_an_api_request_continues_a_stored_chat_or_its_own_messages(engine
     await stored.ask("How do I install Local RAG Chat on Linux?")
     conv, question = await chats.for_request(
         [{"role": "user", "content": [{"type": "text", "text": "And on Windows?"}]}],
-        chat_id=stored.id)
+        chat_id=stored.id,
+    )
     assert question == "And on Windows?" and len(conv.history) == 2
     turn = await conv.ask(question)
     assert turn.search_query.startswith("How do I install Local RAG Chat on Linux?")
     assert len((await chats.thread(stored.id))["steps"]) == 4
 
-    sent = [{"role": "system", "content": "Be brief."},
-            {"role": "user", "content": "How do I install Local RAG Chat on Linux?"},
-            {"role": "assistant", "content": "Run make run."},
-            {"role": "user", "content": "And on Windows?"}]
+    sent = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "How do I install Local RAG Chat on Linux?"},
+        {"role": "assistant", "content": "Run make run."},
+        {"role": "user", "content": "And on Windows?"},
+    ]
     conv, question = await chats.for_request(sent)
     assert [e.content for e in conv.history] == [sent[1]["content"], sent[2]["content"]]
     with pytest.raises(RagError):
@@ -306,11 +362,25 @@ async def test_an_api_request_continues_a_stored_chat_or_its_own_messages(engine
 
 
 def test_a_resumed_chat_keeps_its_settings(engine):
-    thread = {"id": "t", "steps": [], "metadata": {"chat_settings": {
-        "top_k": 2, "temperature": 0.5, "use_library": False, "sources": "*.md"}}}
+    thread = {
+        "id": "t",
+        "steps": [],
+        "metadata": {
+            "chat_settings": {
+                "top_k": 2,
+                "temperature": 0.5,
+                "use_library": False,
+                "sources": "*.md",
+            }
+        },
+    }
     conv = Conversation.from_thread(engine, thread)
-    assert (conv.options.top_k, conv.options.temperature, conv.use_library,
-            conv.options.sources) == (2, 0.5, False, ["*.md"])
+    assert (
+        conv.options.top_k,
+        conv.options.temperature,
+        conv.use_library,
+        conv.options.sources,
+    ) == (2, 0.5, False, ["*.md"])
 
 
 async def test_leftovers_of_a_crashed_run_are_swept(store, tmp_path):

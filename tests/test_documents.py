@@ -5,6 +5,13 @@ real pipeline and found again with a real search.
 """
 
 import pytest
+
+from ingest.chunking import chunk_sections
+from ingest.loaders import Block, ReadOptions, Section, Unreadable, load, markdown_sections
+from ingest.pipeline import Ingestor, discover
+from ingest.readers import ocr
+from rag.retrieval import search
+
 from docbuilders import (
     TABLE_HEADER,
     pdf_pypdf_rejects,
@@ -15,12 +22,6 @@ from docbuilders import (
     table_pdf,
     text_image,
 )
-
-from ingest.chunking import chunk_sections
-from ingest.loaders import Block, ReadOptions, Section, Unreadable, load, markdown_sections
-from ingest.pipeline import Ingestor, discover
-from ingest.readers import ocr
-from rag.retrieval import search
 
 needs_ocr = pytest.mark.skipif(not ocr.available(), reason="no OCR engine installed")
 
@@ -74,8 +75,7 @@ def test_ocr_off_leaves_scans_reported_and_images_refused(library, tmp_path):
     assert not summary.ocr_pages
 
 
-def test_a_pdf_pypdf_rejects_is_read_by_pdfium_and_the_engine_reported(library, settings,
-                                                                         tmp_path):
+def test_a_pdf_pypdf_rejects_is_read_by_pdfium_and_the_engine_reported(library, settings, tmp_path):
     broken = pdf_pypdf_rejects(tmp_path / "contract.pdf", "Lease of the walrus enclosure.")
     summary = ingest(library, broken)
     assert summary.added == [str(broken)] and not summary.failed
@@ -87,8 +87,9 @@ def test_a_pdf_pypdf_rejects_is_read_by_pdfium_and_the_engine_reported(library, 
 
 
 @pytest.mark.parametrize("build", [table_pdf, table_docx, table_html], ids=["pdf", "docx", "html"])
-def test_a_table_is_retrieved_as_a_markdown_table_with_its_header(library, settings, tmp_path,
-                                                                  build):
+def test_a_table_is_retrieved_as_a_markdown_table_with_its_header(
+    library, settings, tmp_path, build
+):
     document = build(tmp_path / f"prices.{build.__name__.split('_')[1]}")
     ingest(library, document)
     [hit] = keyword_search(library, settings, "quince", k=1)
@@ -110,8 +111,9 @@ def test_a_table_too_big_for_one_chunk_repeats_its_header_in_every_part(embedder
     header = "| Item | Colour | Weight |\n| --- | --- | --- |"
     for piece in tabled:
         assert header in piece.text
-        assert all(line.startswith("|") for line in piece.text.split("\n")
-                   if line and "part-" in line)  # rows whole, never cut
+        assert all(
+            line.startswith("|") for line in piece.text.split("\n") if line and "part-" in line
+        )  # rows whole, never cut
     assert max(embedder.count_tokens([p.text for p in pieces])) <= 64
     found = {line for p in tabled for line in p.text.split("\n") if "part-" in line}
     assert len(found) == 60  # every row in some chunk
@@ -223,16 +225,31 @@ def test_no_ocr_on_the_command_line(tmp_path):
     docs.mkdir()
     text_image(["Parking ticket 12 euros"]).save(docs / "ticket.png")
     done = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "ingest", "--no-ocr", "--json", str(docs),
-         "--index", str(tmp_path / "index")], capture_output=True, text=True, timeout=300,
-        check=False)
+        [
+            sys.executable,
+            "-m",
+            "rag.cli",
+            "ingest",
+            "--no-ocr",
+            "--json",
+            str(docs),
+            "--index",
+            str(tmp_path / "index"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 1, done.stderr
     [failure] = json.loads(done.stdout)["failed"]
     assert "OCR is off" in failure["reason"]
 
 
 def test_windows_line_endings_and_unicode_line_separators_keep_headings():
-    text = "Intro\u2028still intro.\r\n\r\n# One\r\n\r\nBody one.\r\n\r\n## Two\r\n\r\nBody two.\r\n"
+    text = (
+        "Intro\u2028still intro.\r\n\r\n# One\r\n\r\nBody one.\r\n\r\n## Two\r\n\r\nBody two.\r\n"
+    )
     sections = markdown_sections(text)
     assert [s.heading for s in sections] == ["", "One", "One > Two"]
     assert sections[2].text.startswith("## Two")
@@ -242,8 +259,11 @@ def _can_cut_the_network() -> bool:
     import shutil
     import subprocess
 
-    return bool(shutil.which("unshare")) and subprocess.run(
-        ["unshare", "-rn", "true"], capture_output=True, check=False).returncode == 0
+    return (
+        bool(shutil.which("unshare"))
+        and subprocess.run(["unshare", "-rn", "true"], capture_output=True, check=False).returncode
+        == 0
+    )
 
 
 @needs_ocr
@@ -254,19 +274,27 @@ def test_ocr_runs_without_any_network(tmp_path):
     import sys
 
     text_image(["Offline reading works"]).save(tmp_path / "offline.png")
-    script = ("import sys; from PIL import Image; from ingest.readers import ocr; "
-              "print(ocr.read(Image.open(sys.argv[1])).text)")
-    done = subprocess.run(["unshare", "-rn", sys.executable, "-c", script,
-                           str(tmp_path / "offline.png")], capture_output=True, text=True,
-                          timeout=300, check=False)
+    script = (
+        "import sys; from PIL import Image; from ingest.readers import ocr; "
+        "print(ocr.read(Image.open(sys.argv[1])).text)"
+    )
+    done = subprocess.run(
+        ["unshare", "-rn", sys.executable, "-c", script, str(tmp_path / "offline.png")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "Offline reading works" in done.stdout
 
 
 def test_html_headings_become_the_heading_path(tmp_path):
     page = tmp_path / "guide.html"
-    page.write_text("<html><body><p>Intro.</p><h1>Guide</h1><p>Welcome.</p><h2>Setup</h2>"
-                    "<p>Plug it in.</p><h2>Use</h2><p>Press start.</p></body></html>")
+    page.write_text(
+        "<html><body><p>Intro.</p><h1>Guide</h1><p>Welcome.</p><h2>Setup</h2>"
+        "<p>Plug it in.</p><h2>Use</h2><p>Press start.</p></body></html>"
+    )
     sections = load(page).sections
     assert [s.heading for s in sections] == ["", "Guide", "Guide > Setup", "Guide > Use"]
     assert "Plug it in." in sections[2].text

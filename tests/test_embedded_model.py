@@ -78,7 +78,8 @@ def test_context_length_is_the_model_window(model_dir):
 
 def test_chat_template_is_smollm2_chatml(tokenizer):
     assert _prompt(tokenizer, "Hi") == (
-        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, "
+        "trained by Hugging Face<|im_end|>\n"
         "<|im_start|>user\nHi<|im_end|>\n"
         "<|im_start|>assistant\n"
     )
@@ -105,24 +106,38 @@ def test_short_answer_stops_at_end_of_turn(model_dir, model, tokenizer):
 
 def test_second_prepare_does_not_rebuild(model_dir):
     before = model_dir.stat().st_mtime_ns
-    again = prepare_embedded_model(_cache_dir(), log=lambda line: pytest.fail(f"unexpected log: {line}"))
+    again = prepare_embedded_model(
+        _cache_dir(), log=lambda line: pytest.fail(f"unexpected log: {line}")
+    )
     assert again == model_dir
     assert model_dir.stat().st_mtime_ns == before
 
 
 def test_concurrent_builds_share_one_result(tmp_path):
     # A leftover of an interrupted build must be cleaned, not taken as ready.
-    stale = embedded_model_dir(tmp_path).parent / f".build-{embedded_model_dir(tmp_path).name}-stale"
+    stale = (
+        embedded_model_dir(tmp_path).parent / f".build-{embedded_model_dir(tmp_path).name}-stale"
+    )
     stale.mkdir(parents=True)
     (stale / "genai_config.json").write_text("{}")
     script = (
-        "import sys; from pathlib import Path; from rag.models.embedded import prepare_embedded_model;"
+        "import sys; from pathlib import Path; "
+        "from rag.models.embedded import prepare_embedded_model;"
         "print('READY', prepare_embedded_model(Path(sys.argv[1])))"
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
     procs = [
-        subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], env=env, cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for _ in range(2)
     ]
     outputs = [proc.communicate(timeout=1200)[0] for proc in procs]
@@ -131,5 +146,7 @@ def test_concurrent_builds_share_one_result(tmp_path):
     target = embedded_model_dir(tmp_path)
     assert all(f"READY {target}" in out for out in outputs), outputs
     assert sum("Converting the GGUF weights..." in out for out in outputs) == 1, outputs
-    assert sorted(p.name for p in target.parent.iterdir()) == sorted([target.name, f"{target.name}.lock"])
+    assert sorted(p.name for p in target.parent.iterdir()) == sorted(
+        [target.name, f"{target.name}.lock"]
+    )
     shutil.rmtree(target)  # pytest keeps recent tmp dirs; this one holds ~270 MB

@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import signal
@@ -5,13 +6,12 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from ingest.pipeline import Ingestor, discover, forget
 from rag import store
 from rag.config import Settings
 from rag.documents import SqliteCatalog, catalog_path
 from rag.store import open_store
+
 from testdocs import encrypt_pdf, truncate, write_pdf
 
 
@@ -21,8 +21,7 @@ def ingest(library, *paths, **kw):
 
 
 def ids_by_source(library_store):
-    return {s: {c.id for c in library_store.document_chunks(s)}
-            for s in library_store.documents()}
+    return {s: {c.id for c in library_store.document_chunks(s)} for s in library_store.documents()}
 
 
 def all_chunks(library_store):
@@ -113,8 +112,11 @@ def test_forget_removes_a_document(library, sample_docs):
 def _corpus(folder, files=120):
     folder.mkdir()
     for i in range(files):
-        lines = [f"Document {i}, paragraph {p}: the warehouse number {i * 7 + p} stores "
-                 f"{p + 3} crates of equipment for project {i % 13}." for p in range(24)]
+        lines = [
+            f"Document {i}, paragraph {p}: the warehouse number {i * 7 + p} stores "
+            f"{p + 3} crates of equipment for project {i % 13}."
+            for p in range(24)
+        ]
         (folder / f"doc{i:03}.txt").write_text("\n\n".join(lines))
     return folder
 
@@ -123,7 +125,11 @@ def _run_ingest(folder, index, **popen):
     env = {**os.environ, "RAG_INDEX": str(index), "RAG_COLLECTION": "test"}
     return subprocess.Popen(
         [sys.executable, "-m", "ingest", str(folder), "--json"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
     )
 
 
@@ -151,8 +157,13 @@ def _state(index):
 
 def _check(index):
     env = {**os.environ, "RAG_INDEX": str(index), "RAG_COLLECTION": "test"}
-    done = subprocess.run([sys.executable, "-m", "rag.cli", "check", "--json"], env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "check", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return done.returncode, json.loads(done.stdout)
 
 
@@ -209,15 +220,14 @@ def test_kill_9_at_random_moments_never_leaves_check_unclean_after_the_next_run(
     for round_ in range(3):
         # Change some files each round, so the killed run replaces versions too.
         for i in rng.sample(range(40), 8):
-            (corpus / f"doc{i:03}.txt").write_text(f"Round {round_} rewrote document {i}.\n"
-                                                  * (5 + round_ * 20))
+            (corpus / f"doc{i:03}.txt").write_text(
+                f"Round {round_} rewrote document {i}.\n" * (5 + round_ * 20)
+            )
         proc = _run_ingest(corpus, index)
-        try:
+        with contextlib.suppress(AssertionError):  # it finished first: still a valid round
             _kill_when_writing(proc, index, delay=rng.uniform(0.0, 3.0))
-        except AssertionError:
-            pass  # it finished first: still a valid round
         rerun = _run_ingest(corpus, index)
-        out, err = rerun.communicate(timeout=600)
+        _, err = rerun.communicate(timeout=600)
         assert rerun.returncode == 0, err
         code, report = _check(index)
         assert code == 0 and report["consistent"], (round_, report)
@@ -234,7 +244,12 @@ def test_markdown_chunks_carry_nested_heading_paths(library, tmp_path):
     ingest(library, docs)
     got = all_chunks(library.store)
     headings = {c.heading for c in got}
-    assert headings == {"Guide", "Guide > Install", "Guide > Install > Windows",
-                        "Guide > Install > Linux", "Guide > Use"}
+    assert headings == {
+        "Guide",
+        "Guide > Install",
+        "Guide > Install > Windows",
+        "Guide > Install > Linux",
+        "Guide > Use",
+    }
     windows = [c.text for c in got if c.heading == "Guide > Install > Windows"]
     assert windows == ["### Windows\n\nUse PowerShell and winget."]

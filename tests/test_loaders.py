@@ -1,6 +1,7 @@
 import pytest
 
 from ingest.loaders import Unreadable, load
+
 from testdocs import encrypt_pdf, truncate, write_pdf
 
 
@@ -46,7 +47,8 @@ def test_html_keeps_visible_text_only(tmp_path):
     path = tmp_path / "page.html"
     path.write_text(
         "<html><head><title>T</title><style>p{color:red}</style></head>"
-        "<body><script>var hidden = 1;</script><h1>Visible title</h1><p>Body text.</p></body></html>"
+        "<body><script>var hidden = 1;</script><h1>Visible title</h1>"
+        "<p>Body text.</p></body></html>"
     )
     [section] = load(path).sections
     assert "Visible title" in section.text and "Body text." in section.text

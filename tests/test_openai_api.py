@@ -28,10 +28,11 @@ import pytest
 from openai.types import CreateEmbeddingResponse, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.shared import ErrorObject
-from servers import Recorder, start_rag_server
 
 from rag.config import Settings
 from rag.retrieval import open_library
+
+from servers import Recorder, start_rag_server
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
@@ -43,9 +44,21 @@ LONG = [{"role": "user", "content": "Write a long story about a dragon who learn
 
 def ingest(index: Path, collection: str, *paths: Path, private: bool = False) -> None:
     args = ["--private"] if private else []
-    subprocess.run([sys.executable, "-m", "ingest", "--index", str(index),
-                    "--collection", collection, *args, *map(str, paths)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ingest",
+            "--index",
+            str(index),
+            "--collection",
+            collection,
+            *args,
+            *map(str, paths),
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +74,11 @@ def index(tmp_path_factory) -> Path:
 def api(index):
     proc, base = start_rag_server(
         {"RAG_INDEX": str(index), "RAG_TEMPERATURE": "0", "RAG_MAX_ANSWER_TOKENS": "64"},
-        "--collection", "library", "--collection", "notes")
+        "--collection",
+        "library",
+        "--collection",
+        "notes",
+    )
     yield base
     proc.terminate()
     proc.wait(timeout=30)
@@ -81,13 +98,19 @@ def client(api) -> openai.OpenAI:
 
 def events(response: httpx.Response) -> list[str]:
     """The data of each server-sent event, as a client reads them."""
-    return [line[len("data: "):] for line in response.iter_lines() if line.startswith("data: ")]
+    return [line[len("data: ") :] for line in response.iter_lines() if line.startswith("data: ")]
 
 
-def validated_stream(base: str, body: dict, headers: dict | None = None
-                     ) -> list[ChatCompletionChunk]:
-    with httpx.stream("POST", f"{base}/chat/completions", json={**body, "stream": True},
-                      headers=headers, timeout=120) as response:
+def validated_stream(
+    base: str, body: dict, headers: dict | None = None
+) -> list[ChatCompletionChunk]:
+    with httpx.stream(
+        "POST",
+        f"{base}/chat/completions",
+        json={**body, "stream": True},
+        headers=headers,
+        timeout=120,
+    ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         data = events(response)
@@ -107,8 +130,14 @@ def test_models_list_one_id_per_collection_and_the_chat_model(client, chat_id, a
     assert listed["object"] == "list"
     models = [Model.model_validate(m) for m in listed["data"]]
     ids = [m.id for m in models]
-    assert ids == ["local-rag-chat", chat_id, "rag-library", "rag-library+sources",
-                   "rag-notes", "rag-notes+sources"]
+    assert ids == [
+        "local-rag-chat",
+        chat_id,
+        "rag-library",
+        "rag-library+sources",
+        "rag-notes",
+        "rag-notes+sources",
+    ]
     assert all(m.created > 0 and m.owned_by for m in models)
     assert [m.id for m in client.models.list()] == ids
     assert client.models.retrieve("rag-notes").id == "rag-notes"
@@ -121,7 +150,8 @@ def test_models_list_one_id_per_collection_and_the_chat_model(client, chat_id, a
 
 def test_a_whole_answer_has_usage_and_its_sources_in_the_rag_field(client):
     raw = client.chat.completions.with_raw_response.create(
-        model="rag-library", messages=MEALS, temperature=0)
+        model="rag-library", messages=MEALS, temperature=0
+    )
     reply = ChatCompletion.model_validate(raw.http_response.json())
     assert reply.object == "chat.completion" and reply.model == "rag-library"
     [choice] = reply.choices
@@ -140,8 +170,9 @@ def test_a_whole_answer_has_usage_and_its_sources_in_the_rag_field(client):
 
 
 def test_a_streamed_answer_has_role_first_finish_reason_then_usage(api, client):
-    chunks = validated_stream(api, {"model": "rag-library", "messages": MEALS,
-                                    "stream_options": {"include_usage": True}})
+    chunks = validated_stream(
+        api, {"model": "rag-library", "messages": MEALS, "stream_options": {"include_usage": True}}
+    )
     assert len({c.id for c in chunks}) == 1 and all(c.model == "rag-library" for c in chunks)
     assert chunks[0].choices[0].delta.role == "assistant"
     *body, finish, usage = chunks
@@ -154,8 +185,7 @@ def test_a_streamed_answer_has_role_first_finish_reason_then_usage(api, client):
     assert usage.usage.total_tokens == usage.usage.prompt_tokens + usage.usage.completion_tokens
 
     # The SDK reads the same stream; without include_usage no usage chunk comes.
-    seen = list(client.chat.completions.create(model="rag-library", messages=MEALS,
-                                               stream=True))
+    seen = list(client.chat.completions.create(model="rag-library", messages=MEALS, stream=True))
     assert "55" in "".join(c.choices[0].delta.content or "" for c in seen if c.choices)
     assert all(c.usage is None for c in seen)
 
@@ -163,12 +193,13 @@ def test_a_streamed_answer_has_role_first_finish_reason_then_usage(api, client):
 async def test_the_async_client_answers_whole_and_streamed(api):
     client = openai.AsyncOpenAI(base_url=api, api_key="not-needed", max_retries=0)
     raw = await client.chat.completions.with_raw_response.create(
-        model="rag-library", messages=MEALS)
+        model="rag-library", messages=MEALS
+    )
     reply = ChatCompletion.model_validate(raw.http_response.json())
     assert "55" in reply.choices[0].message.content
     stream = await client.chat.completions.create(
-        model="rag-library", messages=MEALS, stream=True,
-        stream_options={"include_usage": True})
+        model="rag-library", messages=MEALS, stream=True, stream_options={"include_usage": True}
+    )
     chunks = [ChatCompletionChunk.model_validate(c.model_dump()) async for c in stream]
     assert "55" in "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
@@ -178,36 +209,44 @@ async def test_the_async_client_answers_whole_and_streamed(api):
 def test_max_tokens_ends_with_length_and_stop_cuts_the_text(client, chat_id):
     for limit in ({"max_tokens": 8}, {"max_completion_tokens": 8}):
         raw = client.chat.completions.with_raw_response.create(
-            model=chat_id, messages=LONG, temperature=0, **limit)
+            model=chat_id, messages=LONG, temperature=0, **limit
+        )
         reply = ChatCompletion.model_validate(raw.http_response.json())
         assert reply.choices[0].finish_reason == "length"
         assert 0 < reply.usage.completion_tokens <= 10
-    from_library = client.chat.completions.create(model="rag-library", messages=MEALS,
-                                                  temperature=0, max_tokens=3)
+    from_library = client.chat.completions.create(
+        model="rag-library", messages=MEALS, temperature=0, max_tokens=3
+    )
     assert from_library.choices[0].finish_reason == "length"
     # The model counts "1, 2, 3, ..." here; the text must end before the "5".
     count = [{"role": "user", "content": "Count from 1 to 10, separated by commas."}]
-    whole = client.chat.completions.create(model=chat_id, messages=count, temperature=0,
-                                           max_tokens=40)
+    whole = client.chat.completions.create(
+        model=chat_id, messages=count, temperature=0, max_tokens=40
+    )
     assert "5" in whole.choices[0].message.content, "the test needs a 5 to stop at"
-    cut = client.chat.completions.create(model=chat_id, messages=count, temperature=0,
-                                         max_tokens=40, stop=["5", "never"])
+    cut = client.chat.completions.create(
+        model=chat_id, messages=count, temperature=0, max_tokens=40, stop=["5", "never"]
+    )
     assert cut.choices[0].finish_reason == "stop"
     assert cut.choices[0].message.content == whole.choices[0].message.content.split("5")[0]
-    streamed = client.chat.completions.create(model=chat_id, messages=count, temperature=0,
-                                              max_tokens=40, stop="5", stream=True)
+    streamed = client.chat.completions.create(
+        model=chat_id, messages=count, temperature=0, max_tokens=40, stop="5", stream=True
+    )
     assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == (
-        cut.choices[0].message.content)
+        cut.choices[0].message.content
+    )
 
 
 def test_sources_come_in_the_text_only_when_asked(api, client):
-    for model, headers in (("rag-library+sources", None),
-                           ("rag-library", {"X-RAG-Sources": "text"})):
-        reply = client.chat.completions.create(model=model, messages=MEALS,
-                                               extra_headers=headers)
+    for model, headers in (
+        ("rag-library+sources", None),
+        ("rag-library", {"X-RAG-Sources": "text"}),
+    ):
+        reply = client.chat.completions.create(model=model, messages=MEALS, extra_headers=headers)
         text = reply.choices[0].message.content
-        assert re.search(r"\n\n(Sources|Retrieved \(not cited\)):\n- \[1\] travel-policy\.md",
-                         text), text
+        assert re.search(
+            r"\n\n(Sources|Retrieved \(not cited\)):\n- \[1\] travel-policy\.md", text
+        ), text
         chunks = validated_stream(api, {"model": model, "messages": MEALS}, headers)
         streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert "- [1] travel-policy.md" in streamed
@@ -233,8 +272,9 @@ def test_each_collection_answers_only_from_its_own_documents(client):
 # --- errors ------------------------------------------------------------------------------
 
 
-def expect_error(response: httpx.Response, status: int, code: str | None,
-                 param: str | None = None) -> ErrorObject:
+def expect_error(
+    response: httpx.Response, status: int, code: str | None, param: str | None = None
+) -> ErrorObject:
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
@@ -246,27 +286,71 @@ def expect_error(response: httpx.Response, status: int, code: str | None,
 def test_bad_requests_get_openai_error_shapes(api, client):
     post = f"{api}/chat/completions"
     expect_error(httpx.post(post, content=b"{not json"), 400, "invalid_json")
-    expect_error(httpx.post(post, json={"model": "rag-library"}), 400,
-                 "missing_required_parameter", "messages")
-    expect_error(httpx.post(post, json={"model": "rag-library", "messages": []}), 400,
-                 "invalid_value", "messages")
-    expect_error(httpx.post(post, json={"model": "rag-library", "messages": MEALS,
-                                        "temperature": 3}), 400, "invalid_value", "temperature")
-    expect_error(httpx.post(post, json={"model": "rag-library", "messages": MEALS,
-                                        "max_tokens": 0}), 400, "invalid_value", "max_tokens")
-    expect_error(httpx.post(post, json={"model": "rag-library", "messages": MEALS,
-                                        "stop": ["a", "b", "c", "d", "e"]}),
-                 400, "invalid_value", "stop")
-    expect_error(httpx.post(post, json={"model": "rag-library", "messages": MEALS,
-                                        "stream_options": {"include_usage": True}}),
-                 400, "invalid_value", "stream_options")
-    expect_error(httpx.post(post, json={"model": "rag-library", "messages": MEALS, "n": 2}),
-                 400, "invalid_value", "n")
+    expect_error(
+        httpx.post(post, json={"model": "rag-library"}),
+        400,
+        "missing_required_parameter",
+        "messages",
+    )
+    expect_error(
+        httpx.post(post, json={"model": "rag-library", "messages": []}),
+        400,
+        "invalid_value",
+        "messages",
+    )
+    expect_error(
+        httpx.post(post, json={"model": "rag-library", "messages": MEALS, "temperature": 3}),
+        400,
+        "invalid_value",
+        "temperature",
+    )
+    expect_error(
+        httpx.post(post, json={"model": "rag-library", "messages": MEALS, "max_tokens": 0}),
+        400,
+        "invalid_value",
+        "max_tokens",
+    )
+    expect_error(
+        httpx.post(
+            post,
+            json={"model": "rag-library", "messages": MEALS, "stop": ["a", "b", "c", "d", "e"]},
+        ),
+        400,
+        "invalid_value",
+        "stop",
+    )
+    expect_error(
+        httpx.post(
+            post,
+            json={
+                "model": "rag-library",
+                "messages": MEALS,
+                "stream_options": {"include_usage": True},
+            },
+        ),
+        400,
+        "invalid_value",
+        "stream_options",
+    )
+    expect_error(
+        httpx.post(post, json={"model": "rag-library", "messages": MEALS, "n": 2}),
+        400,
+        "invalid_value",
+        "n",
+    )
     assistant_last = [*MEALS, {"role": "assistant", "content": "55 euros."}]
-    expect_error(httpx.post(post, json={"model": "rag-library", "messages": assistant_last}),
-                 400, "invalid_value", "messages")
-    unknown = expect_error(httpx.post(post, json={"model": "gpt-9", "messages": MEALS}),
-                           404, "model_not_found", "model")
+    expect_error(
+        httpx.post(post, json={"model": "rag-library", "messages": assistant_last}),
+        400,
+        "invalid_value",
+        "messages",
+    )
+    unknown = expect_error(
+        httpx.post(post, json={"model": "gpt-9", "messages": MEALS}),
+        404,
+        "model_not_found",
+        "model",
+    )
     assert "rag-library" in unknown.message  # says what there is
     expect_error(httpx.get(f"{api}/nowhere"), 404, "not_found")
     expect_error(httpx.get(post), 405, "method_not_allowed")
@@ -284,17 +368,25 @@ def remote_api(tmp_path_factory):
     root = tmp_path_factory.mktemp("remote")
     (root / "public").mkdir(), (root / "private").mkdir()
     (root / "public" / "garden.md").write_text(
-        "# Garden\n\nThe public garden opens at nine o'clock.")
+        "# Garden\n\nThe public garden opens at nine o'clock."
+    )
     (root / "private" / "diary.md").write_text(
-        "# Diary\n\nMy secret garden code is HEDGEHOG-4471 and it opens at nine o'clock.")
+        "# Diary\n\nMy secret garden code is HEDGEHOG-4471 and it opens at nine o'clock."
+    )
     index = root / "index"
     ingest(index, "garden", root / "public")
     ingest(index, "garden", root / "private", private=True)
     remote = Recorder()
     proc, base = start_rag_server(
-        {"RAG_INDEX": str(index), "RAG_COLLECTION": "garden",
-         "RAG_LLM": f"openai:big@{remote.base}", "RAG_LLM_LOCAL_HOSTS": "localhost"},
-        "--api-key", "s3cret")
+        {
+            "RAG_INDEX": str(index),
+            "RAG_COLLECTION": "garden",
+            "RAG_LLM": f"openai:big@{remote.base}",
+            "RAG_LLM_LOCAL_HOSTS": "localhost",
+        },
+        "--api-key",
+        "s3cret",
+    )
     yield base, remote
     proc.terminate()
     proc.wait(timeout=30)
@@ -303,17 +395,23 @@ def remote_api(tmp_path_factory):
 def test_private_passages_never_reach_a_remote_model_and_a_gone_model_is_503(remote_api):
     base, remote = remote_api
     key = {"Authorization": "Bearer s3cret"}
-    ask = {"model": "rag-garden",
-           "messages": [{"role": "user", "content": "When does the garden open?"}]}
+    ask = {
+        "model": "rag-garden",
+        "messages": [{"role": "user", "content": "When does the garden open?"}],
+    }
 
     expect_error(httpx.get(f"{base}/models"), 401, "invalid_api_key")
-    expect_error(httpx.post(f"{base}/chat/completions", json=ask,
-                            headers={"Authorization": "Bearer wrong"}), 401, "invalid_api_key")
+    expect_error(
+        httpx.post(f"{base}/chat/completions", json=ask, headers={"Authorization": "Bearer wrong"}),
+        401,
+        "invalid_api_key",
+    )
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=base, api_key="wrong", max_retries=0).models.list()
 
     reply = ChatCompletion.model_validate(
-        httpx.post(f"{base}/chat/completions", json=ask, headers=key, timeout=60).json())
+        httpx.post(f"{base}/chat/completions", json=ask, headers=key, timeout=60).json()
+    )
     sent = str(remote.bodies)
     assert "public garden opens at nine" in sent
     assert "HEDGEHOG-4471" not in sent and "secret garden" not in sent
@@ -323,14 +421,27 @@ def test_private_passages_never_reach_a_remote_model_and_a_gone_model_is_503(rem
 
     remote.shutdown()
     remote.server_close()  # now nothing listens: the model cannot answer
-    gone = expect_error(httpx.post(f"{base}/chat/completions", json=ask, headers=key,
-                                   timeout=60), 503, "model_unavailable")
+    gone = expect_error(
+        httpx.post(f"{base}/chat/completions", json=ask, headers=key, timeout=60),
+        503,
+        "model_unavailable",
+    )
     assert gone.type == "server_error"
-    direct = next(m["id"] for m in httpx.get(f"{base}/models", headers=key).json()["data"]
-                  if m["id"].startswith("big"))
-    expect_error(httpx.post(f"{base}/chat/completions", headers=key, timeout=60,
-                            json={**ask, "model": direct, "stream": True}),
-                 503, "model_unavailable")
+    direct = next(
+        m["id"]
+        for m in httpx.get(f"{base}/models", headers=key).json()["data"]
+        if m["id"].startswith("big")
+    )
+    expect_error(
+        httpx.post(
+            f"{base}/chat/completions",
+            headers=key,
+            timeout=60,
+            json={**ask, "model": direct, "stream": True},
+        ),
+        503,
+        "model_unavailable",
+    )
 
 
 def test_a_conversation_id_continues_a_stored_chat(api, index):
@@ -338,18 +449,24 @@ def test_a_conversation_id_continues_a_stored_chat(api, index):
     # conversation service's, as in the app and `rag chat`, not what the client sends.
     headers = {"X-Conversation-Id": "api-chat-1"}
     ask = {"model": "rag-library", "temperature": 0}
-    first = httpx.post(f"{api}/chat/completions", json={**ask, "messages": MEALS},
-                       headers=headers, timeout=120)
+    first = httpx.post(
+        f"{api}/chat/completions", json={**ask, "messages": MEALS}, headers=headers, timeout=120
+    )
     assert first.status_code == 200, first.text
     assert first.json()["rag"]["conversation"] == "api-chat-1"
     follow = [{"role": "user", "content": "And what is the hotel limit in London?"}]
-    second = httpx.post(f"{api}/chat/completions", json={**ask, "messages": follow},
-                        headers=headers, timeout=120)
+    second = httpx.post(
+        f"{api}/chat/completions", json={**ask, "messages": follow}, headers=headers, timeout=120
+    )
     assert second.status_code == 200, second.text
 
-    export = subprocess.run([sys.executable, "-m", "rag.cli", "chats", "export", "api-chat-1"],
-                            env={**os.environ, "RAG_INDEX": str(index)}, capture_output=True,
-                            text=True, timeout=300)
+    export = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "chats", "export", "api-chat-1"],
+        env={**os.environ, "RAG_INDEX": str(index)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert export.returncode == 0, export.stderr
     assert "daily meal allowance" in export.stdout
     assert "hotel limit in London" in export.stdout
@@ -358,15 +475,15 @@ def test_a_conversation_id_continues_a_stored_chat(api, index):
 # --- embeddings --------------------------------------------------------------------------
 
 
-def test_embeddings_are_the_library_s_own_and_find_the_same_top_chunk(api, index, client,
-                                                                      embedder):
+def test_embeddings_are_the_library_s_own_and_find_the_same_top_chunk(api, index, client, embedder):
     library = open_library(Settings(index=index, collection="library"), embedder)
     ids = sorted(c.id for s in library.store.documents() for c in library.store.document_chunks(s))
     stored = library.store.fetch(ids)
     texts = [chunk.text for chunk, _ in stored.values()]
 
-    raw = client.embeddings.with_raw_response.create(model="all-MiniLM-L6-v2", input=texts,
-                                                     encoding_format="float")
+    raw = client.embeddings.with_raw_response.create(
+        model="all-MiniLM-L6-v2", input=texts, encoding_format="float"
+    )
     response = CreateEmbeddingResponse.model_validate(raw.http_response.json())
     assert [d.index for d in response.data] == list(range(len(texts)))
     assert response.usage.prompt_tokens == sum(embedder.count_tokens(texts)) > 0
@@ -378,53 +495,96 @@ def test_embeddings_are_the_library_s_own_and_find_the_same_top_chunk(api, index
     # base64 (the SDK's default) carries the same float32 numbers, bit for bit. (One
     # text alone, as batches of different sizes differ in the last float bits.)
     def one(encoding: str) -> list[float] | str:
-        return httpx.post(f"{api}/embeddings", json={
-            "model": "all-MiniLM-L6-v2", "input": texts[0], "encoding_format": encoding,
-        }).json()["data"][0]["embedding"]
+        return httpx.post(
+            f"{api}/embeddings",
+            json={
+                "model": "all-MiniLM-L6-v2",
+                "input": texts[0],
+                "encoding_format": encoding,
+            },
+        ).json()["data"][0]["embedding"]
 
     decoded = np.frombuffer(base64.b64decode(one("base64")), dtype="<f4")
     assert np.array_equal(decoded, np.array(one("float"), dtype=np.float32))
-    by_sdk = client.embeddings.create(model="sentence-transformers/all-MiniLM-L6-v2",
-                                      input=texts[0])
+    by_sdk = client.embeddings.create(
+        model="sentence-transformers/all-MiniLM-L6-v2", input=texts[0]
+    )
     assert np.array_equal(np.array(by_sdk.data[0].embedding, dtype=np.float32), decoded)
 
     # A client's own vector search with these vectors finds what `rag query` finds first
     # when it searches by vector too (hybrid search adds word matches a client lacks).
-    questions = ["What is the daily meal allowance?", "How do I install it on Windows?",
-                 "Which model should I use for real work?"]
+    questions = [
+        "What is the daily meal allowance?",
+        "How do I install it on Windows?",
+        "Which model should I use for real work?",
+    ]
     asked = client.embeddings.create(model="all-MiniLM-L6-v2", input=questions)
     query = np.array([d.embedding for d in asked.data], dtype=np.float32)
     for question, vector in zip(questions, query, strict=True):
         mine = texts[int(np.argmax(api_vectors @ vector))]
         found = subprocess.run(
-            [sys.executable, "-m", "rag.cli", "query", "--index", str(index), "--collection",
-             "library", "--json", "-k", "1", question],
-            check=True, capture_output=True, text=True,
-            env={**os.environ, "RAG_SEARCH_MODE": "vector"})
+            [
+                sys.executable,
+                "-m",
+                "rag.cli",
+                "query",
+                "--index",
+                str(index),
+                "--collection",
+                "library",
+                "--json",
+                "-k",
+                "1",
+                question,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "RAG_SEARCH_MODE": "vector"},
+        )
         assert json.loads(found.stdout)["hits"][0]["text"] == mine, question
 
 
 def test_embedding_errors(api):
     url = f"{api}/embeddings"
-    expect_error(httpx.post(url, json={"model": "gpt-9", "input": "x"}), 404,
-                 "model_not_found", "model")
-    expect_error(httpx.post(url, json={"model": "all-MiniLM-L6-v2", "input": []}), 400,
-                 "invalid_value", "input")
-    expect_error(httpx.post(url, json={"model": "all-MiniLM-L6-v2", "input": [""]}), 400,
-                 "invalid_value", "input")
-    expect_error(httpx.post(url, json={"model": "all-MiniLM-L6-v2", "input": "x",
-                                       "dimensions": 12}), 400, "invalid_value", "dimensions")
-    expect_error(httpx.post(f"{api}/chat/completions",
-                            json={"model": "all-MiniLM-L6-v2", "messages": MEALS}),
-                 400, "invalid_value", "model")
+    expect_error(
+        httpx.post(url, json={"model": "gpt-9", "input": "x"}), 404, "model_not_found", "model"
+    )
+    expect_error(
+        httpx.post(url, json={"model": "all-MiniLM-L6-v2", "input": []}),
+        400,
+        "invalid_value",
+        "input",
+    )
+    expect_error(
+        httpx.post(url, json={"model": "all-MiniLM-L6-v2", "input": [""]}),
+        400,
+        "invalid_value",
+        "input",
+    )
+    expect_error(
+        httpx.post(url, json={"model": "all-MiniLM-L6-v2", "input": "x", "dimensions": 12}),
+        400,
+        "invalid_value",
+        "dimensions",
+    )
+    expect_error(
+        httpx.post(
+            f"{api}/chat/completions", json={"model": "all-MiniLM-L6-v2", "messages": MEALS}
+        ),
+        400,
+        "invalid_value",
+        "model",
+    )
 
 
 # --- clients: README recipes and Open WebUI's requests -----------------------------------
 
 
 def recipes() -> dict[str, str]:
-    found = re.findall(r"<!-- recipe: ([\w-]+) -->\n```python\n(.*?)```", README.read_text(),
-                       re.DOTALL)
+    found = re.findall(
+        r"<!-- recipe: ([\w-]+) -->\n```python\n(.*?)```", README.read_text(), re.DOTALL
+    )
     return dict(found)
 
 
@@ -432,8 +592,13 @@ def recipes() -> dict[str, str]:
 def test_the_readme_recipes_run_as_written(api, name):
     code = recipes()[name]
     assert "http://127.0.0.1:8001/v1" in code
-    done = subprocess.run([sys.executable, "-c", code.replace("http://127.0.0.1:8001/v1", api)],
-                          check=False, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", code.replace("http://127.0.0.1:8001/v1", api)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "55" in done.stdout
     if name != "sdk-async":
@@ -455,16 +620,27 @@ def test_open_webui_requests_are_answered(api):
             {"role": "system", "content": "You are a helpful assistant."},
             {"role": "user", "content": [{"type": "text", "text": MEALS[0]["content"]}]},
         ],
-        "stream_options": {"include_usage": True}, "user": {"name": "Ada"},
-        "metadata": {"chat_id": "c1"}, "seed": 1, "top_p": 0.9,
+        "stream_options": {"include_usage": True},
+        "user": {"name": "Ada"},
+        "metadata": {"chat_id": "c1"},
+        "seed": 1,
+        "top_p": 0.9,
     }
     chunks = validated_stream(api, body, headers)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert "55" in text and "- [1] travel-policy.md" in text
     assert chunks[-1].usage is not None
-    title = httpx.post(f"{api}/chat/completions", headers=headers, timeout=120, json={
-        "model": "rag-library", "stream": False, "max_tokens": 16,
-        "messages": [{"role": "user", "content": "### Task:\nGenerate a concise title."}]})
+    title = httpx.post(
+        f"{api}/chat/completions",
+        headers=headers,
+        timeout=120,
+        json={
+            "model": "rag-library",
+            "stream": False,
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": "### Task:\nGenerate a concise title."}],
+        },
+    )
     ChatCompletion.model_validate(title.json())
 
 
@@ -474,14 +650,18 @@ def test_foundry_local_behind_rag_serve(index, tmp_path):
     from rag.models.embedded import prepare_embedded_model
 
     folder = prepare_embedded_model(Settings().cache_dir)
-    proc, base = start_rag_server({"RAG_INDEX": str(index), "RAG_LLM": f"foundry:{folder}",
-                                   "RAG_CACHE_DIR": str(tmp_path / "cache"),
-                                   "RAG_TEMPERATURE": "0"})
+    proc, base = start_rag_server(
+        {
+            "RAG_INDEX": str(index),
+            "RAG_LLM": f"foundry:{folder}",
+            "RAG_CACHE_DIR": str(tmp_path / "cache"),
+            "RAG_TEMPERATURE": "0",
+        }
+    )
     try:
         client = openai.OpenAI(base_url=base, api_key="not-needed", max_retries=0)
         own = next(m.id for m in client.models.list() if "foundry-local" in m.id)
-        reply = client.chat.completions.create(model="rag-library", messages=MEALS,
-                                               max_tokens=32)
+        reply = client.chat.completions.create(model="rag-library", messages=MEALS, max_tokens=32)
         assert "Foundry Local" in reply.model_extra["rag"]["model"]
         assert "55" in reply.choices[0].message.content
         capital = [{"role": "user", "content": "What is the capital of France? One word."}]
@@ -542,9 +722,13 @@ class _BreaksOffHandler(BaseHTTPRequestHandler):
         self.send_header("content-type", "text/event-stream")
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
-        chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                 "choices": [{"index": 0, "delta": {"content": "Half an"},
-                              "finish_reason": None}]}
+        chunk = {
+            "id": "x",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"content": "Half an"}, "finish_reason": None}],
+        }
         event = f"data: {json.dumps(chunk)}\n\n".encode()
         self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
         self.wfile.flush()
@@ -556,11 +740,13 @@ class _BreaksOffHandler(BaseHTTPRequestHandler):
 
 def test_an_answer_that_breaks_off_ends_with_an_error_event(tmp_path):
     model = BreaksOff()
-    proc, base = start_rag_server({"RAG_INDEX": str(tmp_path / "index"),
-                                   "RAG_LLM": f"openai:m@{model.base}"})
+    proc, base = start_rag_server(
+        {"RAG_INDEX": str(tmp_path / "index"), "RAG_LLM": f"openai:m@{model.base}"}
+    )
     try:
-        own = next(m["id"] for m in httpx.get(f"{base}/models").json()["data"]
-                   if m["id"].startswith("m-"))
+        own = next(
+            m["id"] for m in httpx.get(f"{base}/models").json()["data"] if m["id"].startswith("m-")
+        )
         body = {"model": own, "stream": True, "messages": MEALS}
         with httpx.stream("POST", f"{base}/chat/completions", json=body, timeout=60) as response:
             assert response.status_code == 200  # the answer had begun
@@ -571,7 +757,8 @@ def test_an_answer_that_breaks_off_ends_with_an_error_event(tmp_path):
         ErrorObject.model_validate(error["error"])
         assert "Half an" in "".join(
             ChatCompletionChunk.model_validate(json.loads(d)).choices[0].delta.content or ""
-            for d in data[:-1])
+            for d in data[:-1]
+        )
         client = openai.OpenAI(base_url=base, api_key="not-needed", max_retries=0)
         with pytest.raises(openai.APIError):
             list(client.chat.completions.create(**body))
@@ -590,12 +777,18 @@ def test_collections_to_serve_come_from_a_setting_and_ids_never_clash():
     from rag.openai_api.catalog import Catalog
 
     assert Settings(serve_collections="manuals, contracts").serve_collections == [
-        "manuals", "contracts"]
+        "manuals",
+        "contracts",
+    ]
     assert Settings(serve_collections='["a b"]').serve_collections == ["a b"]
     library = object()  # the catalog only hands libraries on
     catalog = Catalog({"Team Docs": library}, "Phi (Foundry Local)", "all-MiniLM-L6-v2")
-    assert catalog.listed == ["local-rag-chat", "phi-foundry-local", "rag-team-docs",
-                              "rag-team-docs+sources"]
+    assert catalog.listed == [
+        "local-rag-chat",
+        "phi-foundry-local",
+        "rag-team-docs",
+        "rag-team-docs+sources",
+    ]
     assert catalog.chat("rag-team-docs+sources").sources_in_text
     assert catalog.embeds("sentence-transformers/all-MiniLM-L6-v2")
     with pytest.raises(RagError, match="share the id 'rag-team-docs'"):

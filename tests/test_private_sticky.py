@@ -8,8 +8,14 @@ import sys
 
 def rag(*args, index):
     env = {**os.environ, "RAG_INDEX": str(index), "RAG_COLLECTION": "test"}
-    done = subprocess.run([sys.executable, "-m", "rag.cli", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "rag.cli", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 

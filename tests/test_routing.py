@@ -8,15 +8,15 @@ so that the app must treat it as a machine elsewhere.
 
 from __future__ import annotations
 
-
 import openai
 import pytest
-from servers import Recorder, Silent, free_port, start_rag_server
 
 from ingest.pipeline import Ingestor, discover
 from rag import chat
 from rag.errors import ModelUnavailable
 from rag.routing import ModelPool, task_of
+
+from servers import Recorder, Silent, free_port, start_rag_server
 
 
 @pytest.fixture
@@ -26,8 +26,9 @@ def indexed(library, sample_docs):
 
 
 def pool_with_fallback(settings, primary: str, embedded_model) -> tuple[ModelPool, object]:
-    options = settings.with_overrides(llm=primary, llm_fallback=["embedded"], llm_timeout=1.0,
-                                      temperature=0.0)
+    options = settings.with_overrides(
+        llm=primary, llm_fallback=["embedded"], llm_timeout=1.0, temperature=0.0
+    )
     return ModelPool(options, loaded={"embedded": embedded_model}), options
 
 
@@ -63,14 +64,15 @@ async def test_private_text_never_reaches_a_remote_model(library, tmp_path, sett
     public.mkdir(), private.mkdir()
     (public / "garden.md").write_text("# Garden\n\nThe public garden opens at nine o'clock.")
     (private / "diary.md").write_text(
-        "# Diary\n\nMy secret garden code is HEDGEHOG-4471 and it opens at nine o'clock.")
+        "# Diary\n\nMy secret garden code is HEDGEHOG-4471 and it opens at nine o'clock."
+    )
     Ingestor(library).run(discover([public]), progress=False)
-    Ingestor(library, extra_metadata={"private": True}).run(
-        discover([private]), progress=False)
+    Ingestor(library, extra_metadata={"private": True}).run(discover([private]), progress=False)
 
     remote = Recorder()
-    options = settings.with_overrides(llm=f"openai:big@{remote.base}",
-                                      llm_local_hosts=["localhost"])  # 127.0.0.1 is "elsewhere"
+    options = settings.with_overrides(
+        llm=f"openai:big@{remote.base}", llm_local_hosts=["localhost"]
+    )  # 127.0.0.1 is "elsewhere"
     turn = await chat.ask("When does the garden open?", library, ModelPool(options), options)
     remote.shutdown()
 
@@ -86,8 +88,7 @@ async def test_private_text_does_reach_a_local_model(library, tmp_path, settings
     private = tmp_path / "private"
     private.mkdir()
     (private / "diary.md").write_text("# Diary\n\nMy secret garden code is HEDGEHOG-4471.")
-    Ingestor(library, extra_metadata={"private": True}).run(
-        discover([private]), progress=False)
+    Ingestor(library, extra_metadata={"private": True}).run(discover([private]), progress=False)
     local = Recorder()
     options = settings.with_overrides(llm=f"openai:small@{local.base}")  # loopback is trusted
     turn = await chat.ask("What is my garden code?", library, ModelPool(options), options)
@@ -96,13 +97,15 @@ async def test_private_text_does_reach_a_local_model(library, tmp_path, settings
 
 
 def test_code_questions_are_routed(settings):
-    options = settings.with_overrides(llm="embedded",
-                                      llm_routes={"code": "openai:coder@http://127.0.0.1:1/v1"})
+    options = settings.with_overrides(
+        llm="embedded", llm_routes={"code": "openai:coder@http://127.0.0.1:1/v1"}
+    )
     pool = ModelPool(options)
     assert task_of("Why does `json.loads(text)` raise a KeyError in my python function?") == "code"
     assert task_of("When does the garden open?") is None
     assert pool.candidates("How do I fix this traceback in python: foo(bar)?")[0].startswith(
-        "openai:coder")
+        "openai:coder"
+    )
     assert pool.candidates("When does the garden open?") == ["embedded"]
 
 
@@ -117,8 +120,12 @@ def api(tmp_path_factory, embedded_model):
     index = tmp_path_factory.mktemp("api") / "index"
     env = {"RAG_INDEX": str(index), "RAG_TEMPERATURE": "0"}
     data = Path(__file__).resolve().parent.parent / "data"
-    subprocess.run([sys.executable, "-m", "ingest", str(data)], env={**os.environ, **env},
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "ingest", str(data)],
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+    )
     proc, base = start_rag_server(env, "--api-key", "s3cret")
     yield base
     proc.terminate()
@@ -128,9 +135,14 @@ def api(tmp_path_factory, embedded_model):
 def test_the_api_answers_from_the_documents_with_sources(api):
     client = openai.OpenAI(base_url=api, api_key="s3cret")
     stream = client.chat.completions.create(
-        model="local-rag-chat", stream=True, extra_headers={"X-RAG-Sources": "text"},
-        messages=[{"role": "user", "content": "What is the daily meal allowance?"}])
-    deltas = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
+        model="local-rag-chat",
+        stream=True,
+        extra_headers={"X-RAG-Sources": "text"},
+        messages=[{"role": "user", "content": "What is the daily meal allowance?"}],
+    )
+    deltas = [
+        c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content
+    ]
     answer = "".join(deltas)
     assert len(deltas) > 2
     assert "55" in answer and "- [1] travel-policy.md" in answer

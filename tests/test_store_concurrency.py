@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 import httpx
+
 from servers import start_rag_server
-from support_store import chroma_server  # noqa: F401 - a fixture
+from support_store import chroma_server  # noqa: F401 - a fixture, used by name
 
 # Searches in a loop until told to stop; every result must be a chunk that exists.
 SEARCHER = """
@@ -45,9 +46,11 @@ def _corpus(folder: Path, prefix: str, files: int, paragraphs: int) -> dict[str,
     unique = {}
     for i in range(files):
         word = f"{prefix}{i:03d}zq"
-        lines = [f"Paragraph {p} of {prefix} file {i}: the warehouse stores {p + 3} crates of "
-                 f"equipment for project {i % 7}, and the orchard ledger lists them." for p in
-                 range(paragraphs)]
+        lines = [
+            f"Paragraph {p} of {prefix} file {i}: the warehouse stores {p + 3} crates of "
+            f"equipment for project {i % 7}, and the orchard ledger lists them."
+            for p in range(paragraphs)
+        ]
         lines.insert(paragraphs // 2, f"Only this file mentions {word}.")
         path = folder / f"{prefix}{i:03d}.txt"
         path.write_text("\n\n".join(lines))
@@ -56,9 +59,15 @@ def _corpus(folder: Path, prefix: str, files: int, paragraphs: int) -> dict[str,
 
 
 def _rag(env, *args, timeout=600, stdin=None):
-    return subprocess.run([sys.executable, "-m", "rag.cli", *map(str, args)], env=env,
-                          input=stdin, capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "rag.cli", *map(str, args)],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _wait(condition, what: str, timeout: float = 300) -> None:
@@ -77,14 +86,31 @@ def test_ingest_beside_searches_listings_and_another_ingest_stays_consistent(tmp
     small = _corpus(tmp_path / "small", "beta", files=10, paragraphs=4)
     stop = tmp_path / "stop"
 
-    first = subprocess.Popen([sys.executable, "-m", "rag.cli", "ingest", tmp_path / "big"],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait(lambda: (index / "test.documents.sqlite3").exists() or first.poll() is not None,
-          "the first ingest to begin writing")
-    searcher = subprocess.Popen([sys.executable, "-c", SEARCHER, stop], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    second = subprocess.Popen([sys.executable, "-m", "rag.cli", "ingest", tmp_path / "small"],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "rag.cli", "ingest", tmp_path / "big"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait(
+        lambda: (index / "test.documents.sqlite3").exists() or first.poll() is not None,
+        "the first ingest to begin writing",
+    )
+    searcher = subprocess.Popen(
+        [sys.executable, "-c", SEARCHER, stop],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    second = subprocess.Popen(
+        [sys.executable, "-m", "rag.cli", "ingest", tmp_path / "small"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     listings = 0
     while first.poll() is None or second.poll() is None:
         listed = _rag(env, "sources", "--json", timeout=120)
@@ -105,36 +131,51 @@ def test_ingest_beside_searches_listings_and_another_ingest_stays_consistent(tmp
     assert report["consistent"] and report["documents"] == 70
 
     words = {**big, **small}
-    found = _rag({**env, "RAG_SEARCH_MODE": "lexical"}, "query", "--json", "-k", "1",
-                 stdin="\n".join(words))
+    found = _rag(
+        {**env, "RAG_SEARCH_MODE": "lexical"}, "query", "--json", "-k", "1", stdin="\n".join(words)
+    )
     assert found.returncode == 0, found.stderr
     answers = [json.loads(line) for line in found.stdout.splitlines()]
     assert {a["question"]: [h["source"] for h in a["hits"]] for a in answers} == {
-        w: [p] for w, p in words.items()}
+        w: [p] for w, p in words.items()
+    }
 
 
 def test_two_rag_serve_processes_on_one_server_answer_from_a_third_process_ingest(
-        tmp_path, chroma_server):  # noqa: F811 - the fixture
+    tmp_path,
+    chroma_server,  # noqa: F811 - the fixture imported above
+):
     # Two machines in effect: each `rag serve` has its own local folder (word-index cache).
     servers = []
     try:
         for name in ("one", "two"):
-            env = _env(tmp_path / name, RAG_CHROMA_URL=chroma_server.url,
-                       RAG_COLLECTION="served")
+            env = _env(tmp_path / name, RAG_CHROMA_URL=chroma_server.url, RAG_COLLECTION="served")
             servers.append(start_rag_server(env))
         docs = tmp_path / "docs"
         docs.mkdir()
         (docs / "quokka-census.md").write_text(
             "# Quokka census\n\nThe 2031 quokka census on Rottnest Island counted 11,482 "
-            "quokkas, most of them near the salt lakes.\n")
-        ingested = _rag(_env(tmp_path / "three", RAG_CHROMA_URL=chroma_server.url,
-                             RAG_COLLECTION="served"), "ingest", docs)
+            "quokkas, most of them near the salt lakes.\n"
+        )
+        ingested = _rag(
+            _env(tmp_path / "three", RAG_CHROMA_URL=chroma_server.url, RAG_COLLECTION="served"),
+            "ingest",
+            docs,
+        )
         assert ingested.returncode == 0, ingested.stderr
         for _, base in servers:
-            reply = httpx.post(f"{base}/chat/completions", timeout=300, json={
-                "model": "local-rag-chat", "max_tokens": 8, "temperature": 0,
-                "messages": [{"role": "user",
-                              "content": "How many quokkas did the quokka census count?"}]})
+            reply = httpx.post(
+                f"{base}/chat/completions",
+                timeout=300,
+                json={
+                    "model": "local-rag-chat",
+                    "max_tokens": 8,
+                    "temperature": 0,
+                    "messages": [
+                        {"role": "user", "content": "How many quokkas did the quokka census count?"}
+                    ],
+                },
+            )
             assert reply.status_code == 200, reply.text
             sources = [s["title"] for s in reply.json()["rag"]["sources"]]
             assert "quokka-census.md" in sources, reply.text

@@ -26,9 +26,14 @@ open_library(Settings(index=Path(sys.argv[1]), collection=sys.argv[2]), Named())
 
 
 def _open_elsewhere(settings):
-    done = subprocess.run([sys.executable, "-c", OPENER, str(settings.index), settings.collection],
-                          capture_output=True, text=True, timeout=300, env=os.environ,
-                          check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", OPENER, str(settings.index), settings.collection],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -41,7 +46,8 @@ def _word_index_ids(settings):
 
 
 def test_opening_the_library_between_the_writes_of_a_batch_loses_no_words(
-        library, settings, tmp_path, monkeypatch):
+    library, settings, tmp_path, monkeypatch
+):
     docs = tmp_path / "docs"
     docs.mkdir()
     for i in range(3):
@@ -77,12 +83,19 @@ def test_rag_check_reports_and_repairs_without_loading_a_model(library, settings
     script = (
         "import sys, json; from rag.cli import main; code = main(sys.argv[1:]); "
         "loaded = [m for m in ('rag.embeddings', 'sentence_transformers', 'torch') "
-        "if m in sys.modules]; print(json.dumps({'code': code, 'loaded': loaded}))")
+        "if m in sys.modules]; print(json.dumps({'code': code, 'loaded': loaded}))"
+    )
     env = {**os.environ, "RAG_INDEX": str(settings.index), "RAG_COLLECTION": settings.collection}
 
     def check(*flags):
-        done = subprocess.run([sys.executable, "-c", script, "check", "--json", *flags],
-                              env=env, capture_output=True, text=True, timeout=300, check=False)
+        done = subprocess.run(
+            [sys.executable, "-c", script, "check", "--json", *flags],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         lines = done.stdout.strip().splitlines()
         return json.loads("\n".join(lines[:-1])), json.loads(lines[-1])
 

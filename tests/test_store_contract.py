@@ -10,13 +10,14 @@ import itertools
 from pathlib import Path
 
 import pytest
-from support_store import chroma_server  # noqa: F401 - a fixture
 
 from rag.chunks import Chunk
 from rag.config import Settings
 from rag.documents import Document
 from rag.errors import RagError
 from rag.store import LibraryStore, open_store
+
+from support_store import chroma_server  # noqa: F401 - a fixture
 
 MODEL = "contract-model"
 _names = itertools.count()
@@ -48,13 +49,23 @@ def unit(*xs: float) -> list[float]:
 
 
 def doc(source: str, version: str, texts: list[str], private: bool = False):
-    chunks = [Chunk(id=f"{source}#{version}#{i}", text=t, source=source, index=i,
-                    heading="Part", extra={"origin": "test"}) for i, t in enumerate(texts)]
+    chunks = [
+        Chunk(
+            id=f"{source}#{version}#{i}",
+            text=t,
+            source=source,
+            index=i,
+            heading="Part",
+            extra={"origin": "test"},
+        )
+        for i, t in enumerate(texts)
+    ]
     return Document(source, version, len(chunks), private, 1000.0), chunks
 
 
-def put(store: LibraryStore, source: str, version: str, texts: list[str], vectors,
-        private: bool = False) -> list[Chunk]:
+def put(
+    store: LibraryStore, source: str, version: str, texts: list[str], vectors, private: bool = False
+) -> list[Chunk]:
     document, chunks = doc(source, version, texts, private)
     store.write(document, chunks, vectors)
     return chunks
@@ -63,11 +74,21 @@ def put(store: LibraryStore, source: str, version: str, texts: list[str], vector
 def test_a_written_document_is_listed_fetched_and_found(open_one):
     store = open_one()
     assert isinstance(store, LibraryStore)
-    chunks = put(store, "/d/owls.md", "v1", ["Barn owls hunt voles at dusk.",
-                                            "Tawny owls call at night."],
-                 [unit(1, 0, 0), unit(0, 1, 0)])
-    put(store, "/d/bees.md", "v1", ["Honey bees dance to show nectar."], [unit(0, 0, 1)],
-        private=True)
+    chunks = put(
+        store,
+        "/d/owls.md",
+        "v1",
+        ["Barn owls hunt voles at dusk.", "Tawny owls call at night."],
+        [unit(1, 0, 0), unit(0, 1, 0)],
+    )
+    put(
+        store,
+        "/d/bees.md",
+        "v1",
+        ["Honey bees dance to show nectar."],
+        [unit(0, 0, 1)],
+        private=True,
+    )
 
     docs = store.documents()
     assert docs["/d/owls.md"] == Document("/d/owls.md", "v1", 2, False, 1000.0)
@@ -78,7 +99,11 @@ def test_a_written_document_is_listed_fetched_and_found(open_one):
     assert list(got) == [chunks[0].id]
     chunk, vector = got[chunks[0].id]
     assert (chunk.text, chunk.source, chunk.heading, chunk.extra["origin"]) == (
-        chunks[0].text, "/d/owls.md", "Part", "test")
+        chunks[0].text,
+        "/d/owls.md",
+        "Part",
+        "test",
+    )
     assert vector == pytest.approx(unit(1, 0, 0), abs=1e-6)
     bee = store.fetch(["/d/bees.md#v1#0"])["/d/bees.md#v1#0"][0]
     assert bee.extra.get("private") is True and not chunk.extra.get("private")
@@ -97,8 +122,13 @@ def test_a_written_document_is_listed_fetched_and_found(open_one):
 
 def test_a_new_version_replaces_the_old_and_remove_forgets(open_one):
     store = open_one()
-    old = put(store, "/d/tea.txt", "v1", ["The garden grows tea.", "Ladybirds eat aphids."],
-              [unit(1, 0), unit(0, 1)])
+    old = put(
+        store,
+        "/d/tea.txt",
+        "v1",
+        ["The garden grows tea.", "Ladybirds eat aphids."],
+        [unit(1, 0), unit(0, 1)],
+    )
     new = put(store, "/d/tea.txt", "v2", ["The garden now grows coffee."], [unit(1, 1)])
     assert store.documents()["/d/tea.txt"].version == "v2"
     assert store.fetch([c.id for c in old]) == {}

@@ -3,11 +3,12 @@
 import zipfile
 
 import pytest
-from docbuilders import table_docx
 
 from rag import chat, uploads
 from rag.retrieval import open_library
 from rag.routing import ModelPool
+
+from docbuilders import table_docx
 
 
 @pytest.fixture
@@ -17,8 +18,9 @@ def chat_uploads(settings, embedder):
     uploads.discard(made)
 
 
-async def test_an_uploaded_docx_is_answered_from(chat_uploads, settings, embedder, tmp_path,
-                                                 embedded_model):
+async def test_an_uploaded_docx_is_answered_from(
+    chat_uploads, settings, embedder, tmp_path, embedded_model
+):
     # Chainlit keeps an upload under a random name without a suffix; the name is the user's.
     stored = table_docx(tmp_path / "6f1c2a90")
     report = uploads.add(chat_uploads, str(stored), "prices.docx")
@@ -27,8 +29,9 @@ async def test_an_uploaded_docx_is_answered_from(chat_uploads, settings, embedde
     shared = open_library(settings, embedder)
     options = settings.with_overrides(temperature=0.0, llm="embedded")
     pool = ModelPool(options, loaded={"embedded": embedded_model})
-    turn = await chat.ask("How much does a quince cost?", [shared, chat_uploads.library], pool,
-                          options)
+    turn = await chat.ask(
+        "How much does a quince cost?", [shared, chat_uploads.library], pool, options
+    )
     assert turn.grounded and turn.context[0].chunk.title == "prices.docx"
     assert "| Quince | 3.10 | 7 |" in turn.messages[-1]["content"]
     assert turn.text.strip()
@@ -43,7 +46,9 @@ def _zip(path):
 REFUSED = {
     "this format is not supported": ("tool.exe", lambda p: p.write_bytes(b"MZ\x90\x00")),
     "named .pdf but holds an HTML page": (
-        "invoice.pdf", lambda p: p.write_text("<!doctype html><html><body>Sign in</body></html>")),
+        "invoice.pdf",
+        lambda p: p.write_text("<!doctype html><html><body>Sign in</body></html>"),
+    ),
     "named .docx but holds a ZIP archive": ("letter.docx", _zip),
     "named .txt but holds a PDF": ("notes.txt", lambda p: p.write_bytes(b"%PDF-1.4\n%\xe2\xe3\n")),
     "too large: 2 MB, the limit is 1 MB": ("big.txt", lambda p: p.write_bytes(b"word " * 400_000)),
@@ -51,8 +56,9 @@ REFUSED = {
 
 
 @pytest.mark.parametrize("reason", REFUSED)
-def test_uploads_are_checked_by_content_and_size_before_reading(settings, embedder, tmp_path,
-                                                                reason):
+def test_uploads_are_checked_by_content_and_size_before_reading(
+    settings, embedder, tmp_path, reason
+):
     made = uploads.create(settings.with_overrides(max_file_mb=1), embedder)
     try:
         name, write = REFUSED[reason]

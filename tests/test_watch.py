@@ -46,8 +46,11 @@ class LogReader:
             self.seen.append(line)
             if all(w in line for w in words):
                 return line
-        raise AssertionError(f"no line with {words} within {timeout} s; log so far:\n"
-                             + "\n".join(self.seen) + f"\nexit code: {self.process.poll()}")
+        raise AssertionError(
+            f"no line with {words} within {timeout} s; log so far:\n"
+            + "\n".join(self.seen)
+            + f"\nexit code: {self.process.poll()}"
+        )
 
 
 @pytest.fixture
@@ -57,9 +60,21 @@ def watcher(tmp_path):
     (folder / "first.md").write_text("# First\n\nThe first note mentions lighthouses.\n")
     index = tmp_path / "index"
     process = subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", "ingest", "--watch", str(folder), "--index", str(index),
-         "--collection", "watched"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "rag.cli",
+            "ingest",
+            "--watch",
+            str(folder),
+            "--index",
+            str(index),
+            "--collection",
+            "watched",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     log = LogReader(process)
@@ -105,4 +120,5 @@ def test_watch_follows_added_modified_moved_and_deleted_files(watcher):
     assert sources == {str(folder / "third.md")}
     lexical = library.settings.with_overrides(search_mode="lexical")
     assert [h.chunk.source for h in search(library, "orchards", 3, lexical)] == [
-        str(folder / "third.md")]
+        str(folder / "third.md")
+    ]

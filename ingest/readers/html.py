@@ -55,6 +55,7 @@ def _rows(table) -> list[list[str]]:
     for tr in table.find_all("tr"):
         if tr.find_parent("table") is not table:
             continue
-        rows.append([cell.get_text(" ", strip=True) for cell in tr.find_all(["th", "td"],
-                                                                           recursive=False)])
+        rows.append(
+            [cell.get_text(" ", strip=True) for cell in tr.find_all(["th", "td"], recursive=False)]
+        )
     return rows

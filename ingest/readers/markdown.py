@@ -49,12 +49,18 @@ def markdown_sections(text: str) -> list[Section]:
         elif tok.type in ("fence", "code_block"):
             blocks.append(Block(at(first), _trim(text, at(first), at(last)), "code"))
         elif tok.type == "table_open":
-            blocks.append(Block(at(first), _trim(text, at(first), at(last)), "table",
-                                _trim(text, at(first), at(first + 2))))
+            blocks.append(
+                Block(
+                    at(first),
+                    _trim(text, at(first), at(last)),
+                    "table",
+                    _trim(text, at(first), at(first + 2)),
+                )
+            )
 
     sections = []
     path: list[tuple[int, str]] = []
-    bounds = [(begin, 0, "")] + cuts
+    bounds = [(begin, 0, ""), *cuts]
     for n, (start, level, title) in enumerate(bounds):
         if n:
             path = [(lvl, t) for lvl, t in path if lvl < level] + [(level, title)]
@@ -62,9 +68,14 @@ def markdown_sections(text: str) -> list[Section]:
         body = text[start:end]
         if body.strip():
             inner = tuple(
-                Block(b.start - start, b.end - start, b.kind,
-                      b.header_end - start if b.header_end else 0)
-                for b in blocks if start <= b.start and b.end <= end
+                Block(
+                    b.start - start,
+                    b.end - start,
+                    b.kind,
+                    b.header_end - start if b.header_end else 0,
+                )
+                for b in blocks
+                if start <= b.start and b.end <= end
             )
             sections.append(Section(body, heading=" > ".join(t for _, t in path), blocks=inner))
     return sections

@@ -30,7 +30,7 @@ def read(path: Path, options: ReadOptions) -> Loaded:
         texts, ruled = _pypdf_pages(path)
     except _Encrypted as exc:
         raise Unreadable(f"encrypted PDF: {exc}") from exc
-    except Exception as first:  # noqa: BLE001 - pypdf raises many types on broken files
+    except Exception as first:
         try:
             texts, ruled, engine = _pdfium_pages(path), [], "pdfium"
         except Exception as exc:
@@ -40,8 +40,9 @@ def read(path: Path, options: ReadOptions) -> Loaded:
     if not texts:
         raise Unreadable("PDF has no pages")
 
-    drawn = [n for n, (text, lines) in enumerate(zip(texts, ruled), start=1)
-             if text.strip() and lines]
+    drawn = [
+        n for n, (text, lines) in enumerate(zip(texts, ruled), start=1) if text.strip() and lines
+    ]
     tabled = _tables(path, drawn) if drawn else {}
     sections: list[Section] = []
     for n, text in enumerate(texts, start=1):
@@ -56,8 +57,9 @@ def read(path: Path, options: ReadOptions) -> Loaded:
     without = len(blank) - len(scanned)
     if not sections:
         raise Unreadable(_no_text(len(texts), options))
-    return Loaded(sections, without, engine, ocr_pages=len(blank) if seconds else 0,
-                  ocr_seconds=seconds)
+    return Loaded(
+        sections, without, engine, ocr_pages=len(blank) if seconds else 0, ocr_seconds=seconds
+    )
 
 
 def _no_text(pages: int, options: ReadOptions) -> str:
@@ -80,7 +82,7 @@ def _pypdf_pages(path: Path) -> tuple[list[str], list[bool]]:
         try:
             contents = page.get_contents()
             ruled.append(contents is not None and bool(_DRAWS_LINES.search(contents.get_data())))
-        except Exception:  # noqa: BLE001 - a page's drawing is optional to us
+        except Exception:
             ruled.append(False)
     return texts, ruled
 
@@ -109,11 +111,11 @@ def _tables(path: Path, numbers: list[int]) -> dict[int, list[Section]]:
             for number in numbers:
                 try:
                     sections = _page_with_tables(pdf.pages[number - 1], number)
-                except Exception:  # noqa: BLE001, S112 - tables are a bonus; the text still stands
+                except Exception:
                     continue
                 if sections:
                     found[number] = sections
-    except Exception:  # noqa: BLE001, S110 - pdfplumber cannot open what pypdf read
+    except Exception:
         pass
     return found
 
@@ -146,7 +148,7 @@ def _ocr_pages(path: Path, numbers: list[int]) -> tuple[list[Section], float]:
     sections, seconds = [], 0.0
     try:
         document = pdfium.PdfDocument(path)
-    except Exception:  # noqa: BLE001 - PDFium cannot open what pypdf read: no OCR then
+    except Exception:
         return [], 0.0
     try:
         for n in numbers:

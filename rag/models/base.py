@@ -42,3 +42,11 @@ def frequency_penalty(repetition_penalty: float | None) -> float | None:
     if repetition_penalty is None:
         return None
     return max(-2.0, min(2.0, round(2.0 * (repetition_penalty - 1.0), 3)))
+
+
+async def aclose(stream: AsyncIterator[str]) -> None:
+    """Stop a model's stream before its end (Stop pressed, a stop sequence, a client
+    gone): closing the generator is what frees the model."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()

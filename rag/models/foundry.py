@@ -229,13 +229,19 @@ class FoundryInProcessChat:
 
         if not wait_for_turn(self._turn, cancel):
             return
-        roles = {"system": MessageItem.system, "user": MessageItem.user,
-                 "assistant": MessageItem.assistant}
+        roles = {
+            "system": MessageItem.system,
+            "user": MessageItem.user,
+            "assistant": MessageItem.assistant,
+        }
         try:
             # A session remembers its turns; one per request keeps questions independent.
             with ChatSession(self._model) as session, request:
-                session.set_options(RequestOptions(search=SearchOptions(
-                    temperature=temperature, max_output_tokens=max_tokens)))
+                session.set_options(
+                    RequestOptions(
+                        search=SearchOptions(temperature=temperature, max_output_tokens=max_tokens)
+                    )
+                )
                 session.set_streaming(True)
                 for m in messages:
                     request.add_item(roles[m["role"]](m["content"]))

@@ -17,7 +17,6 @@ from rag.errors import ModelUnavailable
 from rag.models.base import Message
 from rag.models.threaded import stream_in_thread, wait_for_turn
 
-
 PROMPT_SLICE = 64  # tokens; about 0.15 s of prompt evaluation each on two cores
 
 
@@ -36,7 +35,7 @@ class OnnxGenAIChat:
         self._og = og
         try:
             self._model = og.Model(str(folder))
-        except Exception as exc:  # noqa: BLE001 - the native library raises a bare RuntimeError
+        except Exception as exc:
             raise ModelUnavailable(f"Could not load the model in {folder}: {exc}") from exc
         self._tokenizer = og.Tokenizer(self._model)
         config = json.loads(config_file.read_text())

@@ -25,8 +25,9 @@ def on_host(url: str, hosts: Sequence[str]) -> bool:
     if host in trusted:
         return True
     try:  # 127.0.0.1 and 127.000.000.001 are the same host
-        return any(ipaddress.ip_address(host) == ipaddress.ip_address(t) for t in trusted
-                   if _is_ip(t))
+        return any(
+            ipaddress.ip_address(host) == ipaddress.ip_address(t) for t in trusted if _is_ip(t)
+        )
     except ValueError:
         return False
 
@@ -75,7 +76,8 @@ class OpenAICompatibleChat:
         repetition_penalty: float | None = None,
     ) -> AsyncIterator[str]:
         response = await self._open(
-            messages, max_tokens, temperature, self._penalty(repetition_penalty))
+            messages, max_tokens, temperature, self._penalty(repetition_penalty)
+        )
         try:
             async for event in response:
                 delta = event.choices[0].delta.content if event.choices else None
@@ -99,8 +101,12 @@ class OpenAICompatibleChat:
         if repetition_penalty is None:
             return {}
         if self.local:
-            return {"extra_body": {"repeat_penalty": repetition_penalty,
-                                   "repetition_penalty": repetition_penalty}}
+            return {
+                "extra_body": {
+                    "repeat_penalty": repetition_penalty,
+                    "repetition_penalty": repetition_penalty,
+                }
+            }
         return {"frequency_penalty": frequency_penalty(repetition_penalty)}
 
     async def _open(self, messages, max_tokens, temperature, penalty):

@@ -76,8 +76,11 @@ def describe(spec: str, settings: Settings) -> str:
         from rag.models.embedded import embedded_model_dir, is_ready
 
         folder = embedded_model_dir(settings.cache_dir)
-        return (_window(folder) + f", local, ready at {folder}") if is_ready(folder) else (
-            "local; built on first use (or now with `rag model prepare`)")
+        return (
+            (_window(folder) + f", local, ready at {folder}")
+            if is_ready(folder)
+            else ("local; built on first use (or now with `rag model prepare`)")
+        )
     if kind == "onnx":
         folder = Path(arg).expanduser()
         if not (folder / "genai_config.json").is_file():
@@ -117,13 +120,16 @@ def _describe_server(arg: str, settings: Settings) -> str:
     where = "local" if on_host(base_url, settings.llm_local_hosts) else "REMOTE (no private text)"
     key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "none"
     try:
-        reply = httpx.get(f"{base_url.rstrip('/')}/models", timeout=3,
-                          headers={"Authorization": f"Bearer {key}"})
+        reply = httpx.get(
+            f"{base_url.rstrip('/')}/models", timeout=3, headers={"Authorization": f"Bearer {key}"}
+        )
     except httpx.HTTPError as exc:
         return f"NOT REACHABLE at {base_url} ({type(exc).__name__}), {where}"
     if reply.status_code == 401:
         return f"reachable, but the API key was rejected (RAG_LLM_API_KEY), {where}"
     served = [m.get("id") for m in reply.json().get("data", [])] if reply.is_success else []
     found = "serves it" if model in served else f"does not list {model!r}"
-    return (f"reachable, {found}, context window {settings.llm_context_window} tokens "
-            f"(RAG_LLM_CONTEXT_WINDOW), {where}")
+    return (
+        f"reachable, {found}, context window {settings.llm_context_window} tokens "
+        f"(RAG_LLM_CONTEXT_WINDOW), {where}"
+    )

@@ -34,7 +34,7 @@ async def stream_in_thread(
                 if cancel.is_set():
                     break
                 emit(text)
-        except BaseException as exc:  # noqa: BLE001 - handed to the reader, raised there
+        except BaseException as exc:
             emit(exc)
         finally:
             emit(_END)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from rag import chat
 from rag.config import Settings
 from rag.conversation import Conversation, Conversations
-from rag.models.base import ChatModel, Message, estimate_tokens
+from rag.models.base import ChatModel, Message, aclose, estimate_tokens
 from rag.openai_api.stops import StopCut
 from rag.routing import ModelPool
 
@@ -30,21 +30,15 @@ class Answer:
     rag: dict | None = None  # sources and evidence, for answers from a library
 
 
-async def _close(stream: AsyncIterator[str]) -> None:
-    """Stop a model's stream (a stop sequence was found, or the client left)."""
-    close = getattr(stream, "aclose", None)
-    if close is not None:
-        await close()
-
-
 def _count(model: ChatModel | None, text: str) -> int:
     if not text:
         return 0
     return model.count_tokens(text) if model else estimate_tokens(text)
 
 
-def _settle(answer: Answer, model: ChatModel | None, generated: str, cut: StopCut,
-            max_tokens: int) -> None:
+def _settle(
+    answer: Answer, model: ChatModel | None, generated: str, cut: StopCut, max_tokens: int
+) -> None:
     """Counts and finish reason, once the text has ended.
 
     The backends do not say why they stopped, so an answer as long as its limit
@@ -54,8 +48,9 @@ def _settle(answer: Answer, model: ChatModel | None, generated: str, cut: StopCu
     answer.finish_reason = "length" if reached else "stop"
 
 
-def answer_directly(messages: Sequence[Message], pool: ModelPool, settings: Settings,
-                    stops: Sequence[str]) -> Answer:
+def answer_directly(
+    messages: Sequence[Message], pool: ModelPool, settings: Settings, stops: Sequence[str]
+) -> Answer:
     """The chat model alone, given the client's messages as they are."""
     answer = Answer()
     cut = StopCut(stops)
@@ -63,8 +58,9 @@ def answer_directly(messages: Sequence[Message], pool: ModelPool, settings: Sett
     async def text() -> AsyncIterator[str]:
         model = await asyncio.to_thread(pool.load, settings.llm)
         answer.prompt_tokens = sum(_count(model, m["content"]) for m in messages)
-        stream = model.stream(messages, max_tokens=settings.max_answer_tokens,
-                              temperature=settings.temperature)
+        stream = model.stream(
+            messages, max_tokens=settings.max_answer_tokens, temperature=settings.temperature
+        )
         raw: list[str] = []
 
         async def recorded() -> AsyncIterator[str]:
@@ -76,15 +72,16 @@ def answer_directly(messages: Sequence[Message], pool: ModelPool, settings: Sett
             async for delta in cut.apply(recorded()):
                 yield delta
         finally:
-            await _close(stream)
+            await aclose(stream)
         _settle(answer, model, "".join(raw), cut, settings.max_answer_tokens)
 
     answer.text = text()
     return answer
 
 
-async def conversation(chats: Conversations, messages: Sequence[Message],
-                       chat_id: str | None, options: Settings) -> tuple[Conversation, str]:
+async def conversation(
+    chats: Conversations, messages: Sequence[Message], chat_id: str | None, options: Settings
+) -> tuple[Conversation, str]:
     """The conversation a request continues: a stored chat named by ``chat_id`` (made
     when new), or the history the client sent. Either way, an earlier answer made here
     from private documents stays private."""
@@ -96,9 +93,17 @@ async def conversation(chats: Conversations, messages: Sequence[Message],
     return await chats.for_request(messages, chat_id, options=options)
 
 
-def answer_from_library(messages: Sequence[Message], chats: Conversations, pool: ModelPool,
-                        settings: Settings, stops: Sequence[str], *, collection: str,
-                        chat_id: str | None = None, sources_in_text: bool = False) -> Answer:
+def answer_from_library(
+    messages: Sequence[Message],
+    chats: Conversations,
+    pool: ModelPool,
+    settings: Settings,
+    stops: Sequence[str],
+    *,
+    collection: str,
+    chat_id: str | None = None,
+    sources_in_text: bool = False,
+) -> Answer:
     """The last user message answered from the collection of ``chats``; earlier
     exchanges (sent, or stored under ``chat_id``) are its history.
 
@@ -115,11 +120,12 @@ def answer_from_library(messages: Sequence[Message], chats: Conversations, pool:
             async for delta in cut.apply(stream):
                 yield delta
         finally:
-            await _close(stream)
+            await aclose(stream)
         # The model that answered counts the tokens; with no answer from a model
         # (nothing relevant found), the primary one counts the notice.
-        model = next((m for m in pool.loaded.values() if m.name == turn.model),
-                     pool.loaded.get(settings.llm))
+        model = next(
+            (m for m in pool.loaded.values() if m.name == turn.model), pool.loaded.get(settings.llm)
+        )
         generated = turn.text.removeprefix(chat.GENERAL) if turn.model else ""
         _settle(answer, model, generated, cut, settings.max_answer_tokens)
         answer.prompt_tokens = turn.stats.prompt_tokens if turn.model else 0
@@ -140,11 +146,18 @@ def rag_field(turn: chat.Turn, collection: str, chat_id: str | None = None) -> d
         "model": turn.model or None,
         "grounded": turn.grounded,
         "sources": [
-            {"number": n, "cited": n in cited, "source": h.chunk.source,
-             "title": h.chunk.title, "label": h.chunk.label(), "page": h.chunk.page,
-             "heading": h.chunk.heading or None, "text": h.chunk.text,
-             "similarity": None if h.similarity is None else round(h.similarity, 4),
-             "private": bool(h.chunk.extra.get("private"))}
+            {
+                "number": n,
+                "cited": n in cited,
+                "source": h.chunk.source,
+                "title": h.chunk.title,
+                "label": h.chunk.label(),
+                "page": h.chunk.page,
+                "heading": h.chunk.heading or None,
+                "text": h.chunk.text,
+                "similarity": None if h.similarity is None else round(h.similarity, 4),
+                "private": bool(h.chunk.extra.get("private")),
+            }
             for n, h in enumerate(turn.context, start=1)
         ],
         "evidence": [e.as_dict() for e in getattr(turn, "evidence", [])],

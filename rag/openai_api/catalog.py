@@ -33,24 +33,31 @@ class Target:
 
 
 class Catalog:
-    def __init__(self, libraries: Mapping[str, Library], chat_model: str,
-                 embedding_model: str) -> None:
+    def __init__(
+        self, libraries: Mapping[str, Library], chat_model: str, embedding_model: str
+    ) -> None:
         if not libraries:
             raise RagError("rag serve needs at least one collection to serve.")
         first = next(iter(libraries))
         targets = [Target(RAG_MODEL, first, libraries[first]), Target(model_id(chat_model))]
         for name, library in libraries.items():
             rid = "rag-" + model_id(name)
-            targets += [Target(rid, name, library),
-                        Target(rid + SOURCES_SUFFIX, name, library, sources_in_text=True)]
+            targets += [
+                Target(rid, name, library),
+                Target(rid + SOURCES_SUFFIX, name, library, sources_in_text=True),
+            ]
         self.targets: dict[str, Target] = {}
         for target in targets:
             if target.id in self.targets:
-                raise RagError(f"Two served models would share the id {target.id!r}: "
-                               "rename a collection.")
+                raise RagError(
+                    f"Two served models would share the id {target.id!r}: rename a collection."
+                )
             self.targets[target.id] = target
-        self.embedding_ids = {model_id(embedding_model), embedding_model.lower(),
-                              f"sentence-transformers/{embedding_model}".lower()}
+        self.embedding_ids = {
+            model_id(embedding_model),
+            embedding_model.lower(),
+            f"sentence-transformers/{embedding_model}".lower(),
+        }
         self.embedding_model = model_id(embedding_model)
 
     @property

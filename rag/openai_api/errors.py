@@ -11,8 +11,14 @@ from starlette.responses import JSONResponse
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, code: str | None, param: str | None = None,
-                 kind: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None,
+        param: str | None = None,
+        kind: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -21,8 +27,14 @@ class ApiError(Exception):
         self.kind = kind or ("server_error" if status >= 500 else "invalid_request_error")
 
     def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.kind,
-                          "param": self.param, "code": self.code}}
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.kind,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status)
@@ -33,13 +45,18 @@ def bad_request(message: str, param: str | None = None, code: str = "invalid_val
 
 
 def unknown_model(name: object, served: list[str]) -> ApiError:
-    return ApiError(404, f"The model {name!r} does not exist; this server offers: "
-                    f"{', '.join(served)}.", "model_not_found", "model")
+    return ApiError(
+        404,
+        f"The model {name!r} does not exist; this server offers: {', '.join(served)}.",
+        "model_not_found",
+        "model",
+    )
 
 
 def unavailable(message: str) -> ApiError:
     return ApiError(503, message, "model_unavailable")
 
 
-WRONG_KEY = ApiError(401, "Incorrect API key provided: send it as 'Authorization: Bearer KEY'.",
-                     "invalid_api_key")
+WRONG_KEY = ApiError(
+    401, "Incorrect API key provided: send it as 'Authorization: Bearer KEY'.", "invalid_api_key"
+)

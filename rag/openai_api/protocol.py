@@ -41,8 +41,9 @@ class InMessage(_Lenient):
         if self.content is None or isinstance(self.content, str):
             return self.content or ""
         if any(p.type != "text" for p in self.content):
-            raise bad_request("Only text content is supported (no images, audio or files).",
-                              "messages")
+            raise bad_request(
+                "Only text content is supported (no images, audio or files).", "messages"
+            )
         return "".join(p.text or "" for p in self.content)
 
 
@@ -118,29 +119,59 @@ def new_id(prefix: str = "chatcmpl") -> str:
 
 
 def usage(prompt: int, completion: int) -> dict:
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
-
-
-def completion(call: str, model: str, text: str, finish: str, used: dict,
-               extra: dict[str, Any]) -> dict:
     return {
-        "id": call, "object": "chat.completion", "created": int(time.time()), "model": model,
-        "system_fingerprint": None,
-        "choices": [{"index": 0, "finish_reason": finish, "logprobs": None,
-                     "message": {"role": "assistant", "content": text, "refusal": None}}],
-        "usage": used, **extra,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
     }
 
 
-def chunk(call: str, model: str, delta: dict | None, finish: str | None = None,
-          used: dict | None = None, extra: dict[str, Any] | None = None) -> str:
+def completion(
+    call: str, model: str, text: str, finish: str, used: dict, extra: dict[str, Any]
+) -> dict:
+    return {
+        "id": call,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": None,
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": finish,
+                "logprobs": None,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+            }
+        ],
+        "usage": used,
+        **extra,
+    }
+
+
+def chunk(
+    call: str,
+    model: str,
+    delta: dict | None,
+    finish: str | None = None,
+    used: dict | None = None,
+    extra: dict[str, Any] | None = None,
+) -> str:
     """One server-sent event's data; ``delta=None`` makes the usage chunk (no choices)."""
-    choices = [] if delta is None else [
-        {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
-    body = {"id": call, "object": "chat.completion.chunk", "created": int(time.time()),
-            "model": model, "system_fingerprint": None, "choices": choices, "usage": used,
-            **(extra or {})}
+    choices = (
+        []
+        if delta is None
+        else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
+    )
+    body = {
+        "id": call,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": None,
+        "choices": choices,
+        "usage": used,
+        **(extra or {}),
+    }
     return json.dumps(body)
 
 
@@ -148,15 +179,19 @@ def model_entry(name: str, created: int) -> dict:
     return {"id": name, "object": "model", "created": created, "owned_by": OWNER}
 
 
-def embeddings(model: str, vectors: Sequence[Sequence[float]], encoding: str,
-               tokens: int) -> dict:
+def embeddings(model: str, vectors: Sequence[Sequence[float]], encoding: str, tokens: int) -> dict:
     def encoded(vector: Sequence[float]) -> list[float] | str:
         if encoding == "float":
             return list(vector)
         # OpenAI's base64 form: little-endian float32, which the SDK decodes with numpy.
         return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
 
-    return {"object": "list", "model": model,
-            "data": [{"object": "embedding", "index": i, "embedding": encoded(v)}
-                     for i, v in enumerate(vectors)],
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    return {
+        "object": "list",
+        "model": model,
+        "data": [
+            {"object": "embedding", "index": i, "embedding": encoded(v)}
+            for i, v in enumerate(vectors)
+        ],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
