@@ -77,13 +77,32 @@ HEAVY_FIXTURES = {
     "tokenizer",
     "reference",
     "app_url",
+    "postgres",
+    "chat_settings",
+    "chroma_server",
 }
 # Modules whose tests run the real commands or servers as processes.
-PROCESS_MODULES = {"test_cli", "test_benchmarks", "test_imports", "test_embedded_model"}
+PROCESS_MODULES = {
+    "test_cli",
+    "test_benchmarks",
+    "test_imports",
+    "test_embedded_model",
+    "test_security",
+    "test_openai_api",
+    "test_private_sticky",
+    "test_store_concurrency",
+    "test_store_consistency",
+    "test_store_contract",
+    "test_watch",
+    "test_chat_cli",
+    "test_upload_formats",
+}
 # Single tests elsewhere that start processes.
 PROCESS_TESTS = {
     "test_ingest_killed_mid_run_then_rerun_matches_a_clean_ingest",
     "test_two_processes_build_the_export_once",
+    "test_kill_9_at_random_moments_never_leaves_check_unclean_after_the_next_run",
+    "test_foundry_without_service_or_model_says_how_to_install",
 }
 
 
