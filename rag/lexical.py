@@ -286,15 +286,18 @@ class LexicalIndex:
     def add(self, chunks: Sequence[Chunk]) -> None:
         """Insert or replace chunks, all or none."""
         with self._write() as db:
-            self._remove(db, [c.id for c in chunks])
-            for c in chunks:
-                rowid = db.execute(
-                    "INSERT INTO chunk(id, source) VALUES (?, ?)", (c.id, c.source)
-                ).lastrowid
-                db.execute(
-                    "INSERT INTO body(rowid, title, text) VALUES (?, ?, ?)",
-                    (rowid, _spaced(title_of(c)), _spaced(c.text)),
-                )
+            self._insert(db, chunks)
+
+    def _insert(self, db: sqlite3.Connection, chunks: Sequence[Chunk]) -> None:
+        self._remove(db, [c.id for c in chunks])
+        for c in chunks:
+            rowid = db.execute(
+                "INSERT INTO chunk(id, source) VALUES (?, ?)", (c.id, c.source)
+            ).lastrowid
+            db.execute(
+                "INSERT INTO body(rowid, title, text) VALUES (?, ?, ?)",
+                (rowid, _spaced(title_of(c)), _spaced(c.text)),
+            )
 
     def delete(self, ids: Sequence[str]) -> None:
         with self._write() as db:
@@ -376,15 +379,7 @@ class LexicalIndex:
         with self._write() as db:
             for source, version, chunks in items:
                 self._drop(db, [source])
-                self._remove(db, [c.id for c in chunks])
-                for c in chunks:
-                    rowid = db.execute(
-                        "INSERT INTO chunk(id, source) VALUES (?, ?)", (c.id, c.source)
-                    ).lastrowid
-                    db.execute(
-                        "INSERT INTO body(rowid, title, text) VALUES (?, ?, ?)",
-                        (rowid, _spaced(title_of(c)), _spaced(c.text)),
-                    )
+                self._insert(db, chunks)
                 db.execute("INSERT INTO docs VALUES (?, ?)", (source, version))
 
     def drop_documents(self, sources: Sequence[str]) -> None:
