@@ -282,11 +282,12 @@ class Conversation:
         return question, answer
 
     async def export_markdown(self) -> str:
-        """This chat as Markdown with its sources, as stored."""
+        """This chat as Markdown with its sources: its own history, which is complete
+        even while the store is still writing the last answer."""
         from rag.transcript import export_markdown
 
         thread = await self.engine.store.thread(self.id) if self.engine.store else None
-        return export_markdown(thread) if thread else "Nothing stored yet."
+        return export_markdown(thread or {"id": self.id}, self.history)
 
     async def save_thread(self, name: str | None) -> None:
         store = self.engine.store

@@ -3,10 +3,12 @@ welcome, and a whole chat exported as Markdown. Shared by the app and the CLI.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rag import answer_markdown, uploads
 from rag.chat import Turn
 from rag.chunks import Hit
-from rag.conversation import entries_from_steps
+from rag.conversation import Entry, entries_from_steps
 from rag.sanitize import safe_label, safe_markdown
 
 
@@ -70,15 +72,18 @@ def welcome(
     )
 
 
-def export_markdown(thread: dict) -> str:
-    """The chat as Markdown: each question, each answer and the passages it cites."""
+def export_markdown(thread: dict, entries: Sequence[Entry] | None = None) -> str:
+    """The chat as Markdown: each question, each answer and the passages it cites; from
+    ``entries`` (a live chat's own history) when given, else from the stored steps."""
     lines = [
         f"# {thread.get('name') or 'Chat'}",
         "",
         f"Chat `{thread['id']}`, started {thread.get('createdAt', '')}.",
         "",
     ]
-    for entry in entries_from_steps(thread.get("steps") or []):
+    if entries is None:
+        entries = entries_from_steps(thread.get("steps") or [])
+    for entry in entries:
         if entry.role == "user":
             lines += [f"## {entry.content.strip()}", ""]
             continue

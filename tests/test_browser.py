@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -104,6 +105,9 @@ def page(browser, app_url):
     context.close()
 
 
+SOURCES_LINE = re.compile(r"(Sources|Retrieved passages \(the answer cites none\)):")
+
+
 def ask(page, question: str, timeout: float = 120) -> list[str]:
     """Send a question; return every distinct text the new answer showed while it grew."""
     page.wait_for_selector("#chat-submit", timeout=timeout * 1000)  # the last run is over
@@ -119,6 +123,9 @@ def ask(page, question: str, timeout: float = 120) -> list[str]:
             if not seen or seen[-1] != text:
                 seen.append(text)
             if any(end in text for end in FINISHED):
+                if SOURCES_LINE.search(text):  # the passages arrive just after the text
+                    left = max(deadline - time.monotonic(), 1)
+                    answers.last.locator("a.element-link").first.wait_for(timeout=left * 1000)
                 return seen
         time.sleep(0.03)
     raise AssertionError(f"no finished answer within {timeout} s; last seen: {seen[-1:]}")
