@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import ModelUnavailable
+from rag.models.embedded import run_offline_step
 
 PRECISIONS = ("fp32", "int8")
 MODEL_FILE = "model.onnx"
@@ -39,7 +39,6 @@ FORMAT = 1
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # The exported model must match sentence-transformers this closely on the check texts.
 MAX_DIFFERENCE = 1e-4
-_STEP_TIMEOUT_S = 1800
 _BUILD_PACKAGES = {
     "torch": "torch",
     "sentence_transformers": "sentence-transformers",
@@ -137,25 +136,9 @@ def _build(
 
 
 def _run_step(what: str, args: list[str], log: Callable[[str], None]) -> None:
-    log(f"{what} (one time)...")
-    # Offline: the model folder holds everything; a hub lookup would only hang or fail.
-    env = dict(
-        os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false"
-    )
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "rag.embedder_export", *args],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=_STEP_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired:
-        raise ModelUnavailable(f"{what} took over {_STEP_TIMEOUT_S} s and was stopped.") from None
-    if done.returncode != 0:
-        tail = "\n".join((done.stdout or b"").decode(errors="replace").splitlines()[-15:])
-        raise ModelUnavailable(f"{what} failed (exit code {done.returncode}):\n{tail}")
+    # The same offline child-process step the chat model's build uses: torch and
+    # transformers live only in the child, and leave with it.
+    run_offline_step(f"{what} (one time)", ["-m", "rag.embedder_export", *args], log)
 
 
 # ---- the child process: heavy imports below this line happen only here ----

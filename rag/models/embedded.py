@@ -115,12 +115,12 @@ def _build(target: Path, log: Callable[[str], None]) -> None:
     work = Path(tempfile.mkdtemp(prefix=f".build-{_DIR_NAME}-", dir=target.parent))
     try:
         hf_dir, out_dir = work / "hf", work / "onnx"
-        _run_step(
+        run_offline_step(
             "Converting the GGUF weights",
             ["-c", _GGUF_TO_HF, str(gguf.parent), gguf.name, str(hf_dir)],
             log,
         )
-        _run_step(
+        run_offline_step(
             f"Building the ONNX Runtime GenAI {_PRECISION} model",
             [
                 "-m",
@@ -163,7 +163,9 @@ def _remove_leftovers(target: Path, log: Callable[[str], None]) -> None:
         shutil.rmtree(target)
 
 
-def _run_step(what: str, args: list[str], log: Callable[[str], None]) -> None:
+def run_offline_step(what: str, args: list[str], log: Callable[[str], None]) -> None:
+    """``python ARGS`` in a child process with the model hubs switched off; its output
+    is shown only when it fails."""
     log(f"{what}...")
     started = time.monotonic()
     # Offline: the GGUF holds everything; a hub lookup would only hang or fail.
