@@ -14,6 +14,7 @@ conversation service use the same store without Chainlit.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import shutil
@@ -135,6 +136,9 @@ class ChatStore:
     def __init__(self, engine: AsyncEngine, folder: Path) -> None:
         self.engine = engine
         self.folder = folder  # per-chat files live in folder/files/<chat id>
+        # Chainlit creates and updates a message in tasks of their own: two writes of one
+        # step may run at once, and both would find no row and insert it.
+        self._step_writes = asyncio.Lock()
 
     @classmethod
     async def connect(cls, settings: Settings) -> ChatStore:
@@ -374,7 +378,7 @@ class ChatStore:
             "extra": json.dumps({k: v for k, v in step.items() if k not in known}, default=str),
             "created_at": step.get("createdAt") or now(),
         }
-        async with self.engine.begin() as db:
+        async with self._step_writes, self.engine.begin() as db:
             row = (
                 await db.execute(sa.select(t_steps.c.extra).where(t_steps.c.id == step["id"]))
             ).first()
