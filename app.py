@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+from contextlib import aclosing
 
 import chainlit as cl
 from chainlit.config import FILES_DIRECTORY, config
@@ -126,10 +127,10 @@ async def answer(message: cl.Message) -> None:
     reply = cl.Message(content="", actions=[export_button])
     turn.progress = lambda n, of: reply.stream_token(answer_markdown.progress(turn, n, of))
     try:
-        async for delta in conv.stream(turn):
-            # A remote image would be fetched as it streams: resend the text made safe.
-            safe = "![" in turn.text
-            await reply.stream_token(safe_markdown(turn.text) if safe else delta, is_sequence=safe)
+        async with aclosing(conv.stream(turn)) as deltas:  # closed at once by Stop
+            async for delta in deltas:  # a remote image would be fetched: resend all, made safe
+                safe = "![" in turn.text
+                await reply.stream_token(safe_markdown(turn.text) if safe else delta, safe)
     except RagError as exc:
         await cl.ErrorMessage(content=str(exc)).send()
         return

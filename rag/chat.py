@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field, replace
 
 from rag import answer_checks, prompts, repetition, retrieval, summaries
@@ -247,7 +247,9 @@ async def _start(turn: Turn, pool: ModelPool, settings: Settings):
     raise ModelUnavailable("No model could answer. " + " ".join(turn.skipped))
 
 
-async def stream_answer(turn: Turn, pool: ModelPool, settings: Settings) -> AsyncIterator[str]:
+async def stream_answer(
+    turn: Turn, pool: ModelPool, settings: Settings
+) -> AsyncGenerator[str, None]:
     """Yield the answer's text deltas, recording text, model and timings on ``turn``."""
     if turn.summary is not None:
         async for delta in summaries.stream_turn(turn, pool, settings):
@@ -275,7 +277,7 @@ async def stream_answer(turn: Turn, pool: ModelPool, settings: Settings) -> Asyn
                 yield delta
             delta = await anext(stream)
     except StopAsyncIteration:
-        await answer_checks.check(turn, settings)
+        pass
     except (asyncio.CancelledError, GeneratorExit):
         turn.stopped = True
         raise
@@ -283,6 +285,11 @@ async def stream_answer(turn: Turn, pool: ModelPool, settings: Settings) -> Asyn
         await aclose(stream)
         turn.stats.answer_s = time.perf_counter() - started
         turn.stats.answer_tokens = model.count_tokens(turn.text) if turn.text else 0
+    try:
+        await answer_checks.check(turn, settings)
+    except asyncio.CancelledError:
+        turn.stopped = True  # Stop pressed while the answer was being checked
+        raise
 
 
 async def ask(

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -238,13 +238,19 @@ class Conversation:
 
     async def stream(
         self, turn: chat.Turn, pool: ModelPool | None = None, remember: bool = True
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """The answer's text deltas. A whole answer becomes history (a failed or
-        stopped one is nothing to build on)."""
-        async for delta in chat.stream_answer(
-            turn, pool or self.engine.pool(self.spec), self.options
-        ):
-            yield delta
+        stopped one is nothing to build on). Close it (``contextlib.aclosing``) when
+        the reader stops the answer, so the turn is marked stopped at once."""
+        deltas = chat.stream_answer(turn, pool or self.engine.pool(self.spec), self.options)
+        try:
+            async for delta in deltas:
+                yield delta
+        except (asyncio.CancelledError, GeneratorExit):
+            turn.stopped = True  # wherever Stop found the answer, it is partial
+            raise
+        finally:
+            await deltas.aclose()
         if remember:
             await self.remember(turn)
 

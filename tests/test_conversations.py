@@ -8,9 +8,13 @@ that the test declares untrusted.
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import aclosing
+
 import pytest
 
 from ingest.pipeline import Ingestor, discover
+from rag import answer_checks
 from rag.chats import ChatStore
 from rag.conversation import Conversation, Conversations, Engine
 from rag.errors import RagError
@@ -208,6 +212,41 @@ async def test_an_off_topic_question_stays_ungrounded_in_every_model(engine):
         pass
     assert not trial.grounded and trial.text.startswith("I could not find this")
     assert trial.context == []
+
+
+async def test_an_answer_stopped_between_words_is_marked_and_not_remembered(engine):
+    conv = Conversation(engine)
+    turn = await conv.prepare("What is the daily meal allowance?")
+    async with aclosing(conv.stream(turn)) as deltas:  # as the app reads it
+        async for _ in deltas:
+            break  # the reader pressed Stop while the first words were shown
+    assert turn.stopped and turn.text
+    assert conv.history == []
+
+
+async def test_an_answer_stopped_while_it_is_checked_is_marked_stopped(engine, monkeypatch):
+    checking = asyncio.Event()
+    real_check = answer_checks.check
+
+    async def observed(turn, settings):  # the real check, with a signal that it began
+        checking.set()
+        await real_check(turn, settings)
+
+    monkeypatch.setattr(answer_checks, "check", observed)
+    conv = Conversation(engine)
+    turn = await conv.prepare("What is the daily meal allowance?")
+
+    async def read() -> None:
+        async for _ in conv.stream(turn):
+            pass
+
+    task = asyncio.create_task(read())
+    await asyncio.wait_for(checking.wait(), timeout=120)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert turn.stopped and turn.text
+    assert conv.history == []
 
 
 # Privacy follows the data ----------------------------------------------------------
