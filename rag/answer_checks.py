@@ -20,9 +20,10 @@ if TYPE_CHECKING:
 
 
 def decoding(settings: Settings) -> dict:
-    """Keyword arguments for ``ChatModel.stream`` beyond length and temperature."""
-    penalty = settings.repetition_penalty
-    return {"repetition_penalty": penalty} if penalty != 1.0 else {}
+    """Keyword arguments for ``ChatModel.stream`` beyond length and temperature. The
+    penalty is sent even at 1 (none): servers differ in what they assume without it
+    (llama-cpp-python's applies 1.1)."""
+    return {"repetition_penalty": settings.repetition_penalty}
 
 
 def guarded(turn: Turn, stream: AsyncIterator[str], settings: Settings) -> AsyncIterator[str]:

@@ -151,8 +151,8 @@ class Settings(BaseSettings):
         1.0,
         ge=1.0,
         le=2.0,
-        description="Above 1 makes repeated tokens less likely; 1 sends none to the model "
-        "(measured with benchmarks.answers).",
+        description="Above 1 makes repeated tokens less likely; 1 is none, and is said "
+        "to servers that would otherwise apply their own (measured with benchmarks.answers).",
     )
     stop_loops: bool = Field(
         True, description="Stop an answer that starts repeating itself, and cut the repetition."

@@ -304,3 +304,28 @@ def test_the_repetition_penalty_reaches_a_server_in_the_form_it_takes(recording_
     else:  # a cloud API rejects unknown fields: OpenAI's own
         assert bodies[-1]["frequency_penalty"] == pytest.approx(0.2)
         assert "repeat_penalty" not in bodies[-1]
+
+
+@pytest.mark.parametrize("local", [True, False])
+def test_the_default_of_no_penalty_is_said_to_a_local_server(recording_server, local, settings):
+    """llama-cpp-python's server applies 1.1 to a request that names no penalty, which
+    costs a small model most of its right answers: "none" has to be sent."""
+    from rag.answer_checks import decoding
+    from rag.models.openai_compat import OpenAICompatibleChat
+
+    base, bodies = recording_server
+    model = OpenAICompatibleChat("m", base, local_hosts=["127.0.0.1"] if local else [])
+    assert settings.repetition_penalty == 1.0
+
+    async def run():
+        message = [{"role": "user", "content": "hi"}]
+        return [
+            d
+            async for d in model.stream(message, max_tokens=4, temperature=0, **decoding(settings))
+        ]
+
+    assert asyncio.run(run()) == ["Paris"]
+    if local:
+        assert bodies[-1]["repeat_penalty"] == 1.0
+    else:  # OpenAI's own default: nothing to send
+        assert "frequency_penalty" not in bodies[-1]

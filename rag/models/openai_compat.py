@@ -107,7 +107,8 @@ class OpenAICompatibleChat:
                     "repetition_penalty": repetition_penalty,
                 }
             }
-        return {"frequency_penalty": frequency_penalty(repetition_penalty)}
+        additive = frequency_penalty(repetition_penalty)
+        return {"frequency_penalty": additive} if additive else {}  # 0 is the API's default
 
     async def _open(self, messages, max_tokens, temperature, penalty):
         for attempt in range(self._retries + 1):
