@@ -82,21 +82,22 @@ class Figures:
     asked: int = 0
     wrong: list[str] = field(default_factory=list)
 
-    def row(self) -> str:
+    def row(self, width: int) -> str:
         n = max(self.asked, 1)
         ttft = statistics.median(self.first_token) if self.first_token else float("nan")
         rate = statistics.median(self.rates) if self.rates else float("nan")
         share = self.unsupported / self.sentences if self.sentences else 0.0
         return (
-            f"{self.label[:44]:44} {self.right / n:7.3f} {self.evidence_right / n:8.3f} "
+            f"{self.label:{width}} {self.right / n:7.3f} {self.evidence_right / n:8.3f} "
             f"{self.looped / n:7.3f} {share:11.3f} {ttft:8.2f}s {rate:8.1f}"
         )
 
 
-HEADER = (
-    f"{'model / variant':44} {'answer':>7} {'evidence':>8} {'looping':>7} "
-    f"{'unsupported':>11} {'1st tok':>9} {'tok/s':>8}"
-)
+def header(width: int) -> str:
+    return (
+        f"{'model / variant':{width}} {'answer':>7} {'evidence':>8} {'looping':>7} "
+        f"{'unsupported':>11} {'1st tok':>9} {'tok/s':>8}"
+    )
 
 
 def loops(text: str) -> bool:
@@ -151,27 +152,36 @@ async def answers(args, settings: Settings, library) -> None:
         f"{len(questions)} questions over {library.store.count()} chunks "
         f"of {len(list(ARTICLES.glob('*.md')))} articles, temperature 0\n"
     )
-    print(HEADER)
-    for spec in specs:
-        base = settings.with_overrides(llm=spec, llm_fallback=[], llm_routes={})
-        variants = [(spec, base)]
-        variants += [
-            (f"{spec} {name}", options)
-            for name, options in evaluation.variants(base, args.variant or []).items()
-            if name != "default"
-        ]
-        if args.baseline:
-            variants.append((f"{spec} baseline", base.with_overrides(**BASELINE)))
+    per_model = [model_variants(spec, settings, args) for spec in specs]
+    width = max(
+        len(label) for variants in per_model for label, _ in [*variants, ("model / variant", None)]
+    )
+    print(header(width))
+    for variants in per_model:
         for label, options in variants:
             try:
                 figures = await measure(label, questions, library, options)
             except ModelUnavailable as exc:
-                print(f"{label[:44]:44} not measured: {exc}")
+                print(f"{label:{width}} not measured: {exc}")
                 break
-            print(figures.row(), flush=True)
+            print(figures.row(width), flush=True)
             if args.show_wrong:
                 for line in figures.wrong:
                     print(f"    wrong: {line}")
+
+
+def model_variants(spec: str, settings: Settings, args) -> list[tuple[str, Settings]]:
+    """The model's settings as they are, then each variant asked for, labelled."""
+    base = settings.with_overrides(llm=spec, llm_fallback=[], llm_routes={})
+    variants = [(spec, base)]
+    variants += [
+        (f"{spec} {name}", options)
+        for name, options in evaluation.variants(base, args.variant or []).items()
+        if name != "default"
+    ]
+    if args.baseline:
+        variants.append((f"{spec} baseline", base.with_overrides(**BASELINE)))
+    return variants
 
 
 def evidence_methods(args, library) -> None:
