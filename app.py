@@ -16,7 +16,7 @@ from rag.config import Settings
 from rag.conversation import Conversation, Engine, metadata, profiles
 from rag.errors import RagError
 from rag.models.spec import label
-from rag.sanitize import safe_markdown
+from rag.sanitize import streamed
 
 SETTINGS = Settings()
 BIND = config.run.host
@@ -128,9 +128,8 @@ async def answer(message: cl.Message) -> None:
     turn.progress = lambda n, of: reply.stream_token(answer_markdown.progress(turn, n, of))
     try:
         async with aclosing(conv.stream(turn)) as deltas:  # closed at once by Stop
-            async for delta in deltas:  # a remote image would be fetched: resend all, made safe
-                safe = "![" in turn.text
-                await reply.stream_token(safe_markdown(turn.text) if safe else delta, safe)
+            async for delta in deltas:
+                await reply.stream_token(*streamed(turn.text, delta))  # images made links
     except RagError as exc:
         await cl.ErrorMessage(content=str(exc)).send()
         return

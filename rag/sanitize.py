@@ -57,6 +57,15 @@ def safe_markdown(text: str) -> str:
     return _plain(text)  # a construct escaping did not undo: drop all formatting
 
 
+def streamed(text: str, delta: str) -> tuple[str, bool]:
+    """What to send on as ``delta`` arrives and ``text`` (the answer so far) grows,
+    and whether it replaces everything shown so far. Once an image has begun, the
+    browser would fetch it as it streams, so the whole text is resent, made safe."""
+    if "![" in text:
+        return safe_markdown(text), True
+    return delta, False
+
+
 def safe_label(text: str) -> str:
     """A one-line name (file, heading path) shown as plain words: an image keeps its alt
     text. Chainlit links a source by finding its name in the answer, so names carry no

@@ -332,6 +332,14 @@ def test_remote_images_become_links_everywhere_markdown_puts_them():
     assert sanitize.safe_markdown(plain) == plain
 
 
+def test_a_streamed_answer_is_resent_whole_and_safe_once_an_image_begins():
+    assert sanitize.streamed("The tea grows", " grows") == (" grows", False)
+    begun = "See ![map](http://127.0.0.1:9/m"
+    assert sanitize.streamed(begun, "m")[1]  # from here on, the whole text each time
+    text, replaces = sanitize.streamed(begun + ".png) here", ".png) here")
+    assert replaces and "map" in text and not sanitize._image_lines(text)
+
+
 @pytest.fixture
 def fake_turn_passage() -> Hit:
     text = (
