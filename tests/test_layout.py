@@ -38,3 +38,14 @@ def test_chromadb_is_used_only_by_the_store():
 def test_chainlit_is_used_only_by_the_app():
     assert importers("chainlit") <= {"app.py", "app_datalayer.py"}
     assert "app.py" in importers("chainlit")  # the check looks where it should
+
+
+def test_every_setting_is_in_the_readme_settings_table():
+    from rag.config import Settings
+
+    rows = {
+        line.split("`")[1]
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith("| `RAG_")
+    }
+    assert {f"RAG_{name.upper()}" for name in Settings.model_fields} <= rows
