@@ -153,9 +153,8 @@ async def answers(args, settings: Settings, library) -> None:
         f"of {len(list(ARTICLES.glob('*.md')))} articles, temperature 0\n"
     )
     per_model = [model_variants(spec, settings, args) for spec in specs]
-    width = max(
-        len(label) for variants in per_model for label, _ in [*variants, ("model / variant", None)]
-    )
+    labels = [label for variants in per_model for label, _ in variants]
+    width = max(map(len, ["model / variant", *labels]))
     print(header(width))
     for variants in per_model:
         for label, options in variants:
