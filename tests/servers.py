@@ -1,5 +1,5 @@
-"""Real HTTP servers for the tests: ``rag serve`` in its own process, and two tiny
-stand-ins for remote servers that misbehave or must be watched."""
+"""Real HTTP servers for the tests: ``rag serve`` and the Chainlit app in their own
+processes, and two tiny stand-ins for remote servers that misbehave or must be watched."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -57,6 +60,60 @@ def wait_until_up(
     proc.kill()
     proc.wait(timeout=30)
     raise RuntimeError(f"{what} did not answer at {url} within {timeout:.0f} s; its log:\n{log()}")
+
+
+def ingest(folder: Path, index: Path, env: dict[str, str] | None = None) -> None:
+    """``rag ingest`` of ``folder`` into ``index``, in its own process."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ingest", str(folder)],
+        env={**os.environ, **(env or {}), "RAG_INDEX": str(index)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+class App:
+    """``chainlit run app.py`` on a free port, stopped by ``close``. ``env`` adds to
+    (and ``unset`` takes from) this process's environment."""
+
+    def __init__(
+        self, index: Path, env: dict[str, str] | None = None, unset: tuple[str, ...] = ()
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "RAG_INDEX": str(index),
+            "RAG_MAX_ANSWER_TOKENS": "120",
+            **(env or {}),
+        }
+        for name in unset:
+            self.env.pop(name, None)
+        self.log_path = index.parent / f"chainlit-{self.port}.log"
+        with self.log_path.open("w") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "chainlit",
+                    "run",
+                    "app.py",
+                    "--headless",
+                    "--port",
+                    str(self.port),
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until_up(self.url, self.proc, self.log_path.read_text, "chainlit", timeout=120)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
 
 
 def _read(log) -> str:

@@ -1,12 +1,9 @@
-"""Helpers for the security tests: the real Chainlit app in its own process, a listener that
-records every request it gets (the "remote" host a document points at), a Socket.IO client."""
+"""Helpers for the security tests: a listener that records every request it gets (the
+"remote" host a document points at), a scripted model, a Socket.IO client."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -14,8 +11,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
-
-from servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,63 +55,6 @@ class _ListenerHandler(BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:
         pass
-
-
-def ingest(folder: Path, index: Path, env: dict[str, str] | None = None) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "ingest", str(folder)],
-        env={**os.environ, **(env or {}), "RAG_INDEX": str(index)},
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-
-
-class App:
-    """``chainlit run app.py`` on a free port, stopped by ``close``."""
-
-    def __init__(self, index: Path, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "RAG_INDEX": str(index),
-            "RAG_MAX_ANSWER_TOKENS": "120",
-            **(env or {}),
-        }
-        self.log_path = index.parent / f"chainlit-{self.port}.log"
-        with self.log_path.open("w") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "chainlit",
-                    "run",
-                    "app.py",
-                    "--headless",
-                    "--port",
-                    str(self.port),
-                ],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"chainlit exited: {self.log_path.read_text()}")
-            try:
-                if httpx.get(self.url, timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        self.close()
-        raise RuntimeError(f"chainlit did not start in time: {self.log_path.read_text()}")
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
 
 
 def login_cookie(url: str, headers: dict[str, str] | None = None) -> str:

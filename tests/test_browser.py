@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -13,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from servers import wait_until_up
+from servers import ROOT, App, ingest
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ANSWER = '[data-step-type="assistant_message"]'
 FINISHED = (
@@ -28,40 +25,14 @@ FINISHED = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def serve_app(folder: Path, settings: dict[str, str]):
-    """``data/`` ingested into ``folder``, then ``chainlit run app.py`` on a free port
-    with these settings; yields its URL and environment."""
+    """``data/`` ingested into ``folder``, then the app with these settings; yields its
+    URL and environment."""
     index = folder / "index"
-    env = {**os.environ, "RAG_INDEX": str(index), **settings}
-    done = subprocess.run(
-        [sys.executable, "-m", "ingest", str(ROOT / "data")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr
-    port = _free_port()
-    log_path = folder / "chainlit.log"
-    log = log_path.open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "chainlit", "run", "app.py", "--headless", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_until_up(url, server, log_path.read_text, "chainlit", timeout=120)
-    yield url, env
-    server.terminate()
-    server.wait(timeout=30)
+    ingest(ROOT / "data", index, settings)
+    running = App(index, settings)
+    yield running.url, running.env
+    running.close()
 
 
 @pytest.fixture(scope="module")

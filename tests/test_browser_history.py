@@ -7,17 +7,15 @@ each browser context sends its own ``X-User`` header.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from servers import free_port
+from servers import App, ingest
 from test_browser import ANSWER, ROOT, ask, browser, retrieval_step, source_links  # noqa: F401
 
 pytestmark = pytest.mark.browser
@@ -26,44 +24,11 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, embedded_model):
     index = tmp_path_factory.mktemp("history") / "index"
-    env = {
-        **os.environ,
-        "RAG_INDEX": str(index),
-        "RAG_MAX_ANSWER_TOKENS": "120",
-        "RAG_TEMPERATURE": "0",
-        "RAG_AUTH": "header:X-User",
-    }
-    env.pop("DATABASE_URL", None)
-    subprocess.run(
-        [sys.executable, "-m", "ingest", str(ROOT / "data")],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    port = free_port()
-    log_path = index.parent / "chainlit.log"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "chainlit", "run", "app.py", "--headless", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log_path.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            raise RuntimeError(f"the app did not start:\n{log_path.read_text()}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    yield url, env, index
-    server.terminate()
-    server.wait(timeout=30)
+    settings = {"RAG_MAX_ANSWER_TOKENS": "120", "RAG_TEMPERATURE": "0", "RAG_AUTH": "header:X-User"}
+    ingest(ROOT / "data", index, settings)
+    running = App(index, settings, unset=("DATABASE_URL",))
+    yield running.url, running.env, index
+    running.close()
 
 
 def open_as(browser, url: str, user: str, path: str = "/"):  # noqa: F811

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 import test_browser
-from support_security import App, Listener, ScriptedModel, image_doc, ingest
+from servers import App, ingest
+from support_security import Listener, ScriptedModel, image_doc
 from test_browser import ANSWER, ask
 
 pytestmark = pytest.mark.browser

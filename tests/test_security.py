@@ -19,8 +19,8 @@ from rag.config import Settings
 from rag.prompts import build_messages
 from rag.users import Users
 
-from servers import free_port, start_rag_server
-from support_security import ROOT, App, Refused, image_doc, ingest, login_cookie, socketio_welcome
+from servers import ROOT, App, free_port, ingest, start_rag_server
+from support_security import Refused, image_doc, login_cookie, socketio_welcome
 
 FOREIGN = "http://evil.example"
 
