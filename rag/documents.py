@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from rag.sqlite_writes import write_transaction
+
 # Sweeping a dirty row another machine left is safe only once that writer is surely gone.
 STALE_AFTER_S = 3600.0
 
@@ -105,17 +107,9 @@ class SqliteCatalog:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-                self._db.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (uuid.uuid4().hex,)
-                )
-            except BaseException:
-                self._db.rollback()
-                raise
-            self._db.commit()
+        with write_transaction(self._db, self._lock) as db:
+            yield db
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (uuid.uuid4().hex,))
 
     def documents(self) -> dict[str, Document]:
         with self._lock:

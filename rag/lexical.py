@@ -14,10 +14,11 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from rag.chunks import Chunk
+from rag.sqlite_writes import write_transaction
 
 # Bumped when the schema, tokenizer or indexed text changes: the index is then rebuilt.
 SCHEMA = "2"
@@ -259,16 +260,8 @@ class LexicalIndex:
                 """
             )
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.rollback()
-                raise
-            self._db.commit()
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db, self._lock)
 
     def close(self) -> None:
         with self._lock:
