@@ -250,7 +250,21 @@ async def _start(turn: Turn, pool: ModelPool, settings: Settings):
 async def stream_answer(
     turn: Turn, pool: ModelPool, settings: Settings
 ) -> AsyncGenerator[str, None]:
-    """Yield the answer's text deltas, recording text, model and timings on ``turn``."""
+    """Yield the answer's text deltas, recording text, model and timings on ``turn``.
+    Stopped anywhere (its task cancelled, or closed by its reader), the turn is
+    marked stopped: it is partial, or its checks are."""
+    deltas = _answer(turn, pool, settings)
+    try:
+        async for delta in deltas:
+            yield delta
+    except (asyncio.CancelledError, GeneratorExit):
+        turn.stopped = True
+        raise
+    finally:
+        await deltas.aclose()
+
+
+async def _answer(turn: Turn, pool: ModelPool, settings: Settings) -> AsyncGenerator[str, None]:
     if turn.summary is not None:
         async for delta in summaries.stream_turn(turn, pool, settings):
             turn.text += delta
@@ -262,11 +276,7 @@ async def stream_answer(
         if settings.off_topic == "refuse":
             return
     started = time.perf_counter()
-    try:
-        model, stream, first = await _start(turn, pool, settings)
-    except asyncio.CancelledError:
-        turn.stopped = True  # Stop pressed while the prompt was still being read
-        raise
+    model, stream, first = await _start(turn, pool, settings)
     try:
         delta = first
         while True:
@@ -278,18 +288,11 @@ async def stream_answer(
             delta = await anext(stream)
     except StopAsyncIteration:
         pass
-    except (asyncio.CancelledError, GeneratorExit):
-        turn.stopped = True
-        raise
     finally:
         await aclose(stream)
         turn.stats.answer_s = time.perf_counter() - started
         turn.stats.answer_tokens = model.count_tokens(turn.text) if turn.text else 0
-    try:
-        await answer_checks.check(turn, settings)
-    except asyncio.CancelledError:
-        turn.stopped = True  # Stop pressed while the answer was being checked
-        raise
+    await answer_checks.check(turn, settings)
 
 
 async def ask(

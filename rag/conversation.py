@@ -242,15 +242,10 @@ class Conversation:
         """The answer's text deltas. A whole answer becomes history (a failed or
         stopped one is nothing to build on). Close it (``contextlib.aclosing``) when
         the reader stops the answer, so the turn is marked stopped at once."""
-        deltas = chat.stream_answer(turn, pool or self.engine.pool(self.spec), self.options)
-        try:
+        answer = chat.stream_answer(turn, pool or self.engine.pool(self.spec), self.options)
+        async with contextlib.aclosing(answer) as deltas:  # closing this closes the answer
             async for delta in deltas:
                 yield delta
-        except (asyncio.CancelledError, GeneratorExit):
-            turn.stopped = True  # wherever Stop found the answer, it is partial
-            raise
-        finally:
-            await deltas.aclose()
         if remember:
             await self.remember(turn)
 
