@@ -13,7 +13,7 @@ from chainlit.server import get_html_template
 from app_datalayer import RagDataLayer, reattach_passages
 from rag import answer_markdown, auth, security, transcript
 from rag.config import Settings
-from rag.conversation import Conversation, Engine, metadata, profiles
+from rag.conversation import Conversation, Engine, SharedStart, metadata, profiles
 from rag.errors import RagError
 from rag.models.spec import label
 from rag.sanitize import streamed
@@ -27,7 +27,6 @@ PANEL = [
     Switch(id="use_library", label="Search the library (off: chat files only)", initial=True),
     TextInput(id="sources", label="Only documents matching (globs, comma-separated)"),
 ]  # fmt: skip
-_engine: asyncio.Future[Engine] | None = None  # loaded once per process, on the first chat
 cl.data_layer(lambda: LAYER)
 security.guard(server, SETTINGS, BIND, get_html_template(os.getenv("CHAINLIT_ROOT_PATH", "")))
 
@@ -53,10 +52,7 @@ async def _start() -> Engine:
     return await Engine.start(SETTINGS, await LAYER.store(), leftovers=FILES_DIRECTORY)
 
 
-async def engine() -> Engine:
-    global _engine
-    _engine = _engine or asyncio.ensure_future(_start())  # no await before: one start only
-    return await _engine
+engine = SharedStart(_start)  # once per process, on the first chat; again if it failed
 
 
 @cl.set_chat_profiles

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -53,6 +53,25 @@ class Entry:
 def profiles(settings: Settings) -> list[str]:
     """The specs a person can choose between: the primary model, then the fallbacks."""
     return list(dict.fromkeys([settings.llm, *settings.llm_fallback]))
+
+
+class SharedStart:
+    """An engine started by the first caller and shared by every later one. A caller
+    that goes away (a closed tab) does not cancel the start; a start that failed
+    (a model server not up yet) is tried again by the next caller."""
+
+    def __init__(self, start: Callable[[], Awaitable[Engine]]) -> None:
+        self._start = start
+        self._task: asyncio.Future[Engine] | None = None
+
+    async def __call__(self) -> Engine:
+        task = self._task = self._task or asyncio.ensure_future(self._start())
+        try:
+            return await asyncio.shield(task)
+        except Exception:
+            if self._task is task and task.done():
+                self._task = None
+            raise
 
 
 class Engine:

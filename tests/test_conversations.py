@@ -16,7 +16,7 @@ import pytest
 from ingest.pipeline import Ingestor, discover
 from rag import answer_checks
 from rag.chats import ChatStore
-from rag.conversation import Conversation, Conversations, Engine
+from rag.conversation import Conversation, Conversations, Engine, SharedStart
 from rag.errors import RagError
 from rag.freshness import LiveLibrary
 from rag.transcript import export_markdown
@@ -148,6 +148,34 @@ async def test_retention_removes_old_chats_only(store):
         )
     assert await store.expire(30) == ["old"]
     assert await store.thread("new") is not None
+
+
+async def test_the_engine_starts_once_for_all_and_again_after_a_failure():
+    starts: list[int] = []
+    release = asyncio.Event()
+
+    async def start():
+        starts.append(1)
+        await release.wait()
+        if len(starts) == 1:
+            raise RagError("the model server is not up yet")
+        return "engine"
+
+    shared = SharedStart(start)
+    first = asyncio.ensure_future(shared())
+    await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(RagError):
+        await first
+    release.clear()
+    leaving = asyncio.ensure_future(shared())  # a chat that closes while the engine starts
+    staying = asyncio.ensure_future(shared())
+    await asyncio.sleep(0)
+    leaving.cancel()
+    release.set()
+    assert await staying == "engine"
+    assert await shared() == "engine"
+    assert len(starts) == 2
 
 
 # The conversation service, with the real models ------------------------------------
