@@ -15,6 +15,8 @@ import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from rag.models.base import aclose
+
 # Five words repeated three times: measured on benchmarks.answers, no answer that ends
 # on its own trips it, and a loop is caught within a few dozen words.
 NGRAM = 5
@@ -75,13 +77,13 @@ class LoopGuard:
 
 
 async def stop_loops(
-    stream: AsyncIterator[str], on_loop: Callable[[LoopGuard], None], guard: LoopGuard | None = None
+    stream: AsyncIterator[str], on_loop: Callable[[LoopGuard], None]
 ) -> AsyncIterator[str]:
     """The deltas of ``stream`` until the text loops; then ``on_loop(guard)`` and the end.
 
     Deltas already passed on may hold the start of the repetition: whoever shows
     the answer replaces it with ``guard.kept`` (``on_loop`` is the moment to do so)."""
-    guard = guard or LoopGuard()
+    guard = LoopGuard()
     try:
         async for delta in stream:
             if guard.feed(delta):
@@ -92,6 +94,4 @@ async def stop_loops(
                 return
             yield delta
     finally:
-        close = getattr(stream, "aclose", None)
-        if close is not None:
-            await close()  # stops the model's generation
+        await aclose(stream)  # stops the model's generation
