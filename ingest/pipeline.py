@@ -254,7 +254,7 @@ class Ingestor:
                 )
             summary.chunks_written += self.write(pending)
         if prune:
-            summary.removed = self.prune(target, stored)
+            summary.removed = self.prune(target)
         summary.seconds = time.perf_counter() - started
         return summary
 
@@ -271,7 +271,7 @@ class Ingestor:
             summary.pages_without_text[name] = prepared.pages_without_text
         summary.record_reading(name, prepared.engine, prepared.ocr_pages, prepared.ocr_seconds)
 
-    def prune(self, target: Target, stored: dict[str, Document]) -> list[str]:
+    def prune(self, target: Target) -> list[str]:
         """Forget indexed files that have vanished from the folders just ingested."""
         present = {str(p) for p in target.files}
         store = self.library.store

@@ -53,11 +53,11 @@ def writer_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def is_abandoned(row: Unfinished, lock_held: bool) -> bool:
-    """Whether a dirty row's writer is gone. Writers on this machine hold the lock while a
-    row is dirty, so with the lock held every local dirty row is abandoned."""
+def is_abandoned(row: Unfinished) -> bool:
+    """Whether a dirty row's writer is gone, asked with the writer lock held. Writers on
+    this machine hold the lock while a row is dirty, so every local dirty row is abandoned."""
     local = row.writer.rsplit(":", 1)[0] == socket.gethostname()
-    return (local and lock_held) or time.time() - row.since > STALE_AFTER_S
+    return local or time.time() - row.since > STALE_AFTER_S
 
 
 class Catalog(Protocol):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rag.config import Settings
-from rag.documents import Document
 from rag.embeddings import Embedder, create_embedder
 from rag.store import LibraryStore, open_store
 
@@ -22,8 +21,3 @@ class Library:
 def open_library(settings: Settings, embedder: Embedder | None = None) -> Library:
     model: Embedder = embedder or create_embedder(settings)
     return Library(model, open_store(settings, model.name), settings)
-
-
-def documents(library: Library) -> list[Document]:
-    """Every document with its facts (private flag, chunks, version), sorted by path."""
-    return sorted(library.store.documents().values(), key=lambda d: d.source)

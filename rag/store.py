@@ -480,7 +480,6 @@ class ChromaStore:
         self.backend = client.label
         self._name = collection
         self._model = embedding_model
-        self._index = index
         index.mkdir(parents=True, exist_ok=True)
         self._guard = threading.RLock()  # the app asks from worker threads
         self._chroma = client.open()
@@ -500,7 +499,7 @@ class ChromaStore:
     def writing(self) -> Iterator[None]:
         with self._lock.hold():
             if self._lock.depth == 1:  # once per outermost hold
-                self._sweep(lock_held=True)
+                self._sweep()
             yield
 
     def write(
@@ -545,17 +544,17 @@ class ChromaStore:
             self._catalog.finish(sources)
             self._words.drop_documents(list(sources))
 
-    def _sweep(self, lock_held: bool) -> list[str]:
-        """Finish what dead writers began: delete chunks of versions not recorded."""
+    def _sweep(self) -> None:
+        """Finish what dead writers began: delete chunks of versions not recorded.
+        Called with the writer lock held."""
         swept = []
         for row in self._catalog.unfinished():
-            if is_abandoned(row, lock_held):
+            if is_abandoned(row):
                 self._collection.delete(where=_of_source(row.source, row.version))
                 self._catalog.finish([row.source])
                 swept.append(row.source)
         if swept or self._seen_generation != self._catalog.generation():
             self._reconcile()
-        return swept
 
     # the word index, derived
 
@@ -602,7 +601,7 @@ class ChromaStore:
             if not self._lock.try_hold():
                 return  # a writer is at work and updates the word index itself
             try:
-                self._sweep(lock_held=True)
+                self._sweep()
             finally:
                 self._lock.release()
 
@@ -633,7 +632,7 @@ class ChromaStore:
                         )
                     )
             self._catalog.commit(complete)
-            self._sweep(lock_held=True)
+            self._sweep()
 
     # reading
 
@@ -683,9 +682,6 @@ class ChromaStore:
     def count(self) -> int:
         return self._collection.count()
 
-    def word_count(self) -> int:
-        return self._words.count()
-
     def _all_metadata(self) -> Iterator[tuple[str, dict]]:
         """Every chunk id with its metadata, paged so a large index never loads at once."""
         offset = 0
@@ -734,7 +730,7 @@ class ChromaStore:
         """Sweep what writers left, drop chunks of no recorded version, rebuild the word
         index where it disagrees; then check again."""
         with self._lock.hold():
-            self._sweep(lock_held=True)
+            self._sweep()
             documents = self._catalog.documents()
             stray = [
                 id_
