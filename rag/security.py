@@ -35,7 +35,7 @@ def host_name(netloc: str) -> str:
     return netloc.split(":", 1)[0].rstrip(".")
 
 
-def _is_ip(host: str) -> bool:
+def is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -76,7 +76,7 @@ def host_allowed(host_header: str | None, hosts: frozenset[str] | None) -> bool:
     name = host_name(host_header)
     # DNS rebinding needs a name the attacker controls; an IP literal cannot be
     # re-pointed, so addressing the machine by its IP is always safe.
-    return name in hosts or _is_ip(name)
+    return name in hosts or is_ip(name)
 
 
 def origin_allowed(origin: str | None, host_header: str | None, origins: Iterable[str]) -> bool:

@@ -16,6 +16,7 @@ import openai
 
 from rag.errors import ModelUnavailable
 from rag.models.base import Message, estimate_tokens, frequency_penalty
+from rag.security import is_ip
 
 
 def on_host(url: str, hosts: Sequence[str]) -> bool:
@@ -26,18 +27,10 @@ def on_host(url: str, hosts: Sequence[str]) -> bool:
         return True
     try:  # 127.0.0.1 and 127.000.000.001 are the same host
         return any(
-            ipaddress.ip_address(host) == ipaddress.ip_address(t) for t in trusted if _is_ip(t)
+            ipaddress.ip_address(host) == ipaddress.ip_address(t) for t in trusted if is_ip(t)
         )
     except ValueError:
         return False
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 class OpenAICompatibleChat:
