@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from rag import evidence, grounding, repetition
+from rag import evidence, grounding, prompts, repetition
 from rag.config import Settings
 
 if TYPE_CHECKING:
@@ -78,8 +78,7 @@ def point_to_evidence(turn: Turn, settings: Settings, count_tokens, budget: int)
     note = evidence_note(turn, settings)
     if not note or not turn.messages:
         return
-    size = sum(count_tokens(m["content"]) + 8 for m in turn.messages) + count_tokens(note)
-    if size <= budget:
+    if prompts.prompt_size(turn.messages, count_tokens) + count_tokens(note) <= budget:
         last = turn.messages[-1]
         turn.messages[-1] = {**last, "content": last["content"] + note}
 

@@ -55,6 +55,11 @@ def build_messages(
     ]
 
 
+def prompt_size(messages: Sequence[Message], count_tokens: Callable[[str], int]) -> int:
+    """Tokens of a prompt, with a few per message for the chat template's role markers."""
+    return sum(count_tokens(m["content"]) + 8 for m in messages)
+
+
 def fit_to_budget(
     question: str,
     hits: Sequence[Hit],
@@ -66,9 +71,7 @@ def fit_to_budget(
     kept = list(hits)
     while True:
         messages = build_messages(question, kept, history)
-        # A few tokens per message go to the chat template's role markers.
-        size = sum(count_tokens(m["content"]) + 8 for m in messages)
-        if size <= budget or not kept:
+        if prompt_size(messages, count_tokens) <= budget or not kept:
             return messages, kept
         kept.pop()
 

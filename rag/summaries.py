@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag import answer_checks
+from rag import answer_checks, prompts
 from rag.chunks import Chunk
 from rag.config import Settings
 from rag.errors import ModelUnavailable, RagError
@@ -125,8 +125,7 @@ def _messages(template: str, name: str, text: str) -> list[Message]:
 
 
 def _size(messages: Sequence[Message], model: ChatModel) -> int:
-    # As in prompts.fit_to_budget: a few tokens per message for the role markers.
-    return sum(model.count_tokens(m["content"]) + 8 for m in messages)
+    return prompts.prompt_size(messages, model.count_tokens)
 
 
 def pack(
