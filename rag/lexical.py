@@ -267,22 +267,24 @@ class LexicalIndex:
         with self._lock:
             self._db.close()
 
-    def _remove(self, db: sqlite3.Connection, ids: Sequence[str]) -> None:
-        for part in _batches(ids):
+    def _remove(self, db: sqlite3.Connection, values: Sequence[str], column: str = "id") -> None:
+        """Delete the chunks, and their words, whose ``column`` (id or source) is listed."""
+        for part in _batches(list(values)):
             marks = _marks(len(part))
             db.execute(
-                f"DELETE FROM body WHERE rowid IN (SELECT rowid FROM chunk WHERE id IN ({marks}))",
+                "DELETE FROM body WHERE rowid IN "
+                f"(SELECT rowid FROM chunk WHERE {column} IN ({marks}))",
                 part,
             )
-            db.execute(f"DELETE FROM chunk WHERE id IN ({marks})", part)
+            db.execute(f"DELETE FROM chunk WHERE {column} IN ({marks})", part)
 
     def add(self, chunks: Sequence[Chunk]) -> None:
         """Insert or replace chunks, all or none."""
         with self._write() as db:
+            self._remove(db, [c.id for c in chunks])
             self._insert(db, chunks)
 
     def _insert(self, db: sqlite3.Connection, chunks: Sequence[Chunk]) -> None:
-        self._remove(db, [c.id for c in chunks])
         for c in chunks:
             rowid = db.execute(
                 "INSERT INTO chunk(id, source) VALUES (?, ?)", (c.id, c.source)
@@ -353,15 +355,9 @@ class LexicalIndex:
             return dict(self._db.execute("SELECT source, version FROM docs"))
 
     def _drop(self, db: sqlite3.Connection, sources: Sequence[str]) -> None:
+        self._remove(db, sources, column="source")
         for part in _batches(list(sources)):
-            marks = _marks(len(part))
-            db.execute(
-                "DELETE FROM body WHERE rowid IN "
-                f"(SELECT rowid FROM chunk WHERE source IN ({marks}))",
-                part,
-            )
-            db.execute(f"DELETE FROM chunk WHERE source IN ({marks})", part)
-            db.execute(f"DELETE FROM docs WHERE source IN ({marks})", part)
+            db.execute(f"DELETE FROM docs WHERE source IN ({_marks(len(part))})", part)
 
     def replace_document(self, source: str, version: str, chunks: Sequence[Chunk]) -> None:
         """Hold exactly these chunks for ``source``, as its ``version``: all or nothing."""
@@ -371,7 +367,7 @@ class LexicalIndex:
         """``replace_document`` for several documents in one transaction."""
         with self._write() as db:
             for source, version, chunks in items:
-                self._drop(db, [source])
+                self._drop(db, [source])  # every chunk of it: the new ones have its name
                 self._insert(db, chunks)
                 db.execute("INSERT INTO docs VALUES (?, ?)", (source, version))
 
