@@ -52,8 +52,7 @@ class Watcher:
         import watchfiles
 
         stop = stop or threading.Event()
-        present = self._present()
-        self._sync(present)
+        present = self._present()  # synced once each watcher is live, below
         for root in set(self.roots) - present:
             self.log(f"waiting for {root} to appear")
         announced = False
@@ -73,7 +72,8 @@ class Watcher:
                 ignore_permission_denied=True,
             ):
                 if not started:
-                    # The watcher is live only now: catch what changed while it started.
+                    # The watcher is live only now: bring the index up to date with every
+                    # present root (new, back, or changed while it started), once.
                     started = True
                     self._sync(present)
                     if not announced:
@@ -93,11 +93,8 @@ class Watcher:
         now = self._present()
         for root in before - now:
             self.log(f"gone: {root} (its documents are kept; waiting for it to come back)")
-        back = now - before
-        if back:
-            for root in back:
-                self.log(f"back: {root}")
-            self._sync(back)
+        for root in now - before:
+            self.log(f"back: {root}")  # synced when the watcher restarts with it
         return now
 
     def _watched(self, roots: set[Path]) -> list[Path]:
