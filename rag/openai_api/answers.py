@@ -61,19 +61,14 @@ def answer_directly(
         stream = model.stream(
             messages, max_tokens=settings.max_answer_tokens, temperature=settings.temperature
         )
-        raw: list[str] = []
-
-        async def recorded() -> AsyncIterator[str]:
-            async for delta in stream:
-                raw.append(delta)
-                yield delta
-
         try:
-            async for delta in cut.apply(recorded()):
+            async for delta in cut.apply(stream):
                 yield delta
         finally:
             await aclose(stream)
-        _settle(answer, model, "".join(raw), cut, settings.max_answer_tokens)
+        # Unless a stop sequence cut it (then the length is not looked at), the text
+        # passed on is all the model generated.
+        _settle(answer, model, cut.text, cut, settings.max_answer_tokens)
 
     answer.text = text()
     return answer
