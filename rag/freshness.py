@@ -7,8 +7,6 @@ this keeps one library per process and asks it to look before each search.
 
 from __future__ import annotations
 
-import threading
-
 from rag.library import Library
 
 
@@ -17,9 +15,7 @@ class LiveLibrary:
 
     def __init__(self, library: Library) -> None:
         self.library = library
-        self._lock = threading.Lock()  # chats ask from worker threads, maybe at once
 
     def current(self) -> Library:
-        with self._lock:
-            self.library.store.refresh()
-            return self.library
+        self.library.store.refresh()  # safe from several worker threads at once: it locks
+        return self.library

@@ -329,6 +329,24 @@ def _collection(client: Any, name: str, embedding_model: str | None) -> Any:
     return collection
 
 
+def _paged_metadata(collection: Any) -> Iterator[tuple[str, dict]]:
+    """Every id of a collection with its metadata, a page at a time, so a large
+    collection never loads at once."""
+    offset = 0
+    while True:
+        got = collection.get(include=["metadatas"], limit=_PAGE, offset=offset)
+        yield from zip(got["ids"], got["metadatas"] or [])
+        if len(got["ids"]) < _PAGE:
+            return
+        offset += _PAGE
+
+
+def _unrecorded(documents: dict[str, Document], source: str, version: str) -> bool:
+    """Whether a chunk made from ``version`` of ``source`` belongs to no recorded document."""
+    recorded = documents.get(source)
+    return (recorded.version if recorded else "") != version
+
+
 class _ChromaCatalog:
     """The documents table as a small Chroma collection on the server, so every machine
     sees it. One record per document (its id a hash of the path), plus a generation record."""
@@ -345,15 +363,7 @@ class _ChromaCatalog:
         return "doc-" + hashlib.sha256(source.encode()).hexdigest()[:40]
 
     def _rows(self) -> Iterator[dict]:
-        offset = 0
-        while True:
-            got = self._c.get(include=["metadatas"], limit=_PAGE, offset=offset)
-            yield from (
-                m for i, m in zip(got["ids"], got["metadatas"] or []) if i != self._GENERATION
-            )
-            if len(got["ids"]) < _PAGE:
-                return
-            offset += _PAGE
+        return (m for i, m in _paged_metadata(self._c) if i != self._GENERATION)
 
     def _get(self, sources: Sequence[str]) -> dict[str, dict]:
         got = self._c.get(ids=[self._id(s) for s in sources], include=["metadatas"])
@@ -683,14 +693,7 @@ class ChromaStore:
         return self._collection.count()
 
     def _all_metadata(self) -> Iterator[tuple[str, dict]]:
-        """Every chunk id with its metadata, paged so a large index never loads at once."""
-        offset = 0
-        while True:
-            got = self._collection.get(include=["metadatas"], limit=_PAGE, offset=offset)
-            yield from zip(got["ids"], got["metadatas"] or [])
-            if len(got["ids"]) < _PAGE:
-                return
-            offset += _PAGE
+        return _paged_metadata(self._collection)
 
     # checking
 
@@ -713,7 +716,7 @@ class ChromaStore:
         report.only_in_word_index = sorted(words - set(chroma))
         per_version = Counter(chroma.values())
         versions = self._words.versions()
-        stray = {s for s, v in chroma.values() if documents.get(s, Document(s, "", 0)).version != v}
+        stray = {s for s, v in chroma.values() if _unrecorded(documents, s, v)}
         report.versions_disagree = sorted(
             {
                 s
@@ -729,14 +732,12 @@ class ChromaStore:
     def repair(self) -> CheckReport:
         """Sweep what writers left, drop chunks of no recorded version, rebuild the word
         index where it disagrees; then check again."""
-        with self._lock.hold():
-            self._sweep()
+        with self.writing():
             documents = self._catalog.documents()
             stray = [
                 id_
                 for id_, m in self._all_metadata()
-                if documents.get(str(m["source"]), Document("", "", 0)).version
-                != str(m.get("file_hash", ""))
+                if _unrecorded(documents, str(m["source"]), str(m.get("file_hash", "")))
             ]
             for part in _batches(len(stray)):
                 self._collection.delete(ids=stray[part])
