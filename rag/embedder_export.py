@@ -14,7 +14,6 @@ only: torch, transformers and onnx are imported in that child and nowhere else.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import ModelUnavailable
-from rag.models.embedded import run_offline_step
+from rag.models.embedded import build_once, missing_packages, run_offline_step
 
 PRECISIONS = ("fp32", "int8")
 MODEL_FILE = "model.onnx"
@@ -85,27 +84,19 @@ def prepare_export(
         return target
     # int8 is quantized from the fp32 export, which is built first if missing.
     source = None if precision == "fp32" else prepare_export(cache_dir, model, location, log=log)
-    from filelock import FileLock, Timeout
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(target.parent / f"{target.name}.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        log(f"Waiting for another process that is exporting {model} to ONNX...")
-        lock.acquire()
-    try:
-        if not read_info(target):  # another process may have finished while we waited
-            _build(target, model, location, source, log)
-    finally:
-        lock.release()
-    return target
+    return build_once(
+        target,
+        read_info,
+        lambda folder: _build(folder, model, location, source, log),
+        f"Waiting for another process that is exporting {model} to ONNX...",
+        log,
+    )
 
 
 def _build(
     target: Path, model: str, location: str, source: Path | None, log: Callable[[str], None]
 ) -> None:
-    missing = [pip for mod, pip in _BUILD_PACKAGES.items() if importlib.util.find_spec(mod) is None]
+    missing = missing_packages(_BUILD_PACKAGES)
     if missing:
         raise ModelUnavailable(
             f"Exporting {model} to ONNX needs more packages; run: pip install {' '.join(missing)}"

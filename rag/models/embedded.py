@@ -83,23 +83,44 @@ def embedded_model_dir(cache_dir: Path) -> Path:
 
 def prepare_embedded_model(cache_dir: Path, log: Callable[[str], None] = print) -> Path:
     """Return the ready ONNX GenAI folder, building it first if needed."""
-    target = embedded_model_dir(cache_dir)
-    if is_ready(target):
+    return build_once(
+        embedded_model_dir(cache_dir),
+        is_ready,
+        lambda target: _build(target, log),
+        "Waiting for another process that is building the embedded model...",
+        log,
+    )
+
+
+def build_once(
+    target: Path,
+    ready: Callable[[Path], object],
+    build: Callable[[Path], None],
+    waiting: str,
+    log: Callable[[str], None],
+) -> Path:
+    """``target``, built by ``build`` unless ``ready`` says it is: once per machine,
+    whichever process comes first, the others waiting for it."""
+    if ready(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(target.parent / f"{_DIR_NAME}.lock"))
+    lock = FileLock(str(target.parent / f"{target.name}.lock"))
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        log("Waiting for another process that is building the embedded model...")
+        log(waiting)
         lock.acquire()
     try:
-        # Another process may have finished the build while we waited.
-        if not is_ready(target):
-            _build(target, log)
+        if not ready(target):  # another process may have finished while we waited
+            build(target)
     finally:
         lock.release()
     return target
+
+
+def missing_packages(packages: dict[str, str]) -> list[str]:
+    """The pip names of the modules (``{module: pip name}``) not installed."""
+    return [pip for mod, pip in packages.items() if importlib.util.find_spec(mod) is None]
 
 
 def is_ready(target: Path) -> bool:
@@ -147,7 +168,7 @@ def _build(target: Path, log: Callable[[str], None]) -> None:
 
 
 def _check_build_packages() -> None:
-    missing = [pip for mod, pip in _BUILD_PACKAGES.items() if importlib.util.find_spec(mod) is None]
+    missing = missing_packages(_BUILD_PACKAGES)
     if missing:
         raise ModelUnavailable(
             "Building the embedded model needs more packages; run: pip install " + " ".join(missing)
