@@ -10,6 +10,7 @@ progress callback hears (done, total) after each step.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -133,16 +134,22 @@ def pack(
 ) -> list[str]:
     """Consecutive texts joined into as few parts as fit ``budget`` with the prompt.
     A single text over the budget is cut to fit rather than dropped."""
+
+    def size(joined: list[str]) -> int:
+        return _size(_messages(template, name, "\n\n".join(joined)), model)
+
     parts: list[str] = []
     current: list[str] = []
     for text in texts:
-        trial = "\n\n".join([*current, text])
-        if current and _size(_messages(template, name, trial), model) > budget:
-            parts.append("\n\n".join(current))
-            current = []
         current.append(text)
-        while _size(_messages(template, name, "\n\n".join(current)), model) > budget:
+        tokens = size(current)
+        if tokens > budget and len(current) > 1:  # the part is full: start the next
+            parts.append("\n\n".join(current[:-1]))
+            current = [text]
+            tokens = size(current)
+        while tokens > budget:
             current[-1] = current[-1][: int(len(current[-1]) * 0.8)]
+            tokens = size(current)
     if current:
         parts.append("\n\n".join(current))
     return parts
@@ -178,7 +185,8 @@ async def summarise(
     budget = model.context_window - settings.max_answer_tokens
     texts = [c.text.strip() for c in chunks if c.text.strip()]
     template = MAP_PROMPT
-    parts = pack(texts, template, name, model, budget)
+    # Packing tokenizes every chunk: off the event loop, like every blocking step.
+    parts = await asyncio.to_thread(pack, texts, template, name, model, budget)
     total = len(parts) + 1 if len(parts) > 1 else 1  # the final answer counts as a step
     done = 0
     await _report(progress, done, total)
@@ -191,9 +199,11 @@ async def summarise(
             done += 1
             await _report(progress, done, total)
         template = REDUCE_PROMPT
-        previous, parts = len(parts), pack(summaries, template, name, model, budget)
+        previous = len(parts)
+        parts = await asyncio.to_thread(pack, summaries, template, name, model, budget)
         if len(parts) >= previous:  # summaries too long to combine: keep what fits
-            parts = pack(["\n\n".join(summaries)], template, name, model, budget)
+            joined = ["\n\n".join(summaries)]
+            parts = await asyncio.to_thread(pack, joined, template, name, model, budget)
         total = done + len(parts) + (0 if len(parts) == 1 else 1)
     final = _messages(template, name, parts[0] if parts else "")
     async for delta in model.stream(
@@ -209,8 +219,6 @@ async def summarise(
 async def stream_turn(turn, pool, settings: Settings) -> AsyncIterator[str]:
     """Answer ``turn`` (whose ``summary`` is set) with a summary of the whole document,
     by the first model that loads; ``turn.progress`` hears each step."""
-    import asyncio
-
     request: Request = turn.summary
     chunks = await asyncio.to_thread(document_chunks, request.library, request.source)
     if not chunks:
