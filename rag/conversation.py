@@ -306,8 +306,12 @@ class Conversation:
         even while the store is still writing the last answer."""
         from rag.transcript import export_markdown
 
-        thread = await self.engine.store.thread(self.id) if self.engine.store else None
-        return export_markdown(thread or {"id": self.id}, self.history)
+        # Only the name and date come from the store: the steps are this object's history.
+        row = await self.engine.store.thread_row(self.id) if self.engine.store else None
+        thread = {"id": self.id}
+        if row is not None:
+            thread |= {"name": row["name"], "createdAt": row["created_at"]}
+        return export_markdown(thread, self.history)
 
     async def save_thread(self, name: str | None) -> None:
         store = self.engine.store
