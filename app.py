@@ -5,10 +5,14 @@ import os
 from contextlib import aclosing
 
 import chainlit as cl
+import chainlit.auth as cl_auth
+import chainlit.server as cl_server
+import jwt
 from chainlit.config import FILES_DIRECTORY, config
 from chainlit.input_widget import Slider, Switch, TextInput
 from chainlit.server import app as server
 from chainlit.server import get_html_template
+from fastapi import HTTPException
 
 from app_datalayer import RagDataLayer, reattach_passages
 from rag import answer_markdown, auth, security, transcript
@@ -17,6 +21,7 @@ from rag.conversation import Conversation, Engine, SharedStart, metadata, profil
 from rag.errors import RagError
 from rag.models.spec import label
 from rag.sanitize import streamed
+from rag.users import SessionVersions, users_path
 
 SETTINGS = Settings()
 BIND = config.run.host
@@ -32,20 +37,50 @@ security.guard(server, SETTINGS, BIND, get_html_template(os.getenv("CHAINLIT_ROO
 
 # History needs a login: on loopback everyone is the one local user, logged in by header.
 POLICY = auth.login_policy(SETTINGS, BIND)
-os.environ.setdefault("CHAINLIT_AUTH_SECRET", auth.auth_secret(SETTINGS.cache_dir))
+os.environ.setdefault("CHAINLIT_AUTH_SECRET", auth.auth_secret(SETTINGS.cache_dir, POLICY.mode))
+# The client's address and scheme come from RAG_TRUSTED_PROXIES alone (ProxyGate), which
+# must see the real peer: uvicorn's own X-Forwarded-For handling is turned off.
+os.environ["FORWARDED_ALLOW_IPS"] = ""
+security.gate(server, SETTINGS, POLICY.header)
+SESSIONS = SessionVersions(users_path(SETTINGS))
+_signed_login = cl_auth.decode_jwt
+
+
+def _current_login(token: str) -> cl.User:
+    """Chainlit's check of a login cookie (every HTTP request, Socket.IO connect and
+    /auth/jwt go through it), then ours: same login mode, same session version. A read
+    of a few microseconds from the users file, so a logout anywhere counts at once."""
+    user = _signed_login(token)
+    if not auth.still_logged_in(POLICY, SESSIONS, user.identifier, user.metadata):
+        raise jwt.InvalidTokenError("This login has ended: log in again.")
+    return user
+
+
+cl_auth.decode_jwt = cl_server.decode_jwt = _current_login
+
 if POLICY.mode == "password":
     USERS = auth.password_users(SETTINGS, BIND)  # no users yet: says how to add one, exits
+    PASSWORDS = auth.PasswordLogin(SETTINGS, POLICY, USERS)
 
     @cl.password_auth_callback
     async def login(name: str, password: str) -> cl.User | None:
-        ok = await asyncio.to_thread(USERS.verify, name, password)
-        return cl.User(identifier=name) if ok else None
+        try:
+            claims = await PASSWORDS.check(name, password, security.client_address())
+        except auth.TooManyTries as exc:
+            retry = {"Retry-After": exc.retry_after}
+            raise HTTPException(429, str(exc), headers=retry) from None
+        return cl.User(identifier=name, metadata=claims) if claims else None
+
+    # Called as it is: Chainlit's wrapper would turn the 429 into a plain 401.
+    config.code.password_auth_callback = login
 else:
 
     @cl.header_auth_callback
     async def login_by_header(headers) -> cl.User | None:
-        name = auth.request_user(POLICY, headers)
-        return cl.User(identifier=name) if name else None
+        if not (name := auth.request_user(POLICY, headers)):
+            return None
+        version = SESSIONS.lookup(name)[1]  # microseconds: no thread needed
+        return cl.User(identifier=name, metadata=auth.login_claims(POLICY, version))
 
 
 async def _start() -> Engine:

@@ -135,7 +135,9 @@ def test_serve_refuses_a_page_of_another_origin(served):
 def test_serve_reads_its_key_from_a_file(served):
     assert httpx.get(f"{served}/models").status_code == 401
     assert (
-        httpx.get(f"{served}/models", headers={"Authorization": f"Bearer {FILE_KEY[:-1]}"}).status_code
+        httpx.get(
+            f"{served}/models", headers={"Authorization": f"Bearer {FILE_KEY[:-1]}"}
+        ).status_code
         == 401
     )
     assert (
@@ -288,9 +290,11 @@ def test_login_is_required_beyond_loopback_only():
 
 
 def test_the_login_secret_is_made_once_and_kept_private(tmp_path):
-    secret = auth.auth_secret(tmp_path)
-    assert len(secret) >= 40 and auth.auth_secret(tmp_path) == secret
-    assert stat.S_IMODE((tmp_path / auth.SECRET_FILE).stat().st_mode) == 0o600
+    secret = auth.auth_secret(tmp_path, "password")
+    assert len(secret) >= 40 and auth.auth_secret(tmp_path, "password") == secret
+    assert stat.S_IMODE((tmp_path / f"{auth.SECRET_FILE}-password").stat().st_mode) == 0o600
+    # One per login mode: no mode's cookie is even well signed for another.
+    assert auth.auth_secret(tmp_path, "none") != secret
 
 
 def test_an_app_beyond_loopback_without_users_does_not_start(tmp_path):
