@@ -131,8 +131,21 @@ async def end() -> None:
         await asyncio.to_thread(conv.close)
 
 
+async def _login_ended() -> bool:
+    """A chat left open when its login ended (user removed, new password, logout) is told
+    so and answers nothing more: the Socket.IO connect was the last token check."""
+    try:
+        _current_login(cl.context.session.token or "")
+    except Exception:
+        await cl.ErrorMessage(content="Your login has ended: reload the page.").send()
+        return True
+    return False
+
+
 @cl.action_callback("export")
 async def export(action: cl.Action) -> None:
+    if await _login_ended():
+        return
     text = await cl.user_session.get("conversation").export_markdown()
     chat_md = cl.File(name="chat.md", content=text.encode(), mime="text/markdown")
     await cl.Message(content="This chat as Markdown:", elements=[chat_md]).send()
@@ -140,6 +153,8 @@ async def export(action: cl.Action) -> None:
 
 @cl.on_message
 async def answer(message: cl.Message) -> None:
+    if await _login_ended():
+        return
     conv: Conversation = cl.user_session.get("conversation")
     try:
         for f in [e for e in message.elements if e.path]:  # into this chat's own library

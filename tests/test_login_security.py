@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from servers import App
-from support_security import Refused, socketio_welcome
+from support_security import Refused, socketio_ask, socketio_welcome
 
 # The app and the test share this machine; a second loopback address is "another client"
 # (Linux routes all of 127.0.0.0/8 to lo), one that RAG_TRUSTED_PROXIES does not list.
@@ -66,6 +66,10 @@ def header_app(index):
     running.close()
 
 
+def _add(index, name: str) -> None:
+    _rag("user", "add", name, "--index", str(index), stdin=f"{name}'s own horse\n")
+
+
 def _log_in(url: str, name: str, password: str, client: httpx.Client | None = None):
     post = (client or httpx).post
     return post(f"{url}/login", data={"username": name, "password": password}, timeout=30)
@@ -107,6 +111,18 @@ def test_a_removed_users_cookie_is_refused_on_the_next_request(password_app, ind
         socketio_welcome(url, url, "websocket", cookie=_as_header(bob), timeout=20)
 
 
+def test_a_chat_left_open_answers_nothing_once_the_login_ends(password_app, index):
+    url = password_app.url
+    _add(index, "dave")
+    dave = _as_header(_cookie(_log_in(url, "dave", "dave's own horse")))
+
+    def log_dave_out() -> None:
+        _rag("user", "logout", "dave", "--index", str(index))
+
+    reply = socketio_ask(url, dave, "What does the library hold?", before_asking=log_dave_out)
+    assert reply == "Your login has ended: reload the page."
+
+
 def test_a_new_password_or_a_logout_ends_every_session(password_app, index):
     url = password_app.url
     before = _cookie(_log_in(url, "alice", "correct horse"))
@@ -139,7 +155,7 @@ def test_a_cookie_of_another_login_mode_is_refused(password_app, loopback_app, h
 
 def test_rapid_wrong_passwords_get_429_and_the_right_one_works_after_the_wait(password_app, index):
     url = password_app.url
-    _rag("user", "add", "carol", "--index", str(index), stdin="carol's own horse\n")
+    _add(index, "carol")
     with httpx.Client() as client:
         answers = [_log_in(url, "carol", f"guess {n}", client) for n in range(50)]
         codes = [a.status_code for a in answers]
