@@ -5,23 +5,19 @@ import os
 from contextlib import aclosing
 
 import chainlit as cl
-import chainlit.auth as cl_auth
-import chainlit.server as cl_server
-import jwt
 from chainlit.config import FILES_DIRECTORY, config
 from chainlit.input_widget import Slider, Switch, TextInput
 from chainlit.server import app as server
 from chainlit.server import get_html_template
-from fastapi import HTTPException
 
 from app_datalayer import RagDataLayer, reattach_passages
-from rag import answer_markdown, auth, security, transcript
+from app_login import login_ended, set_up_login
+from rag import answer_markdown, security, transcript
 from rag.config import Settings
 from rag.conversation import Conversation, Engine, SharedStart, metadata, profiles
 from rag.errors import RagError
 from rag.models.spec import label
 from rag.sanitize import streamed
-from rag.users import SessionVersions, users_path
 
 SETTINGS = Settings()
 BIND = config.run.host
@@ -35,52 +31,7 @@ PANEL = [
 cl.data_layer(lambda: LAYER)
 security.guard(server, SETTINGS, BIND, get_html_template(os.getenv("CHAINLIT_ROOT_PATH", "")))
 
-# History needs a login: on loopback everyone is the one local user, logged in by header.
-POLICY = auth.login_policy(SETTINGS, BIND)
-os.environ.setdefault("CHAINLIT_AUTH_SECRET", auth.auth_secret(SETTINGS.cache_dir, POLICY.mode))
-# The client's address and scheme come from RAG_TRUSTED_PROXIES alone (ProxyGate), which
-# must see the real peer: uvicorn's own X-Forwarded-For handling is turned off.
-os.environ["FORWARDED_ALLOW_IPS"] = ""
-security.gate(server, SETTINGS, POLICY.header)
-SESSIONS = SessionVersions(users_path(SETTINGS))
-_signed_login = cl_auth.decode_jwt
-
-
-def _current_login(token: str) -> cl.User:
-    """Chainlit's check of a login cookie (every HTTP request, Socket.IO connect and
-    /auth/jwt go through it), then ours: same login mode, same session version. A read
-    of a few microseconds from the users file, so a logout anywhere counts at once."""
-    user = _signed_login(token)
-    if not auth.still_logged_in(POLICY, SESSIONS, user.identifier, user.metadata):
-        raise jwt.InvalidTokenError("This login has ended: log in again.")
-    return user
-
-
-cl_auth.decode_jwt = cl_server.decode_jwt = _current_login
-
-if POLICY.mode == "password":
-    USERS = auth.password_users(SETTINGS, BIND)  # no users yet: says how to add one, exits
-    PASSWORDS = auth.PasswordLogin(SETTINGS, POLICY, USERS)
-
-    @cl.password_auth_callback
-    async def login(name: str, password: str) -> cl.User | None:
-        try:
-            claims = await PASSWORDS.check(name, password, security.client_address())
-        except auth.TooManyTries as exc:
-            retry = {"Retry-After": exc.retry_after}
-            raise HTTPException(429, str(exc), headers=retry) from None
-        return cl.User(identifier=name, metadata=claims) if claims else None
-
-    # Called as it is: Chainlit's wrapper would turn the 429 into a plain 401.
-    config.code.password_auth_callback = login
-else:
-
-    @cl.header_auth_callback
-    async def login_by_header(headers) -> cl.User | None:
-        if not (name := auth.request_user(POLICY, headers)):
-            return None
-        version = SESSIONS.lookup(name)[1]  # microseconds: no thread needed
-        return cl.User(identifier=name, metadata=auth.login_claims(POLICY, version))
+set_up_login(server, SETTINGS, BIND)  # login mode, proxies, a check on every request
 
 
 async def _start() -> Engine:
@@ -131,20 +82,9 @@ async def end() -> None:
         await asyncio.to_thread(conv.close)
 
 
-async def _login_ended() -> bool:
-    """A chat left open when its login ended (user removed, new password, logout) is told
-    so and answers nothing more: the Socket.IO connect was the last token check."""
-    try:
-        _current_login(cl.context.session.token or "")
-    except Exception:
-        await cl.ErrorMessage(content="Your login has ended: reload the page.").send()
-        return True
-    return False
-
-
 @cl.action_callback("export")
 async def export(action: cl.Action) -> None:
-    if await _login_ended():
+    if await login_ended():
         return
     text = await cl.user_session.get("conversation").export_markdown()
     chat_md = cl.File(name="chat.md", content=text.encode(), mime="text/markdown")
@@ -153,7 +93,7 @@ async def export(action: cl.Action) -> None:
 
 @cl.on_message
 async def answer(message: cl.Message) -> None:
-    if await _login_ended():
+    if await login_ended():
         return
     conv: Conversation = cl.user_session.get("conversation")
     try:

@@ -12,6 +12,8 @@ import asyncio
 import hmac
 import os
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,10 +120,16 @@ class TooManyTries(RagError):
 class PasswordLogin:
     """A password login: throttled per account and address, and the cookie's claims."""
 
-    def __init__(self, settings: Settings, policy: LoginPolicy, users: Users) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        policy: LoginPolicy,
+        users: Users,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.policy, self.users = policy, users
         self.sessions = SessionVersions(users.path)
-        self.guesses = Guesses(settings)
+        self.guesses = Guesses(settings, clock)
 
     async def check(self, name: str, password: str, address: str) -> dict[str, str] | None:
         """The claims of the new cookie, or None for a wrong name or password; raises

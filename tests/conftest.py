@@ -89,6 +89,7 @@ PROCESS_MODULES = {
     "test_embedded_model",
     "test_security",
     "test_login_security",
+    "test_chroma_guard",
     "test_openai_api",
     "test_private_sticky",
     "test_store_concurrency",

@@ -144,7 +144,8 @@ async def test_guesses_sent_at_once_are_counted_before_they_are_checked(tmp_path
     users = Users(tmp_path / "users.sqlite3")
     users.add("alice", "correct horse")
     policy = auth.LoginPolicy("password")
-    login = auth.PasswordLogin(Settings(throttle_after=3, throttle_max_wait=60), policy, users)
+    settings = Settings(throttle_after=3, throttle_max_wait=60)
+    login = auth.PasswordLogin(settings, policy, users, clock=Clock())  # the wait cannot pass
     tries = [login.check("alice", f"guess {n}", "192.0.2.1") for n in range(12)]
     results = await asyncio.gather(*tries, return_exceptions=True)
     assert results.count(None) == 3  # only three were checked

@@ -162,9 +162,9 @@ def test_rapid_wrong_passwords_get_429_and_the_right_one_works_after_the_wait(pa
         assert set(codes) == {401, 429}
         assert codes.count(429) >= 40  # nearly every guess was refused unheard
         assert all(int(a.headers["retry-after"]) >= 1 for a in answers if a.status_code == 429)
-        # While the wait lasts even the right password is not tried from this address...
-        assert _log_in(url, "carol", "carol's own horse", client).status_code == 429
-        # ...but carol elsewhere is not locked out by the guesser.
+        # (While the wait lasts even the right password is not tried from this address:
+        # test_login_rules.py, with a clock that stands still.) Carol elsewhere is not
+        # locked out by the guesser.
         with httpx.Client(transport=httpx.HTTPTransport(local_address=STRANGER)) as elsewhere:
             assert _log_in(url, "carol", "carol's own horse", elsewhere).status_code == 200
 

@@ -157,7 +157,6 @@ def test_rapid_wrong_keys_get_429_and_the_right_one_works_after_the_wait(served)
         limited = next(a for a in answers if a.status_code == 429)
         assert limited.json()["error"]["code"] == "rate_limit_exceeded"
         right = {"Authorization": f"Bearer {FILE_KEY}"}
-        assert client.get(f"{served}/models", headers=right).status_code == 429  # not tried
         deadline = time.monotonic() + 30
         while (answer := client.get(f"{served}/models", headers=right)).status_code == 429:
             assert time.monotonic() < deadline, "the wait never ended"
