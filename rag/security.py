@@ -329,18 +329,15 @@ class ProxyGate:
 
 def _forwarded(scope, proxies: TrustedProxies, peer: str):
     """The scope as the client sees it, from a trusted proxy's X-Forwarded-For/-Proto."""
-    values = {"x-forwarded-for": [], "x-forwarded-proto": []}  # type: dict[str, list[str]]
+    values: dict[bytes, list[str]] = {b"x-forwarded-for": [], b"x-forwarded-proto": []}
     for key, value in scope.get("headers", []):
-        if (name := key.decode("latin-1").lower()) in values:
-            values[name].append(value.decode("latin-1"))
+        if key.lower() in values:
+            values[key.lower()].append(value.decode("latin-1"))
     scope = dict(scope)
-    if values["x-forwarded-for"]:
-        scope["client"] = (proxies.client(peer, values["x-forwarded-for"]), 0)
-    proto = (
-        values["x-forwarded-proto"][-1].split(",")[0].strip().lower()
-        if values["x-forwarded-proto"]
-        else ""
-    )
+    if chain := values[b"x-forwarded-for"]:
+        scope["client"] = (proxies.client(peer, chain), 0)
+    protos = values[b"x-forwarded-proto"]
+    proto = protos[-1].split(",")[0].strip().lower() if protos else ""  # the client's hop
     if proto in ("http", "https"):
         scope["scheme"] = proto.replace("http", "ws") if scope["type"] == "websocket" else proto
     return scope
