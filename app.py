@@ -11,7 +11,8 @@ from chainlit.server import app as server
 from chainlit.server import get_html_template
 
 from app_datalayer import RagDataLayer, reattach_passages
-from rag import answer_markdown, auth, security, transcript
+from app_login import login_ended, set_up_login
+from rag import answer_markdown, security, transcript
 from rag.config import Settings
 from rag.conversation import Conversation, Engine, SharedStart, metadata, profiles
 from rag.errors import RagError
@@ -30,22 +31,7 @@ PANEL = [
 cl.data_layer(lambda: LAYER)
 security.guard(server, SETTINGS, BIND, get_html_template(os.getenv("CHAINLIT_ROOT_PATH", "")))
 
-# History needs a login: on loopback everyone is the one local user, logged in by header.
-POLICY = auth.login_policy(SETTINGS, BIND)
-os.environ.setdefault("CHAINLIT_AUTH_SECRET", auth.auth_secret(SETTINGS.cache_dir))
-if POLICY.mode == "password":
-    USERS = auth.password_users(SETTINGS, BIND)  # no users yet: says how to add one, exits
-
-    @cl.password_auth_callback
-    async def login(name: str, password: str) -> cl.User | None:
-        ok = await asyncio.to_thread(USERS.verify, name, password)
-        return cl.User(identifier=name) if ok else None
-else:
-
-    @cl.header_auth_callback
-    async def login_by_header(headers) -> cl.User | None:
-        name = auth.request_user(POLICY, headers)
-        return cl.User(identifier=name) if name else None
+set_up_login(server, SETTINGS, BIND)  # login mode, proxies, a check on every request
 
 
 async def _start() -> Engine:
@@ -98,6 +84,8 @@ async def end() -> None:
 
 @cl.action_callback("export")
 async def export(action: cl.Action) -> None:
+    if await login_ended():
+        return
     text = await cl.user_session.get("conversation").export_markdown()
     chat_md = cl.File(name="chat.md", content=text.encode(), mime="text/markdown")
     await cl.Message(content="This chat as Markdown:", elements=[chat_md]).send()
@@ -105,6 +93,8 @@ async def export(action: cl.Action) -> None:
 
 @cl.on_message
 async def answer(message: cl.Message) -> None:
+    if await login_ended():
+        return
     conv: Conversation = cl.user_session.get("conversation")
     try:
         for f in [e for e in message.elements if e.path]:  # into this chat's own library

@@ -218,6 +218,11 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_user_remove)
     p = user_sub.add_parser("list", parents=[common], help="list the users")
     p.set_defaults(run=cmd_user_list)
+    p = user_sub.add_parser(
+        "logout", parents=[common], help="end every session of a user, in every running app"
+    )
+    p.add_argument("name")
+    p.set_defaults(run=cmd_user_logout)
 
     p = sub.add_parser("model", help="manage the chat model")
     model_sub = p.add_subparsers(dest="action", required=True)
@@ -634,7 +639,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         sep="\n  ",
         flush=True,
     )
-    uvicorn.run(guarded, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(
+        guarded,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        forwarded_allow_ips=settings.trusted_proxies,  # whose X-Forwarded-For names the client
+    )
     return 0
 
 
@@ -735,6 +746,14 @@ def cmd_user_list(args: argparse.Namespace, settings: Settings) -> int:
 
     for name in Users(users_path(settings)).names():
         print(name)
+    return 0
+
+
+def cmd_user_logout(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.users import Users, users_path
+
+    Users(users_path(settings)).logout(args.name)
+    print(f"Every session of {args.name} has ended; the next request logs in again.")
     return 0
 
 

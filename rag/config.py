@@ -6,6 +6,7 @@ else reads the environment.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated, Literal
@@ -104,6 +105,22 @@ class Settings(BaseSettings):
         description="SQLite file of login users; unset: users.sqlite3 in the index folder.",
     )
     serve_api_key: SecretStr | None = Field(None, description="Bearer key `rag serve` requires.")
+    trusted_proxies: HostList = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"],
+        description="Addresses or networks of reverse proxies whose X-Forwarded-For, "
+        "X-Forwarded-Proto and login header (RAG_AUTH=header:NAME) are believed.",
+    )
+    throttle_after: int = Field(
+        5,
+        ge=1,
+        description="Failed logins (per account and address) or wrong API keys (per "
+        "address) before each further try must wait.",
+    )
+    throttle_max_wait: float = Field(
+        300.0,
+        gt=0,
+        description="The longest wait, in seconds, after repeated failures; it doubles from 1 s.",
+    )
 
     top_k: int = Field(4, ge=1, le=50)
 
@@ -201,6 +218,7 @@ class Settings(BaseSettings):
         "allowed_hosts",
         "allowed_origins",
         "serve_collections",
+        "trusted_proxies",
         mode="before",
     )
     @classmethod
@@ -212,6 +230,16 @@ class Settings(BaseSettings):
                 if text.startswith("[")
                 else [part.strip() for part in text.split(",") if part.strip()]
             )
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
         return value
 
     @field_validator("auth")

@@ -15,6 +15,7 @@ import ipaddress
 import re
 import socket
 from collections.abc import Iterable
+from contextvars import ContextVar
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -173,7 +174,7 @@ class HostOriginGuard:
         return sending
 
 
-async def _refuse(scope, send, reason: str) -> None:
+async def _refuse(scope, send, reason: str, status: int = 403) -> None:
     if scope["type"] == "websocket":
         # Closing before accepting makes the server answer the handshake with 403.
         await send({"type": "websocket.close", "code": 1008, "reason": reason})
@@ -182,7 +183,7 @@ async def _refuse(scope, send, reason: str) -> None:
     await send(
         {
             "type": "http.response.start",
-            "status": 403,
+            "status": status,
             "headers": [
                 (b"content-type", b"text/plain; charset=utf-8"),
                 (b"content-length", str(len(body)).encode()),
@@ -223,13 +224,24 @@ def read_key_file(path: Path) -> str:
     return key
 
 
+MIN_KEY = 32  # characters: guessing a key this long is hopeless, even unthrottled
+
+
 def serve_key(settings: Settings, key_file: Path | None, given: str | None) -> str | None:
-    """The key ``rag serve`` requires: from a file, the command line, or RAG_SERVE_API_KEY."""
+    """The key ``rag serve`` requires: from a file, the command line, or RAG_SERVE_API_KEY;
+    one shorter than 32 characters is refused."""
     if key_file is not None:
-        return read_key_file(key_file)
-    if given:
-        return given
-    return settings.serve_api_key.get_secret_value() if settings.serve_api_key else None
+        key: str | None = read_key_file(key_file)
+    elif given:
+        key = given
+    else:
+        key = settings.serve_api_key.get_secret_value() if settings.serve_api_key else None
+    if key and len(key) < MIN_KEY:
+        raise RagError(
+            f"The API key has {len(key)} characters: use one of at least {MIN_KEY} "
+            "characters, made with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return key
 
 
 def check_bind(host: str, key: str | None, insecure_no_key: bool) -> None:
@@ -240,3 +252,118 @@ def check_bind(host: str, key: str | None, insecure_no_key: bool) -> None:
         f"Refusing to serve on {host} without an API key: set RAG_SERVE_API_KEY or "
         "--api-key-file, or pass --insecure-no-key to allow anyone on the network."
     )
+
+
+# --- reverse proxies: who is asking, and over what ---
+
+_CLIENT: ContextVar[str] = ContextVar("client_address", default="")
+
+
+def client_address() -> str:
+    """The address of the client whose request is being answered (set by ``ProxyGate``)."""
+    return _CLIENT.get()
+
+
+class TrustedProxies:
+    """``RAG_TRUSTED_PROXIES``: the only peers whose word about the client is believed."""
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        self.networks = [ipaddress.ip_network(e, strict=False) for e in entries]
+
+    def __contains__(self, address: object) -> bool:
+        try:
+            ip = ipaddress.ip_address(host_name(str(address)))
+        except ValueError:
+            return False
+        ip = getattr(ip, "ipv4_mapped", None) or ip
+        return any(ip in net for net in self.networks)
+
+    def client(self, peer: str, forwarded_for: Iterable[str]) -> str:
+        """The client behind a chain of trusted proxies: in X-Forwarded-For, read from
+        the right (each proxy appends), the first address that is not a trusted proxy."""
+        if peer not in self:
+            return peer
+        hops = [host_name(h) for value in forwarded_for for h in value.split(",") if h.strip()]
+        for hop in reversed(hops):
+            if hop not in self:
+                return hop
+        return hops[0] if hops else peer
+
+
+class ProxyGate:
+    """ASGI middleware: the client's address and scheme as a trusted proxy forwards them
+    (anyone else's X-Forwarded-* is ignored), the login header only from a trusted proxy
+    and only once, and cookies marked Secure when the browser came over HTTPS."""
+
+    def __init__(self, app, proxies: TrustedProxies, login_header: str | None = None) -> None:
+        self.app, self.proxies = app, proxies
+        self.login_header = login_header.lower().encode("latin-1") if login_header else None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        peer = (scope.get("client") or ("", 0))[0]
+        trusted = peer in self.proxies
+        headers = scope.get("headers", [])
+        if self.login_header:
+            copies = sum(1 for k, _ in headers if k.lower() == self.login_header)
+            name = self.login_header.decode("latin-1")
+            if copies and not trusted:
+                reason = f"The {name} header is only believed from RAG_TRUSTED_PROXIES."
+                await _refuse(scope, send, reason)
+                return
+            if copies > 1:
+                await _refuse(scope, send, f"The {name} header came twice.", 400)
+                return
+        if trusted:
+            scope = _forwarded(scope, self.proxies, peer)
+        address = _CLIENT.set((scope.get("client") or ("", 0))[0])
+        try:
+            if scope.get("scheme") == "https":
+                send = _secure_cookies(send)
+            await self.app(scope, receive, send)
+        finally:
+            _CLIENT.reset(address)
+
+
+def _forwarded(scope, proxies: TrustedProxies, peer: str):
+    """The scope as the client sees it, from a trusted proxy's X-Forwarded-For/-Proto."""
+    values: dict[bytes, list[str]] = {b"x-forwarded-for": [], b"x-forwarded-proto": []}
+    for key, value in scope.get("headers", []):
+        if key.lower() in values:
+            values[key.lower()].append(value.decode("latin-1"))
+    scope = dict(scope)
+    if chain := values[b"x-forwarded-for"]:
+        scope["client"] = (proxies.client(peer, chain), 0)
+    protos = values[b"x-forwarded-proto"]
+    proto = protos[-1].split(",")[0].strip().lower() if protos else ""  # the client's hop
+    if proto in ("http", "https"):
+        scope["scheme"] = proto.replace("http", "ws") if scope["type"] == "websocket" else proto
+    return scope
+
+
+def _secure_cookies(send):
+    """Adds Secure to every cookie set: over HTTPS a login cookie never goes out in clear."""
+
+    async def sending(message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [
+                (k, v + b"; Secure")
+                if k.lower() == b"set-cookie"
+                and b"secure" not in [a.strip().lower() for a in v.split(b";")[1:]]
+                else (k, v)
+                for k, v in message.get("headers", [])
+            ]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return sending
+
+
+def gate(server, settings: Settings, login_header: str | None) -> None:
+    """Put ``ProxyGate`` in front of an ASGI app (once)."""
+    if not any(m.cls is ProxyGate for m in server.user_middleware):
+        server.add_middleware(
+            ProxyGate, proxies=TrustedProxies(settings.trusted_proxies), login_header=login_header
+        )

@@ -35,6 +35,7 @@ from rag.openai_api.errors import (
 )
 from rag.retrieval import Library, open_library
 from rag.routing import ModelPool
+from rag.throttle import Guesses, retry_after
 
 __all__ = ["RAG_MODEL", "create_app", "describe", "model_id", "open_libraries"]
 
@@ -86,10 +87,17 @@ def create_app(
         for name, library in libraries.items()
     }
 
+    guesses = Guesses(settings)  # wrong keys, per client address
+
     def guarded(handler: Handler) -> Handler:
         async def checked(request: Request) -> Response:
-            if api_key and not security.key_matches(request.headers.get("authorization"), api_key):
-                return WRONG_KEY.response()
+            if api_key:
+                address = request.client.host if request.client else ""
+                if wait := guesses.begin(address):
+                    return _too_many(wait)
+                if not security.key_matches(request.headers.get("authorization"), api_key):
+                    return WRONG_KEY.response()
+                guesses.succeeded(address)
             try:
                 return await handler(request)
             except ApiError as exc:
@@ -195,6 +203,15 @@ def create_app(
     )
     app.state.models = catalog.listed
     return app
+
+
+def _too_many(wait: float) -> Response:
+    seconds = retry_after(wait)
+    refused = ApiError(
+        429, f"Too many wrong API keys: try again in {seconds} s.", "rate_limit_exceeded"
+    ).response()
+    refused.headers["Retry-After"] = seconds
+    return refused
 
 
 def _target(catalog: Catalog, name: str) -> Target:

@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 import chromadb
 from chromadb.api.client import SharedSystemClient
 from chromadb.config import Settings as ChromaSettings
-from chromadb.errors import ChromaError, InvalidArgumentError
+from chromadb.errors import ChromaAuthError, ChromaError, InvalidArgumentError
 
 from rag.chunks import Chunk
 from rag.config import Settings
@@ -284,6 +284,11 @@ class _Server:
                 headers=self.headers,
                 settings=ChromaSettings(anonymized_telemetry=False),
             )
+        except ChromaAuthError as exc:
+            raise RagError(
+                f"The Chroma server at {self.url} refused this client ({exc}): set "
+                "RAG_CHROMA_TOKEN to the token it requires."
+            ) from exc
         except Exception as exc:
             raise RagError(
                 f"No Chroma server answers at {self.url} ({exc}): start one with "

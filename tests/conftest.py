@@ -88,6 +88,8 @@ PROCESS_MODULES = {
     "test_imports",
     "test_embedded_model",
     "test_security",
+    "test_login_security",
+    "test_chroma_guard",
     "test_openai_api",
     "test_private_sticky",
     "test_store_concurrency",

@@ -86,6 +86,46 @@ def socketio_welcome(
     raise AssertionError(f"connected but no message within {timeout} s")
 
 
+def socketio_ask(
+    url: str, cookie: str, question: str, before_asking=lambda: None, timeout: float = 120
+) -> str:
+    """Opens a chat over the WebSocket transport as ``socketio_welcome`` does, calls
+    ``before_asking`` once welcomed, asks ``question`` and returns the next message."""
+    from websockets.sync.client import connect
+
+    ws_url = url.replace("http", "ws", 1) + "/ws/socket.io/?EIO=4&transport=websocket"
+    auth = json.dumps({"sessionId": str(uuid.uuid4()), "clientType": "webapp"})
+    with connect(ws_url, origin=url, additional_headers={"Cookie": cookie}) as ws:
+        assert ws.recv(timeout=10).startswith("0")
+        ws.send("40" + auth)
+        ws.send('42["connection_successful"]')
+        deadline = time.monotonic() + timeout
+
+        def packets():
+            while time.monotonic() < deadline:
+                yield ws.recv(timeout=max(0.1, deadline - time.monotonic()))
+
+        events = _events(packets(), lambda: ws.send("3"))
+        for event, data in events:
+            if event == "new_message" and data.get("output"):
+                break
+        before_asking()
+        step = {
+            "id": str(uuid.uuid4()),
+            "name": "User",
+            "type": "user_message",
+            "output": question,
+            "createdAt": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+        }
+        ws.send("42" + json.dumps(["client_message", {"message": step, "fileReferences": []}]))
+        for event, data in events:
+            # Whatever the app says first: an error, a retrieval step, an answer.
+            said = event in ("new_message", "update_message") and data.get("output")
+            if said and data.get("type") != "user_message":
+                return data["output"]
+    raise AssertionError(f"no answer within {timeout} s")
+
+
 def _events(packets, on_ping):
     """Socket.IO events out of engine.io packets; raises Refused on a connect error."""
     for packet in packets:

@@ -41,6 +41,8 @@ MEALS = [{"role": "user", "content": "What is the daily meal allowance?"}]
 TEA = [{"role": "user", "content": "When is the first flush of the tea garden picked?"}]
 LONG = [{"role": "user", "content": "Write a long story about a dragon who learns to cook."}]
 
+SERVE_KEY = "s3cret-" + "k" * 32  # rag serve wants at least 32 characters
+
 
 def ingest(index: Path, collection: str, *paths: Path, private: bool = False) -> None:
     args = ["--private"] if private else []
@@ -385,7 +387,7 @@ def remote_api(tmp_path_factory):
             "RAG_LLM_LOCAL_HOSTS": "localhost",
         },
         "--api-key",
-        "s3cret",
+        SERVE_KEY,
     )
     yield base, remote
     proc.terminate()
@@ -394,7 +396,7 @@ def remote_api(tmp_path_factory):
 
 def test_private_passages_never_reach_a_remote_model_and_a_gone_model_is_503(remote_api):
     base, remote = remote_api
-    key = {"Authorization": "Bearer s3cret"}
+    key = {"Authorization": f"Bearer {SERVE_KEY}"}
     ask = {
         "model": "rag-garden",
         "messages": [{"role": "user", "content": "When does the garden open?"}],

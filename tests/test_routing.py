@@ -18,6 +18,8 @@ from rag.routing import ModelPool, task_of
 
 from servers import Recorder, Silent, free_port, start_rag_server
 
+SERVE_KEY = "s3cret-" + "k" * 32  # rag serve wants at least 32 characters
+
 
 @pytest.fixture
 def indexed(library, sample_docs):
@@ -126,14 +128,14 @@ def api(tmp_path_factory, embedded_model):
         check=True,
         capture_output=True,
     )
-    proc, base = start_rag_server(env, "--api-key", "s3cret")
+    proc, base = start_rag_server(env, "--api-key", SERVE_KEY)
     yield base
     proc.terminate()
     proc.wait(timeout=30)
 
 
 def test_the_api_answers_from_the_documents_with_sources(api):
-    client = openai.OpenAI(base_url=api, api_key="s3cret")
+    client = openai.OpenAI(base_url=api, api_key=SERVE_KEY)
     stream = client.chat.completions.create(
         model="local-rag-chat",
         stream=True,
@@ -151,7 +153,7 @@ def test_the_api_answers_from_the_documents_with_sources(api):
 def test_the_api_rejects_a_bad_key_and_names_unknown_models(api):
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=api, api_key="wrong").models.list()
-    client = openai.OpenAI(base_url=api, api_key="s3cret")
+    client = openai.OpenAI(base_url=api, api_key=SERVE_KEY)
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "hi"}])
 
@@ -163,7 +165,7 @@ async def test_our_client_explains_a_bad_key_and_a_wrong_model(api, settings):
     wrong_key = OpenAICompatibleChat("local-rag-chat", api, api_key="nope")
     with pytest.raises(ModelUnavailable, match="rejected the API key"):
         await anext(wrong_key.stream(question, max_tokens=8, temperature=0))
-    wrong_model = OpenAICompatibleChat("phi-9", api, api_key="s3cret")
+    wrong_model = OpenAICompatibleChat("phi-9", api, api_key=SERVE_KEY)
     with pytest.raises(ModelUnavailable, match="it serves: local-rag-chat, smollm2"):
         await anext(wrong_model.stream(question, max_tokens=8, temperature=0))
 

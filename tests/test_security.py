@@ -9,6 +9,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -23,6 +24,9 @@ from servers import ROOT, App, free_port, ingest, start_rag_server
 from support_security import Refused, image_doc, login_cookie, socketio_welcome
 
 FOREIGN = "http://evil.example"
+# rag serve refuses keys shorter than 32 characters.
+FILE_KEY = "file-key-" + "1" * 32
+ENV_KEY = "env-key-" + "4" * 32
 
 
 # --- the app: Host and Origin, HTTP and Socket.IO ---------------------------------------
@@ -105,15 +109,17 @@ def test_hosts_allowed_by_default_and_by_setting():
 def served(tmp_path_factory):
     index = tmp_path_factory.mktemp("secserve") / "index"
     key_file = index.parent / "key"
-    key_file.write_text("file-key-123\n")
-    proc, base = start_rag_server({"RAG_INDEX": str(index)}, "--api-key-file", str(key_file))
+    key_file.write_text(FILE_KEY + "\n")
+    proc, base = start_rag_server(
+        {"RAG_INDEX": str(index), "RAG_THROTTLE_MAX_WAIT": "1"}, "--api-key-file", str(key_file)
+    )
     yield base
     proc.terminate()
     proc.wait(timeout=30)
 
 
 def test_dns_rebinding_a_foreign_host_is_refused_by_serve(served):
-    auth_header = {"Authorization": "Bearer file-key-123"}
+    auth_header = {"Authorization": f"Bearer {FILE_KEY}"}
     refused = httpx.get(f"{served}/models", headers={**auth_header, "Host": "rebind.evil.example"})
     assert refused.status_code == 403
     assert httpx.get(f"{served}/models", headers=auth_header).status_code == 200
@@ -121,7 +127,7 @@ def test_dns_rebinding_a_foreign_host_is_refused_by_serve(served):
 
 def test_serve_refuses_a_page_of_another_origin(served):
     r = httpx.get(
-        f"{served}/models", headers={"Authorization": "Bearer file-key-123", "Origin": FOREIGN}
+        f"{served}/models", headers={"Authorization": f"Bearer {FILE_KEY}", "Origin": FOREIGN}
     )
     assert r.status_code == 403
 
@@ -129,23 +135,52 @@ def test_serve_refuses_a_page_of_another_origin(served):
 def test_serve_reads_its_key_from_a_file(served):
     assert httpx.get(f"{served}/models").status_code == 401
     assert (
-        httpx.get(f"{served}/models", headers={"Authorization": "Bearer file-key-12"}).status_code
+        httpx.get(
+            f"{served}/models", headers={"Authorization": f"Bearer {FILE_KEY[:-1]}"}
+        ).status_code
         == 401
     )
     assert (
-        httpx.get(f"{served}/models", headers={"Authorization": "Bearer file-key-123"}).status_code
+        httpx.get(f"{served}/models", headers={"Authorization": f"Bearer {FILE_KEY}"}).status_code
         == 200
     )
 
 
+def test_rapid_wrong_keys_get_429_and_the_right_one_works_after_the_wait(served):
+    with httpx.Client() as client:
+        answers = [
+            client.get(f"{served}/models", headers={"Authorization": f"Bearer guess-{n}"})
+            for n in range(50)
+        ]
+        codes = [a.status_code for a in answers]
+        assert set(codes) == {401, 429} and codes.count(429) >= 40
+        limited = next(a for a in answers if a.status_code == 429)
+        assert limited.json()["error"]["code"] == "rate_limit_exceeded"
+        right = {"Authorization": f"Bearer {FILE_KEY}"}
+        deadline = time.monotonic() + 30
+        while (answer := client.get(f"{served}/models", headers=right)).status_code == 429:
+            assert time.monotonic() < deadline, "the wait never ended"
+            time.sleep(float(answer.headers["retry-after"]))  # as the server asks
+        assert answer.status_code == 200
+
+
+def test_serve_refuses_a_key_shorter_than_32_characters(tmp_path):
+    (tmp_path / "key").write_text("k" * 31 + "\n")
+    done = _serve("--api-key-file", str(tmp_path / "key"), "--index", str(tmp_path / "index"))
+    assert done.returncode == 2
+    assert "at least 32 characters" in done.stderr
+    done = _serve("--index", str(tmp_path / "index"), env={"RAG_SERVE_API_KEY": "short"})
+    assert done.returncode == 2 and "at least 32 characters" in done.stderr
+
+
 def test_serve_reads_its_key_from_the_environment(tmp_path):
     proc, base = start_rag_server(
-        {"RAG_INDEX": str(tmp_path / "index"), "RAG_SERVE_API_KEY": "env-key-456"}
+        {"RAG_INDEX": str(tmp_path / "index"), "RAG_SERVE_API_KEY": ENV_KEY}
     )
     try:
         assert httpx.get(f"{base}/models").status_code == 401
         assert (
-            httpx.get(f"{base}/models", headers={"Authorization": "Bearer env-key-456"}).status_code
+            httpx.get(f"{base}/models", headers={"Authorization": f"Bearer {ENV_KEY}"}).status_code
             == 200
         )
     finally:
@@ -254,9 +289,11 @@ def test_login_is_required_beyond_loopback_only():
 
 
 def test_the_login_secret_is_made_once_and_kept_private(tmp_path):
-    secret = auth.auth_secret(tmp_path)
-    assert len(secret) >= 40 and auth.auth_secret(tmp_path) == secret
-    assert stat.S_IMODE((tmp_path / auth.SECRET_FILE).stat().st_mode) == 0o600
+    secret = auth.auth_secret(tmp_path, "password")
+    assert len(secret) >= 40 and auth.auth_secret(tmp_path, "password") == secret
+    assert stat.S_IMODE((tmp_path / f"{auth.SECRET_FILE}-password").stat().st_mode) == 0o600
+    # One per login mode: no mode's cookie is even well signed for another.
+    assert auth.auth_secret(tmp_path, "none") != secret
 
 
 def test_an_app_beyond_loopback_without_users_does_not_start(tmp_path):
