@@ -10,7 +10,7 @@ from chainlit.input_widget import Slider, Switch, TextInput
 from chainlit.server import app as server
 from chainlit.server import get_html_template
 
-from app_datalayer import RagDataLayer, reattach_passages
+from app_datalayer import RagDataLayer, new_chat, reattach_passages
 from rag import answer_markdown, auth, security, transcript
 from rag.config import Settings
 from rag.conversation import Conversation, Engine, SharedStart, metadata, profiles
@@ -72,6 +72,7 @@ async def _conversation(thread: dict | None = None) -> Conversation:
 
 @cl.on_chat_start
 async def start() -> None:
+    new_chat()  # under an id of its own, never one the client sent
     try:
         await cl.Message(content=await (await _conversation()).greeting()).send()
     except RagError as exc:

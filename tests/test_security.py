@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import os
 import stat
 import subprocess
 import sys
+import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,7 +23,14 @@ from rag.prompts import build_messages
 from rag.users import Users
 
 from servers import ROOT, App, free_port, ingest, start_rag_server
-from support_security import Refused, image_doc, login_cookie, socketio_welcome
+from support_security import (
+    Refused,
+    alice_chat,
+    image_doc,
+    login_cookie,
+    socketio_chat,
+    socketio_welcome,
+)
 
 FOREIGN = "http://evil.example"
 
@@ -96,6 +106,36 @@ def test_hosts_allowed_by_default_and_by_setting():
     assert not security.host_allowed("rebind.evil.example:8000", hosts)
     assert not security.host_allowed(None, hosts)
     assert security.allowed_hosts(Settings(allowed_hosts=["*"]), "0.0.0.0") is None
+
+
+# --- users apart: chat ids and files on disk (#20) ------------------------------------------
+
+PIN = "PIN 8356-QX"
+
+
+def test_a_look_alike_chat_id_in_the_app_sees_nothing_of_another_users_chat(
+    app, embedder, tmp_path
+):
+    # Alice's chat holds a file; bob (here the loopback user) opens a new chat whose id,
+    # chosen by his client, is alice's with a dot: the old folder naming dropped the dot.
+    index = Path(app.env["RAG_INDEX"])
+    alice = asyncio.run(alice_chat(index, embedder, tmp_path, PIN))
+    cookie, session = login_cookie(app.url), str(uuid.uuid4())
+    question = (
+        "What is Alice's locker code, and how often does the lighthouse keeper wind the lens?"
+    )
+    events = socketio_chat(app.url, cookie, question, thread_id=f"{alice}.", session_id=session)
+    shown = json.dumps(events)
+    assert "Searched for:" in shown, shown  # the question went through retrieval
+    assert PIN not in shown and "pins.md" not in shown
+    # His chat has an id of its own, and deleting it leaves alice's file where it was.
+    bobs = next(data["thread_id"] for event, data in events if event == "first_interaction")
+    assert bobs != f"{alice}." and str(uuid.UUID(bobs)) == bobs
+    deleted = httpx.request(
+        "DELETE", f"{app.url}/project/thread", json={"threadId": bobs}, headers={"Cookie": cookie}
+    )
+    assert deleted.status_code == 200, deleted.text
+    assert (index / "chats" / "files" / alice / "files" / "pins.md").is_file()
 
 
 # --- rag serve ----------------------------------------------------------------------------
