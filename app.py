@@ -18,6 +18,8 @@ from rag.errors import RagError
 from rag.models.spec import label
 from rag.sanitize import streamed
 
+os.umask(0o077)  # chats, uploads, indexes, Chainlit's copies: this account's alone
+FILES_DIRECTORY.chmod(0o700)  # Chainlit's, made before this module runs
 SETTINGS = Settings()
 BIND = config.run.host
 LAYER = RagDataLayer(SETTINGS)

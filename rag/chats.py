@@ -165,6 +165,9 @@ class ChatStore:
     async def connect(cls, settings: Settings) -> ChatStore:
         folder = chats_dir(settings)
         folder.mkdir(parents=True, exist_ok=True)
+        # Everyone's chats and files: this account's alone, also where an older version
+        # made the folder readable by all.
+        folder.chmod(0o700)
         engine = create_async_engine(database_url(settings))
         store = cls(engine, folder)
         await store.migrate()

@@ -16,7 +16,7 @@ import pytest
 
 from ingest.pipeline import Ingestor, discover
 from rag import answer_checks
-from rag.chats import ChatStore, chat_id, now, t_threads
+from rag.chats import ChatStore, chat_id, chats_dir, now, t_threads
 from rag.conversation import Conversation, Conversations, Engine, SharedStart
 from rag.errors import RagError
 from rag.freshness import LiveLibrary
@@ -606,3 +606,14 @@ async def test_files_and_owner_follow_the_exact_chat_id(store):
     await store.upsert_thread(chat, user_id=ann["id"], name="Renamed")  # its owner may
     row = await store.thread_row(chat)
     assert (row["user_identifier"], row["name"]) == ("ann", "Renamed")
+
+
+async def test_the_chats_folder_is_made_private_where_it_was_not(chat_settings):
+    import stat
+
+    folder = chats_dir(chat_settings)
+    folder.mkdir(parents=True, mode=0o755)
+    folder.chmod(0o755)  # as an older version left it
+    store = await ChatStore.connect(chat_settings)
+    await store.close()
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700

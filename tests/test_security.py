@@ -113,6 +113,13 @@ def test_hosts_allowed_by_default_and_by_setting():
 PIN = "PIN 8356-QX"
 
 
+def loose(*roots: Path) -> list[str]:
+    """What under ``roots`` other accounts of the machine may read or enter."""
+    found = [p for root in roots for p in [root, *root.rglob("*")]]
+    assert found, "nothing to check"
+    return [f"{p} {oct(m)}" for p in found if (m := stat.S_IMODE(p.lstat().st_mode)) & 0o077]
+
+
 def test_a_look_alike_chat_id_in_the_app_sees_nothing_of_another_users_chat(
     app, embedder, tmp_path
 ):
@@ -136,6 +143,40 @@ def test_a_look_alike_chat_id_in_the_app_sees_nothing_of_another_users_chat(
     )
     assert deleted.status_code == 200, deleted.text
     assert (index / "chats" / "files" / alice / "files" / "pins.md").is_file()
+    # Chainlit's copies of the passages it showed are the app user's alone.
+    copies = ROOT / ".files" / session
+    assert [p for p in copies.iterdir() if p.is_file()], "no passage was shown"
+    assert loose(copies) == []
+    assert stat.S_IMODE((ROOT / ".files").stat().st_mode) == 0o700
+
+
+def _as_usual(*args: str, stdin: str = "", env: dict[str, str]) -> subprocess.CompletedProcess:
+    """A ``rag`` command started with the common umask 022 (files readable by all)."""
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        input=stdin,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        preexec_fn=lambda: os.umask(0o022),
+    )
+
+
+def test_what_ingest_and_a_chat_with_a_file_write_is_the_owners_alone(tmp_path):
+    docs, index = tmp_path / "docs", tmp_path / "index"
+    docs.mkdir()
+    (docs / "tea.md").write_text("# Tea\n\nThe first flush is picked in early spring.")
+    (tmp_path / "pins.md").write_text(f"# Locker\n\nMy locker code is {PIN}.")
+    env = {"RAG_INDEX": str(index)}
+    done = _as_usual("ingest", str(docs), env=env)
+    assert done.returncode == 0, done.stderr
+    done = _as_usual("rag.cli", "chat", stdin=f"/attach {tmp_path / 'pins.md'}\n\n", env=env)
+    assert done.returncode == 0 and "Added **pins.md**" in done.stdout, done.stdout + done.stderr
+    made = {p.name for p in index.rglob("*")}
+    assert {"chats.sqlite3", "pins.md", "chroma.sqlite3"} <= made, made
+    assert loose(index) == []
 
 
 # --- rag serve ----------------------------------------------------------------------------
