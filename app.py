@@ -10,7 +10,7 @@ from chainlit.input_widget import Slider, Switch, TextInput
 from chainlit.server import app as server
 from chainlit.server import get_html_template
 
-from app_datalayer import RagDataLayer, reattach_passages
+from app_datalayer import RagDataLayer, new_chat, reattach_passages
 from app_login import login_ended, set_up_login
 from rag import answer_markdown, security, transcript
 from rag.config import Settings
@@ -19,6 +19,8 @@ from rag.errors import RagError
 from rag.models.spec import label
 from rag.sanitize import streamed
 
+os.umask(0o077)  # chats, uploads, indexes, Chainlit's copies: this account's alone
+FILES_DIRECTORY.chmod(0o700)  # Chainlit's, made before this module runs
 SETTINGS = Settings()
 BIND = config.run.host
 LAYER = RagDataLayer(SETTINGS)
@@ -58,6 +60,7 @@ async def _conversation(thread: dict | None = None) -> Conversation:
 
 @cl.on_chat_start
 async def start() -> None:
+    new_chat()  # under an id of its own, never one the client sent
     try:
         await cl.Message(content=await (await _conversation()).greeting()).send()
     except RagError as exc:

@@ -10,6 +10,7 @@ PostgreSQL. Writes made before a chat's first question wait in Chainlit's queue
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 from chainlit.context import context
 from chainlit.data.base import BaseDataLayer
@@ -26,7 +27,7 @@ from chainlit.types import (
 )
 from chainlit.user import PersistedUser, User
 
-from rag.chats import ChatStore
+from rag.chats import ChatStore, is_chat_id
 from rag.config import Settings
 
 
@@ -125,6 +126,10 @@ class RagDataLayer(BaseDataLayer):
         return PaginatedResponse(PageInfo(more, *ends), data)
 
     async def get_thread(self, thread_id: str) -> ThreadDict | None:
+        if not is_chat_id(thread_id):
+            # A chat an older version stored under another kind of id cannot be continued
+            # (Chainlit says it is not found); `rag chats export` still reads it.
+            return None
         return await (await self.store()).thread(thread_id)  # type: ignore[return-value]
 
     async def update_thread(
@@ -158,3 +163,10 @@ async def reattach_passages(thread: ThreadDict) -> None:
         if (text := dict(element).get("content")) is not None:
             ref = await session.persist_file(element["name"], "text/plain", content=str(text))
             element["url"] = f"/project/file/{ref['id']}?session_id={session.id}"
+
+
+def new_chat() -> None:
+    """Give the session's new chat an id made here. Chainlit starts a new chat under the
+    id the client sent when that id resumed nothing (unknown, or another user's chat):
+    a look-alike of another chat's id must not name this one."""
+    context.session.thread_id = str(uuid.uuid4())

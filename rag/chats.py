@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import shutil
 import time
 import uuid
@@ -29,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from rag.config import Settings
+from rag.errors import RagError
 
 MESSAGE_TYPES = ("user_message", "assistant_message")
 
@@ -102,6 +104,25 @@ SCHEMA_VERSION = 1
 MIGRATIONS: dict[int, list[str]] = {}
 
 
+# A chat id is a UUID written as uuid4() writes it, and nothing else: the id names the
+# chat's files folder as it is, so no other spelling can reach that folder.
+_CHAT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def is_chat_id(value: object) -> bool:
+    return isinstance(value, str) and _CHAT_ID.fullmatch(value) is not None
+
+
+def chat_id(value: object) -> str:
+    """``value`` when it is a chat id; anything else is refused."""
+    if isinstance(value, str) and is_chat_id(value):
+        return value
+    raise RagError(
+        f"{value!r} is not a chat id: a chat id is a UUID in lowercase, such as "
+        f"{str(uuid.uuid4())!r}."
+    )
+
+
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -144,6 +165,9 @@ class ChatStore:
     async def connect(cls, settings: Settings) -> ChatStore:
         folder = chats_dir(settings)
         folder.mkdir(parents=True, exist_ok=True)
+        # Everyone's chats and files: this account's alone, also where an older version
+        # made the folder readable by all.
+        folder.chmod(0o700)
         engine = create_async_engine(database_url(settings))
         store = cls(engine, folder)
         await store.migrate()
@@ -223,6 +247,10 @@ class ChatStore:
                 values["name"] = name
             if tags is not None:
                 values["tags"] = json.dumps(tags)
+            if row is None:
+                chat_id(thread_id)  # a new chat only under an id that names nothing else
+            elif user_id is not None and row["user_id"] not in (None, user_id):
+                raise RagError(f"The chat {thread_id!r} belongs to another user.")
             if user_id is not None:
                 values["user_id"] = user_id
                 owner = (
@@ -306,9 +334,10 @@ class ChatStore:
         return page, len(rows) > first
 
     def files_dir(self, thread_id: str) -> Path:
-        """The chat's attached files and their index."""
-        safe = "".join(c for c in thread_id if c.isalnum() or c in "-_") or "chat"
-        return self.folder / "files" / safe
+        """The chat's attached files and their index: a folder named by the exact id
+        (ids made before ids were checked are UUIDs too, so their folders keep their
+        names)."""
+        return self.folder / "files" / chat_id(thread_id)
 
     async def delete_thread(self, thread_id: str) -> None:
         """The chat, its messages, elements, feedback, and its files with their index."""
@@ -316,7 +345,10 @@ class ChatStore:
             for table in (t_feedback, t_elements, t_steps):
                 await db.execute(table.delete().where(table.c.thread_id == thread_id))
             await db.execute(t_threads.delete().where(t_threads.c.id == thread_id))
-        shutil.rmtree(self.files_dir(thread_id), ignore_errors=True)
+        # A chat stored under another kind of id (before ids were checked) has no folder
+        # of its own: the folder its cleaned id pointed at may be another chat's.
+        if is_chat_id(thread_id):
+            shutil.rmtree(self.files_dir(thread_id), ignore_errors=True)
 
     async def expire(self, days: int) -> list[str]:
         """Delete chats untouched for ``days`` days; returns their ids."""
@@ -368,7 +400,7 @@ class ChatStore:
             "createdAt",
         }
         values = {
-            "thread_id": step["threadId"],
+            "thread_id": chat_id(step["threadId"]),
             "parent_id": step.get("parentId"),
             "type": step.get("type") or "undefined",
             "name": step.get("name") or "",

@@ -777,6 +777,8 @@ def cmd_model_download(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Indexes, chats, uploads and keys this process writes: this account's alone.
+    os.umask(0o077)
     args = _parser().parse_args(argv)
     try:
         return args.run(args, _settings(args))

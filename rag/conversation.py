@@ -23,7 +23,7 @@ from pathlib import Path
 
 from rag import chat, uploads
 from rag.auth import LOCAL_USER
-from rag.chats import MESSAGE_TYPES, ChatStore, sweep_older
+from rag.chats import MESSAGE_TYPES, ChatStore, chat_id, sweep_older
 from rag.config import Settings
 from rag.errors import RagError
 from rag.freshness import LiveLibrary
@@ -167,7 +167,7 @@ class Conversation:
         persist: bool = False,
     ) -> None:
         self.engine = engine
-        self.id = id or str(uuid.uuid4())
+        self.id = chat_id(id) if id is not None else str(uuid.uuid4())
         self.user_id = user_id
         self.options = options or engine.settings
         self.spec = spec or engine.settings.llm
@@ -428,7 +428,15 @@ class Conversations:
         return (await (await self._store()).ensure_user(identifier))["id"]
 
     async def create(self, user: str = LOCAL_USER, **kwargs) -> Conversation:
-        return Conversation(self.engine, user_id=await self.user_id(user), persist=True, **kwargs)
+        """A new stored chat; under the id given (``rag serve``'s header) only when
+        nothing is stored under it yet: no chat, no files."""
+        conv = Conversation(self.engine, user_id=await self.user_id(user), persist=True, **kwargs)
+        store = await self._store()
+        if kwargs.get("id") is not None and (
+            await store.thread_row(conv.id) is not None or store.files_dir(conv.id).exists()
+        ):
+            raise RagError(f"The chat id {conv.id!r} is taken; choose a new UUID.")
+        return conv
 
     async def thread(self, chat_id: str, user: str | None = LOCAL_USER) -> dict:
         """The stored chat; ``user=None`` (the machine's own CLI) may read any."""

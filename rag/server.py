@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from rag import security
+from rag.chats import chat_id as valid_chat_id
 from rag.config import Settings
 from rag.conversation import Conversations, Engine
 from rag.errors import ModelUnavailable, RagError
@@ -130,7 +131,7 @@ def create_app(
             max_answer_tokens=req.answer_tokens, temperature=req.temperature
         )
         wants_text = request.headers.get(SOURCES_HEADER, "").strip().lower() == "text"
-        chat_id = request.headers.get(CONVERSATION_HEADER) or None
+        chat_id = _conversation_id(request)
         conversations = chats.get(target.collection or "")
         answer = _answer(
             target,
@@ -221,6 +222,15 @@ def _target(catalog: Catalog, name: str) -> Target:
     if target is None:
         raise unknown_model(name, catalog.listed)
     return target
+
+
+def _conversation_id(request: Request) -> str | None:
+    """The stored chat a request names: exactly a chat id (a UUID), or none."""
+    value = request.headers.get(CONVERSATION_HEADER) or None
+    try:
+        return None if value is None else valid_chat_id(value)
+    except RagError as exc:
+        raise bad_request(f"X-Conversation-Id: {exc}", "X-Conversation-Id") from exc
 
 
 def _messages(req: protocol.ChatRequest, target: Target) -> list[dict[str, str]]:

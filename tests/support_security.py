@@ -1,5 +1,6 @@
 """Helpers for the security tests: a listener that records every request it gets (the
-"remote" host a document points at), a scripted model, a Socket.IO client."""
+"remote" host a document points at), a scripted model, a Socket.IO client, another
+user's chat with a private file."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+
+from rag import uploads
+from rag.chats import ChatStore
+from rag.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -124,6 +129,80 @@ def socketio_ask(
             if said and data.get("type") != "user_message":
                 return data["output"]
     raise AssertionError(f"no answer within {timeout} s")
+
+
+def socketio_chat(
+    url: str,
+    cookie: str,
+    question: str,
+    *,
+    thread_id: str | None = None,
+    session_id: str | None = None,
+    timeout: float = 300,
+) -> list[tuple[str, object]]:
+    """One question in a new chat of the app over Socket.IO (a WebSocket), as its web page
+    asks it, with the chat id a client may send (``thread_id``, meant to resume a chat);
+    returns every event the app sent until it had answered."""
+    from websockets.sync.client import connect
+
+    auth = {"sessionId": session_id or str(uuid.uuid4()), "clientType": "webapp"}
+    if thread_id is not None:
+        auth["threadId"] = thread_id
+    message = {
+        "id": str(uuid.uuid4()),
+        "threadId": "",
+        "type": "user_message",
+        "name": "User",
+        "output": question,
+        "createdAt": "2025-01-01T00:00:00.000Z",
+    }
+    ws_url = url.replace("http", "ws", 1) + "/ws/socket.io/?EIO=4&transport=websocket"
+    seen: list[tuple[str, object]] = []
+    asked = False
+    with connect(ws_url, origin=url, additional_headers={"Cookie": cookie}) as ws:
+        assert ws.recv(timeout=10).startswith("0")  # engine.io open
+        ws.send("40" + json.dumps(auth))
+        ws.send('42["connection_successful"]')
+        deadline = time.monotonic() + timeout
+
+        def packets():
+            while time.monotonic() < deadline:
+                try:
+                    yield ws.recv(timeout=max(0.1, deadline - time.monotonic()))
+                except TimeoutError:
+                    return
+
+        for event, data in _events(packets(), lambda: ws.send("3")):
+            seen.append((event, data))
+            data = data if isinstance(data, dict) else {}
+            if not asked and event == "new_message" and data.get("output"):  # the welcome
+                payload = {"message": message, "fileReferences": []}
+                ws.send("42" + json.dumps(["client_message", payload]))
+                asked = True
+            elif event == "update_message" and data.get("name") == "on_message":
+                return seen  # the step Chainlit wraps the answer in has ended
+    raise AssertionError(f"no answer within {timeout} s; events: {seen}")
+
+
+async def alice_chat(index: Path, embedder, tmp: Path, secret: str) -> str:
+    """Alice's stored chat in the chat store of ``index``, with a file only she may read
+    (``pins.md``, which holds ``secret``): its id."""
+    settings = Settings(index=index)
+    store = await ChatStore.connect(settings)
+    try:
+        alice = await store.ensure_user("alice")
+        chat = str(uuid.uuid4())
+        await store.upsert_thread(chat, user_id=alice["id"], name="Alice's notes")
+        pins = tmp / "pins.md"
+        pins.write_text(f"# Locker\n\nAlice's locker code is {secret}; her badge is B-7731.")
+        own = uploads.create(settings, embedder, store.files_dir(chat))
+        try:
+            assert "1 passage" in uploads.add(own, str(pins), "pins.md")
+        finally:
+            own.library.store.close()
+    finally:
+        await store.close()
+    return chat
 
 
 def _events(packets, on_ping):

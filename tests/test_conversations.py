@@ -9,16 +9,18 @@ that the test declares untrusted.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from contextlib import aclosing
 
 import pytest
 
 from ingest.pipeline import Ingestor, discover
 from rag import answer_checks
-from rag.chats import ChatStore
+from rag.chats import ChatStore, chat_id, chats_dir, now, t_threads
 from rag.conversation import Conversation, Conversations, Engine, SharedStart
 from rag.errors import RagError
 from rag.freshness import LiveLibrary
+from rag.openai_api import answers
 from rag.transcript import export_markdown
 
 from servers import Recorder
@@ -67,31 +69,33 @@ async def test_the_schema_is_made_once_and_recorded(chat_settings):
 
 
 async def test_each_user_lists_only_their_chats(store):
+    ann_chat, bob_chat = str(uuid.uuid4()), str(uuid.uuid4())
     ann, bob = await store.ensure_user("ann"), await store.ensure_user("bob")
     await store.upsert_thread(
-        "t-ann",
+        ann_chat,
         user_id=ann["id"],
         name="Ann's chat",
         tags=["a", "b"],
         metadata={"chat_profile": "x"},
     )
-    await store.upsert_thread("t-bob", user_id=bob["id"], name="Bob's chat")
+    await store.upsert_thread(bob_chat, user_id=bob["id"], name="Bob's chat")
     page, more = await store.list_threads(ann["id"])
-    assert [t["id"] for t in page] == ["t-ann"] and not more
+    assert [t["id"] for t in page] == [ann_chat] and not more
     assert page[0]["tags"] == ["a", "b"] and page[0]["metadata"] == {"chat_profile": "x"}
-    assert (await store.thread("t-bob"))["userIdentifier"] == "bob"
+    assert (await store.thread(bob_chat))["userIdentifier"] == "bob"
 
 
 async def test_messages_keep_their_order_metadata_and_updates(store):
+    chat = str(uuid.uuid4())
     user = await store.ensure_user("ann")
-    await store.upsert_thread("t1", user_id=user["id"], name="c")
+    await store.upsert_thread(chat, user_id=user["id"], name="c")
     await store.upsert_step(
-        {"id": "s1", "threadId": "t1", "type": "user_message", "output": "first?", "metadata": {}}
+        {"id": "s1", "threadId": chat, "type": "user_message", "output": "first?", "metadata": {}}
     )
     await store.upsert_step(
         {
             "id": "s2",
-            "threadId": "t1",
+            "threadId": chat,
             "type": "assistant_message",
             "output": "",
             "metadata": {"private": True},
@@ -99,55 +103,55 @@ async def test_messages_keep_their_order_metadata_and_updates(store):
         }
     )
     await store.upsert_step(
-        {"id": "s2", "threadId": "t1", "type": "assistant_message", "output": "the answer"}
+        {"id": "s2", "threadId": chat, "type": "assistant_message", "output": "the answer"}
     )  # an update without metadata keeps it
-    steps = (await store.thread("t1"))["steps"]
+    steps = (await store.thread(chat))["steps"]
     assert [(s["id"], s["output"]) for s in steps] == [("s1", "first?"), ("s2", "the answer")]
     assert steps[1]["metadata"] == {"private": True} and steps[1]["streaming"] is True
     page, _ = await store.list_threads(user["id"], search="THE ANSWER")
-    assert [t["id"] for t in page] == ["t1"]
+    assert [t["id"] for t in page] == [chat]
 
 
 async def test_deleting_a_chat_deletes_messages_elements_and_files(store):
+    chat = str(uuid.uuid4())
     user = await store.ensure_user("ann")
-    await store.upsert_thread("t1", user_id=user["id"])
-    await store.upsert_step({"id": "s1", "threadId": "t1", "type": "user_message", "output": "q"})
+    await store.upsert_thread(chat, user_id=user["id"])
+    await store.upsert_step({"id": "s1", "threadId": chat, "type": "user_message", "output": "q"})
     await store.upsert_element(
         {
             "id": "e1",
-            "threadId": "t1",
+            "threadId": chat,
             "forId": "s1",
             "type": "text",
             "name": "[1] a.md",
             "content": "passage text",
         }
     )
-    files = store.files_dir("t1")
+    files = store.files_dir(chat)
     (files / "files").mkdir(parents=True)
     (files / "files" / "secret.md").write_text("secret")
-    assert (await store.elements("t1"))[0]["content"] == "passage text"
-    await store.delete_thread("t1")
-    assert await store.thread("t1") is None
-    assert await store.elements("t1") == [] and await store.steps("t1") == []
+    assert (await store.elements(chat))[0]["content"] == "passage text"
+    await store.delete_thread(chat)
+    assert await store.thread(chat) is None
+    assert await store.elements(chat) == [] and await store.steps(chat) == []
     assert not files.exists()
 
 
 async def test_retention_removes_old_chats_only(store):
+    old, new = str(uuid.uuid4()), str(uuid.uuid4())
     user = await store.ensure_user("ann")
-    await store.upsert_thread("old", user_id=user["id"])
-    await store.upsert_thread("new", user_id=user["id"])
+    await store.upsert_thread(old, user_id=user["id"])
+    await store.upsert_thread(new, user_id=user["id"])
     import sqlalchemy as sa
-
-    from rag.chats import t_threads
 
     async with store.engine.begin() as db:
         await db.execute(
             sa.update(t_threads)
-            .where(t_threads.c.id == "old")
+            .where(t_threads.c.id == old)
             .values(updated_at="2020-01-01T00:00:00.000Z")
         )
-    assert await store.expire(30) == ["old"]
-    assert await store.thread("new") is not None
+    assert await store.expire(30) == [old]
+    assert await store.thread(new) is not None
 
 
 async def test_the_engine_starts_once_for_all_and_again_after_a_failure():
@@ -430,7 +434,7 @@ async def test_an_api_request_continues_a_stored_chat_or_its_own_messages(engine
 
 def test_a_resumed_chat_keeps_its_settings(engine):
     thread = {
-        "id": "t",
+        "id": str(uuid.uuid4()),
         "steps": [],
         "metadata": {
             "chat_settings": {
@@ -457,15 +461,18 @@ async def test_leftovers_of_a_crashed_run_are_swept(store, tmp_path):
 
     from rag.chats import sweep_older
 
+    alive, orphan, fresh_orphan = (str(uuid.uuid4()) for _ in range(3))
     user = await store.ensure_user("ann")
-    await store.upsert_thread("alive", user_id=user["id"])
+    await store.upsert_thread(alive, user_id=user["id"])
     day_old = time.time() - 2 * 24 * 3600
-    for name in ("alive", "orphan", "fresh-orphan"):
-        (store.files_dir(name) / "files").mkdir(parents=True)
-    for name in ("alive", "orphan"):
-        os.utime(store.files_dir(name), (day_old, day_old))
-    assert await store.sweep_files() == ["orphan"]
-    assert store.files_dir("alive").exists() and store.files_dir("fresh-orphan").exists()
+    folders = [store.files_dir(c) for c in (alive, orphan, fresh_orphan)]
+    folders.append(store.folder / "files" / "api-chat-1")  # a chat's before ids were UUIDs
+    for folder in folders:
+        (folder / "files").mkdir(parents=True)
+    for folder in (folders[0], folders[1], folders[3]):
+        os.utime(folder, (day_old, day_old))
+    assert sorted(await store.sweep_files()) == sorted([orphan, "api-chat-1"])
+    assert folders[0].exists() and folders[2].exists()
 
     copies = tmp_path / ".files"
     (copies / "old-session").mkdir(parents=True)
@@ -474,3 +481,139 @@ async def test_leftovers_of_a_crashed_run_are_swept(store, tmp_path):
     (copies / "live-session").mkdir()
     sweep_older(copies, before=time.time() - 60)
     assert [p.name for p in copies.iterdir()] == ["live-session"]
+
+
+# A chat's id names its files: a look-alike id reaches nothing of another chat ------
+
+PIN = "PIN 8356-QX"
+
+
+def twins(chat_id: str) -> list[str]:
+    """Other spellings of ``chat_id``: those the old folder naming (every character but
+    letters, digits, ``-`` and ``_`` dropped) mapped onto its folder, and the rest."""
+    return [
+        f"{chat_id}.",
+        f"{chat_id}!",
+        f" {chat_id}",
+        f"{chat_id}\n",
+        f"{chat_id}/",
+        chat_id.upper(),  # the same folder where file names ignore case
+        chat_id.replace("-", ""),
+        "{" + chat_id + "}",
+    ]
+
+
+async def alice_with_pins(chats: Conversations, tmp_path) -> Conversation:
+    """Alice's stored chat with a file only she may read."""
+    alice = await chats.create(user="alice")
+    pins = tmp_path / "pins.md"
+    pins.write_text(f"# Locker\n\nAlice's locker code is {PIN}; her badge number is B-7731.")
+    await alice.save_thread(name="Alice's notes")
+    assert "1 passage" in await alice.attach(pins, "pins.md")
+    alice.close()
+    return alice
+
+
+async def seen_by(make, question: str) -> str:
+    """Everything a chat made by ``make`` finds for ``question``: its files and the
+    passages retrieved. A chat refused sees nothing."""
+    try:
+        conv, question = await make()
+    except RagError:
+        return ""
+    try:
+        turn = await conv.prepare(question)
+        return " ".join([*await conv.files(), *(h.chunk.source + h.chunk.text for h in turn.hits)])
+    finally:
+        conv.close()
+
+
+async def test_a_look_alike_chat_id_sees_nothing_of_another_users_chat(engine, tmp_path):
+    """Bob names his new chat after alice's (the app lets a client choose a new chat's
+    id, and ``rag serve`` makes a chat for an unknown ``X-Conversation-Id``)."""
+    chats = Conversations(engine)
+    alice = await alice_with_pins(chats, tmp_path)
+    question = "What is Alice's locker code?"
+    # Alice's exact id never reaches the app's door: Chainlit refuses a connection that
+    # names another user's chat, and the app gives each new chat an id of its own
+    # (tests/test_security.py, the look-alike chat id in the app).
+    for twin in [*twins(alice.id), alice.id]:
+
+        async def in_the_app(twin=twin):  # a new chat under the id the client sent
+            return engine.conversation(None, None, new_id=twin), question
+
+        async def in_the_api(twin=twin):  # what `rag serve` does with the header
+            sent = [{"role": "user", "content": question}]
+            return await answers.conversation(chats, sent, twin, engine.settings)
+
+        for door in (in_the_app, in_the_api) if twin != alice.id else (in_the_api,):
+            seen = await seen_by(door, question)
+            assert PIN not in seen and "pins.md" not in seen, (door.__name__, twin)
+    with pytest.raises(RagError, match="UUID"):
+        engine.conversation(None, None, new_id=f"{alice.id}.")
+    with pytest.raises(RagError):  # alice's own id is no new chat for anyone
+        await chats.create(user="bob", id=alice.id)
+
+    # A look-alike chat stored before ids were checked (bob's, as the old code let him
+    # make it): deleting it deletes its own rows, never alice's files.
+    store = await engine.open_store()
+    bob = await store.ensure_user("bob")
+    twin = f"{alice.id}."
+    async with store.engine.begin() as db:
+        await db.execute(
+            t_threads.insert().values(
+                id=twin,
+                user_id=bob["id"],
+                user_identifier="bob",
+                name="Bob's twin",
+                metadata="{}",
+                tags="[]",
+                created_at=now(),
+                updated_at=now(),
+            )
+        )
+    await chats.delete(twin, user="bob")
+    assert await store.thread_row(twin) is None
+    again = await chats.open(alice.id, user="alice")
+    assert await again.files() == ["pins.md"]
+    turn = await again.prepare(question)
+    assert any(PIN in h.chunk.text for h in turn.hits)
+    again.close()
+
+
+def test_a_chat_id_is_exactly_a_uuid():
+    good = str(uuid.uuid4())
+    assert chat_id(good) == good
+    for bad in [*twins(good), "", "chat", f"../{good}", good[:-1], f"urn:uuid:{good}", None, 7]:
+        with pytest.raises(RagError, match="UUID"):
+            chat_id(bad)
+
+
+async def test_files_and_owner_follow_the_exact_chat_id(store):
+    ann, bob = await store.ensure_user("ann"), await store.ensure_user("bob")
+    chat = str(uuid.uuid4())
+    await store.upsert_thread(chat, user_id=ann["id"])
+    assert store.files_dir(chat) == store.folder / "files" / chat  # the id as it is
+    for twin in twins(chat):
+        with pytest.raises(RagError):
+            store.files_dir(twin)
+        with pytest.raises(RagError):  # no chat is stored under a look-alike
+            await store.upsert_thread(twin, user_id=bob["id"])
+        with pytest.raises(RagError):
+            await store.upsert_step({"id": "s1", "threadId": twin, "type": "user_message"})
+    with pytest.raises(RagError, match="another user"):
+        await store.upsert_thread(chat, user_id=bob["id"])
+    await store.upsert_thread(chat, user_id=ann["id"], name="Renamed")  # its owner may
+    row = await store.thread_row(chat)
+    assert (row["user_identifier"], row["name"]) == ("ann", "Renamed")
+
+
+async def test_the_chats_folder_is_made_private_where_it_was_not(chat_settings):
+    import stat
+
+    folder = chats_dir(chat_settings)
+    folder.mkdir(parents=True, mode=0o755)
+    folder.chmod(0o755)  # as an older version left it
+    store = await ChatStore.connect(chat_settings)
+    await store.close()
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from rag.config import Settings
 from rag.retrieval import open_library
 
 from servers import Recorder, start_rag_server
+from support_security import alice_chat
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
@@ -449,13 +451,14 @@ def test_private_passages_never_reach_a_remote_model_and_a_gone_model_is_503(rem
 def test_a_conversation_id_continues_a_stored_chat(api, index):
     # X-Conversation-Id names a stored chat (made when new): its history is the
     # conversation service's, as in the app and `rag chat`, not what the client sends.
-    headers = {"X-Conversation-Id": "api-chat-1"}
+    chat = str(uuid.uuid4())
+    headers = {"X-Conversation-Id": chat}
     ask = {"model": "rag-library", "temperature": 0}
     first = httpx.post(
         f"{api}/chat/completions", json={**ask, "messages": MEALS}, headers=headers, timeout=120
     )
     assert first.status_code == 200, first.text
-    assert first.json()["rag"]["conversation"] == "api-chat-1"
+    assert first.json()["rag"]["conversation"] == chat
     follow = [{"role": "user", "content": "And what is the hotel limit in London?"}]
     second = httpx.post(
         f"{api}/chat/completions", json={**ask, "messages": follow}, headers=headers, timeout=120
@@ -463,7 +466,7 @@ def test_a_conversation_id_continues_a_stored_chat(api, index):
     assert second.status_code == 200, second.text
 
     export = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "chats", "export", "api-chat-1"],
+        [sys.executable, "-m", "rag.cli", "chats", "export", chat],
         env={**os.environ, "RAG_INDEX": str(index)},
         capture_output=True,
         text=True,
@@ -472,6 +475,28 @@ def test_a_conversation_id_continues_a_stored_chat(api, index):
     assert export.returncode == 0, export.stderr
     assert "daily meal allowance" in export.stdout
     assert "hotel limit in London" in export.stdout
+
+
+async def test_a_look_alike_conversation_id_gets_400_and_nothing_of_another_users_chat(
+    api, index, embedder, tmp_path
+):
+    # Alice's stored chat holds a file; the old folder naming dropped the "!" of bob's id.
+    pin = "PIN 8356-QX"
+    alice = await alice_chat(index, embedder, tmp_path, pin)
+    ask = {
+        "model": "rag-library",
+        "messages": [{"role": "user", "content": "What is Alice's locker code?"}],
+    }
+    for twin in (f"{alice}!", f"{alice}.", alice.upper(), alice):
+        reply = httpx.post(
+            f"{api}/chat/completions", json=ask, headers={"X-Conversation-Id": twin}, timeout=120
+        )
+        assert pin not in reply.text and "pins.md" not in reply.text
+        if twin == alice:  # her chat, not bob's
+            expect_error(reply, 400, "invalid_value", "messages")
+        else:
+            error = expect_error(reply, 400, "invalid_value", "X-Conversation-Id")
+            assert "UUID" in error.message
 
 
 # --- embeddings --------------------------------------------------------------------------

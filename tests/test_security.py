@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import os
@@ -10,6 +11,8 @@ import stat
 import subprocess
 import sys
 import time
+import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,7 +24,14 @@ from rag.prompts import build_messages
 from rag.users import Users
 
 from servers import ROOT, App, free_port, ingest, start_rag_server
-from support_security import Refused, image_doc, login_cookie, socketio_welcome
+from support_security import (
+    Refused,
+    alice_chat,
+    image_doc,
+    login_cookie,
+    socketio_chat,
+    socketio_welcome,
+)
 
 FOREIGN = "http://evil.example"
 # rag serve refuses keys shorter than 32 characters.
@@ -100,6 +110,77 @@ def test_hosts_allowed_by_default_and_by_setting():
     assert not security.host_allowed("rebind.evil.example:8000", hosts)
     assert not security.host_allowed(None, hosts)
     assert security.allowed_hosts(Settings(allowed_hosts=["*"]), "0.0.0.0") is None
+
+
+# --- users apart: chat ids and files on disk (#20) ------------------------------------------
+
+PIN = "PIN 8356-QX"
+
+
+def loose(*roots: Path) -> list[str]:
+    """What under ``roots`` other accounts of the machine may read or enter."""
+    found = [p for root in roots for p in [root, *root.rglob("*")]]
+    assert found, "nothing to check"
+    return [f"{p} {oct(m)}" for p in found if (m := stat.S_IMODE(p.lstat().st_mode)) & 0o077]
+
+
+def test_a_look_alike_chat_id_in_the_app_sees_nothing_of_another_users_chat(
+    app, embedder, tmp_path
+):
+    # Alice's chat holds a file; bob (here the loopback user) opens a new chat whose id,
+    # chosen by his client, is alice's with a dot: the old folder naming dropped the dot.
+    index = Path(app.env["RAG_INDEX"])
+    alice = asyncio.run(alice_chat(index, embedder, tmp_path, PIN))
+    cookie, session = login_cookie(app.url), str(uuid.uuid4())
+    question = (
+        "What is Alice's locker code, and how often does the lighthouse keeper wind the lens?"
+    )
+    events = socketio_chat(app.url, cookie, question, thread_id=f"{alice}.", session_id=session)
+    shown = json.dumps(events)
+    assert "Searched for:" in shown, shown  # the question went through retrieval
+    assert PIN not in shown and "pins.md" not in shown
+    # His chat has an id of its own, and deleting it leaves alice's file where it was.
+    bobs = next(data["thread_id"] for event, data in events if event == "first_interaction")
+    assert bobs != f"{alice}." and str(uuid.UUID(bobs)) == bobs
+    deleted = httpx.request(
+        "DELETE", f"{app.url}/project/thread", json={"threadId": bobs}, headers={"Cookie": cookie}
+    )
+    assert deleted.status_code == 200, deleted.text
+    assert (index / "chats" / "files" / alice / "files" / "pins.md").is_file()
+    # Chainlit's copies of the passages it showed are the app user's alone.
+    copies = ROOT / ".files" / session
+    assert [p for p in copies.iterdir() if p.is_file()], "no passage was shown"
+    assert loose(copies) == []
+    assert stat.S_IMODE((ROOT / ".files").stat().st_mode) == 0o700
+
+
+def _as_usual(*args: str, stdin: str = "", env: dict[str, str]) -> subprocess.CompletedProcess:
+    """A ``rag`` command started with the common umask 022 (files readable by all)."""
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        input=stdin,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        preexec_fn=lambda: os.umask(0o022),
+    )
+
+
+def test_what_ingest_and_a_chat_with_a_file_write_is_the_owners_alone(tmp_path):
+    docs, index = tmp_path / "docs", tmp_path / "index"
+    docs.mkdir()
+    (docs / "tea.md").write_text("# Tea\n\nThe first flush is picked in early spring.")
+    (tmp_path / "pins.md").write_text(f"# Locker\n\nMy locker code is {PIN}.")
+    env = {"RAG_INDEX": str(index)}
+    done = _as_usual("ingest", str(docs), env=env)
+    assert done.returncode == 0, done.stderr
+    done = _as_usual("rag.cli", "chat", stdin=f"/attach {tmp_path / 'pins.md'}\n\n", env=env)
+    assert done.returncode == 0 and "Added **pins.md**" in done.stdout, done.stdout + done.stderr
+    made = {p.name for p in index.rglob("*")}
+    assert {"chats.sqlite3", "pins.md", "chroma.sqlite3"} <= made, made
+    assert loose(index) == []
 
 
 # --- rag serve ----------------------------------------------------------------------------
