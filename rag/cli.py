@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from rag.config import Settings
 from rag.errors import ModelUnavailable, RagError
+from rag.sanitize import terminal_text
 
 USAGE_ERROR = 2
 KNOWN_DOWNLOADS = {"phi-4-mini": "phi-4-mini-cpu-int4"}
@@ -757,7 +758,32 @@ def cmd_model_download(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+class _TerminalSafe:
+    """A text stream passing on what is written without escape sequences or control
+    characters (rag/sanitize.py): file names, documents and answers reach the terminal
+    through every print of every command, so the filter sits here, once."""
+
+    def __init__(self, stream: Any, keep_cr: bool = False) -> None:
+        self._stream, self._keep_cr = stream, keep_cr
+
+    def write(self, text: str) -> int:
+        return self._stream.write(terminal_text(text, self._keep_cr))
+
+    def __getattr__(self, name: str) -> Any:  # flush, fileno, isatty, encoding ...
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    out, err = sys.stdout, sys.stderr
+    # stderr keeps carriage returns: the ingest progress bar redraws its line with them.
+    sys.stdout, sys.stderr = _TerminalSafe(out), _TerminalSafe(err, keep_cr=True)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.run(args, _settings(args))

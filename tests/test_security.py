@@ -340,6 +340,31 @@ def test_a_streamed_answer_is_resent_whole_and_safe_once_an_image_begins():
     assert replaces and "map" in text and not sanitize._image_lines(text)
 
 
+def test_an_api_stream_escapes_images_and_fetching_tags_wherever_the_deltas_split():
+    text = (
+        "See ![map](http://127.0.0.1:9/m.png), \\\\![b](http://127.0.0.1:9/b.png), "
+        "\\![kept](u) as it was, <IMG src=http://127.0.0.1:9/i.png> and a<b or x!"
+    )
+    safe = (
+        "See \\![map](http://127.0.0.1:9/m.png), \\\\\\![b](http://127.0.0.1:9/b.png), "
+        "\\![kept](u) as it was, \\<IMG src=http://127.0.0.1:9/i.png> and a<b or x!"
+    )
+    assert not sanitize._image_lines(safe)  # markdown-it finds no image left
+    for cut in range(len(text) + 1):  # a delta may end anywhere
+        stream = sanitize.MarkdownStream()
+        assert stream.feed(text[:cut]) + stream.feed(text[cut:]) + stream.end() == safe
+
+
+def test_terminal_escapes_and_controls_are_removed_from_what_the_cli_prints():
+    hostile = (
+        "a\x1b]0;title\x07b\x1b]52;c;ZXZpbA==\x1b\\c\x1b[2J\x1b[1;31md\x9b2Je\x1bcf"
+        "\x1b]8;;http://x.example\x1b\\link\x1b]8;;\x1b\\\x00\x08\x7f\r\ng\th é ✓"
+    )
+    assert sanitize.terminal_text(hostile) == "abcdeflink\ng\th é ✓"
+    assert sanitize.terminal_text("50%\r60%", keep_cr=True) == "50%\r60%"
+    assert sanitize.terminal_text("\x1b]0;cut off") == "0;cut off"  # inert without ESC
+
+
 @pytest.fixture
 def fake_turn_passage() -> Hit:
     text = (
