@@ -11,7 +11,7 @@ from chainlit.server import app as server
 from chainlit.server import get_html_template
 
 from app_datalayer import RagDataLayer, reattach_passages
-from rag import answer_markdown, auth, security, transcript
+from rag import answer_markdown, auth, limits, security, transcript
 from rag.config import Settings
 from rag.conversation import Conversation, Engine, SharedStart, metadata, profiles
 from rag.errors import RagError
@@ -29,6 +29,7 @@ PANEL = [
 ]  # fmt: skip
 cl.data_layer(lambda: LAYER)
 security.guard(server, SETTINGS, BIND, get_html_template(os.getenv("CHAINLIT_ROOT_PATH", "")))
+limits.limit_app_server(server, SETTINGS)  # request size, time and count (#21)
 
 # History needs a login: on loopback everyone is the one local user, logged in by header.
 POLICY = auth.login_policy(SETTINGS, BIND)

@@ -613,7 +613,7 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from rag import security
+    from rag import limits, security
     from rag.routing import ModelPool
     from rag.server import create_app, describe, open_libraries
 
@@ -635,7 +635,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         sep="\n  ",
         flush=True,
     )
-    uvicorn.run(guarded, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(
+        guarded,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        **limits.server_options(settings),  # slow, endless and too many connections
+    )
     return 0
 
 

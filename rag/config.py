@@ -105,6 +105,26 @@ class Settings(BaseSettings):
     )
     serve_api_key: SecretStr | None = Field(None, description="Bearer key `rag serve` requires.")
 
+    # What one client may cost `rag serve` and the app (rag/limits.py, SECURITY.md).
+    max_request_mb: float = Field(
+        8.0,
+        gt=0,
+        description="Largest request body accepted (413 above); the app's uploads may be "
+        "RAG_MAX_FILE_MB.",
+    )
+    max_question_chars: int = Field(
+        16000, ge=1, description="Longest message `rag serve` accepts (400 above)."
+    )
+    request_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a client has to send a request's headers, and again its body; "
+        "slower connections are closed.",
+    )
+    max_connections: int = Field(
+        256, ge=1, description="Connections held at once; a request beyond them is answered 503."
+    )
+
     top_k: int = Field(4, ge=1, le=50)
 
     # Retrieval. Defaults measured with `python -m benchmarks.retrieval`.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -35,7 +36,7 @@ def app(tmp_path_factory):
     docs.mkdir()
     (docs / "lighthouse.md").write_text(image_doc("http://127.0.0.1:9"))
     ingest(docs, base / "index")
-    running = App(base / "index")
+    running = App(base / "index", env={"RAG_REQUEST_TIMEOUT": "2"})
     yield running
     running.close()
 
@@ -84,6 +85,33 @@ def test_the_app_sends_a_content_security_policy(app):
     assert rules["frame-src"] == "'self'"
     assert "'unsafe-inline'" not in rules["script-src"]
     assert rules["script-src"].startswith("'self' 'sha256-")  # Chainlit's inline scripts
+
+
+def _sent_until_closed(port: int, head: str) -> bytes:
+    """What the server answers to ``head`` (and nothing more) until it closes; a server
+    that keeps waiting fails the test at the socket's deadline."""
+    got = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(head.encode())
+        while chunk := sock.recv(65536):
+            got += chunk
+    return got
+
+
+def test_the_app_refuses_a_body_over_its_limit_before_reading_it(app):
+    # 200 MB announced: more than an upload may be (RAG_MAX_FILE_MB); none of it is sent.
+    head = (
+        f"POST /project/file HTTP/1.1\r\nHost: 127.0.0.1:{app.port}\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 209715200\r\n\r\n"
+    )
+    assert _sent_until_closed(app.port, head).startswith(b"HTTP/1.1 413 ")
+
+
+def test_the_app_closes_a_slow_client(app):
+    # Headers that never end: closed after RAG_REQUEST_TIMEOUT (2 s here).
+    head = f"GET /project/settings HTTP/1.1\r\nHost: 127.0.0.1:{app.port}\r\n"
+    assert _sent_until_closed(app.port, head) == b""
+    assert httpx.get(app.url).status_code == 200
 
 
 def test_hosts_allowed_by_default_and_by_setting():
