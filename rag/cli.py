@@ -7,7 +7,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -581,9 +581,23 @@ def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _embed_lazily(settings: Settings) -> Callable[[list[str]], list[list[float]]]:
+    """Embedding for a repair, the model loaded only if a vector must be made again."""
+    loaded: list[Any] = []
+
+    def embed(texts: list[str]) -> list[list[float]]:
+        if not loaded:
+            from rag.embeddings import create_embedder
+
+            loaded.append(create_embedder(settings))
+        return loaded[0].embed(texts)
+
+    return embed
+
+
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     store = _store(settings, bring_in_step=False)
-    report = store.repair() if args.repair else store.check()
+    report = store.repair(_embed_lazily(settings)) if args.repair else store.check()
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
         return 0 if report.consistent else 1
@@ -591,11 +605,16 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
         f"{report.backend}: {report.documents} document(s), {report.chunks_in_chroma} "
         f"chunk(s) in Chroma, {report.chunks_in_word_index} in the word index"
     )
+    if report.damaged:
+        print(report.damaged)
+    if report.rebuilt:
+        print(f"{report.rebuilt} chunk(s) embedded again from their text in Chroma")
     problems = {
         "ids only in Chroma": report.only_in_chroma,
         "ids only in the word index": report.only_in_word_index,
         "documents whose version disagrees": report.versions_disagree,
         "documents a writer left unfinished": report.unfinished,
+        "chunks without a vector": report.without_vector,
     }
     for what, items in problems.items():
         if items:

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     max_file_mb: int = Field(
         100, ge=1, description="Larger files are not read, by ingest or as uploads."
     )
+    min_free_mb: int = Field(
+        200,
+        ge=0,
+        description="Writing to the index stops with a message when its disk has less free "
+        "space than this; 0 turns the check off.",
+    )
 
     llm: str = Field("embedded", description="Chat model spec: embedded, onnx:PATH, ...")
     llm_api_key: SecretStr | None = Field(None, description="Key for openai: servers.")
