@@ -12,7 +12,7 @@ from chainlit.server import get_html_template
 
 from app_datalayer import RagDataLayer, new_chat, reattach_passages
 from app_login import login_ended, set_up_login
-from rag import answer_markdown, security, transcript
+from rag import answer_markdown, limits, security, transcript
 from rag.config import Settings
 from rag.conversation import Conversation, Engine, SharedStart, metadata, profiles
 from rag.errors import RagError
@@ -32,6 +32,7 @@ PANEL = [
 ]  # fmt: skip
 cl.data_layer(lambda: LAYER)
 security.guard(server, SETTINGS, BIND, get_html_template(os.getenv("CHAINLIT_ROOT_PATH", "")))
+limits.limit_app_server(server, SETTINGS)  # request size, time and count (#21)
 
 set_up_login(server, SETTINGS, BIND)  # login mode, proxies, a check on every request
 

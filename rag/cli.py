@@ -7,7 +7,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from rag.config import Settings
 from rag.errors import ModelUnavailable, RagError
+from rag.sanitize import terminal_text
 
 USAGE_ERROR = 2
 KNOWN_DOWNLOADS = {"phi-4-mini": "phi-4-mini-cpu-int4"}
@@ -585,9 +586,23 @@ def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _embed_lazily(settings: Settings) -> Callable[[list[str]], list[list[float]]]:
+    """Embedding for a repair, the model loaded only if a vector must be made again."""
+    loaded: list[Any] = []
+
+    def embed(texts: list[str]) -> list[list[float]]:
+        if not loaded:
+            from rag.embeddings import create_embedder
+
+            loaded.append(create_embedder(settings))
+        return loaded[0].embed(texts)
+
+    return embed
+
+
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     store = _store(settings, bring_in_step=False)
-    report = store.repair() if args.repair else store.check()
+    report = store.repair(_embed_lazily(settings)) if args.repair else store.check()
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
         return 0 if report.consistent else 1
@@ -595,11 +610,16 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
         f"{report.backend}: {report.documents} document(s), {report.chunks_in_chroma} "
         f"chunk(s) in Chroma, {report.chunks_in_word_index} in the word index"
     )
+    if report.damaged:
+        print(report.damaged)
+    if report.rebuilt:
+        print(f"{report.rebuilt} chunk(s) embedded again from their text in Chroma")
     problems = {
         "ids only in Chroma": report.only_in_chroma,
         "ids only in the word index": report.only_in_word_index,
         "documents whose version disagrees": report.versions_disagree,
         "documents a writer left unfinished": report.unfinished,
+        "chunks without a vector": report.without_vector,
     }
     for what, items in problems.items():
         if items:
@@ -617,7 +637,7 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from rag import security
+    from rag import limits, security
     from rag.routing import ModelPool
     from rag.server import create_app, describe, open_libraries
 
@@ -645,6 +665,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port,
         log_level="warning",
         forwarded_allow_ips=settings.trusted_proxies,  # whose X-Forwarded-For names the client
+        **limits.server_options(settings),  # slow, endless and too many connections
     )
     return 0
 
@@ -776,9 +797,34 @@ def cmd_model_download(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+class _TerminalSafe:
+    """A text stream passing on what is written without escape sequences or control
+    characters (rag/sanitize.py): file names, documents and answers reach the terminal
+    through every print of every command, so the filter sits here, once."""
+
+    def __init__(self, stream: Any, keep_cr: bool = False) -> None:
+        self._stream, self._keep_cr = stream, keep_cr
+
+    def write(self, text: str) -> int:
+        return self._stream.write(terminal_text(text, self._keep_cr))
+
+    def __getattr__(self, name: str) -> Any:  # flush, fileno, isatty, encoding ...
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Indexes, chats, uploads and keys this process writes: this account's alone.
     os.umask(0o077)
+    out, err = sys.stdout, sys.stderr
+    # stderr keeps carriage returns: the ingest progress bar redraws its line with them.
+    sys.stdout, sys.stderr = _TerminalSafe(out), _TerminalSafe(err, keep_cr=True)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.run(args, _settings(args))

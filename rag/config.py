@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     max_file_mb: int = Field(
         100, ge=1, description="Larger files are not read, by ingest or as uploads."
     )
+    min_free_mb: int = Field(
+        200,
+        ge=0,
+        description="Writing to the index stops with a message when its disk has less free "
+        "space than this; 0 turns the check off.",
+    )
 
     llm: str = Field("embedded", description="Chat model spec: embedded, onnx:PATH, ...")
     llm_api_key: SecretStr | None = Field(None, description="Key for openai: servers.")
@@ -120,6 +126,26 @@ class Settings(BaseSettings):
         300.0,
         gt=0,
         description="The longest wait, in seconds, after repeated failures; it doubles from 1 s.",
+    )
+
+    # What one client may cost `rag serve` and the app (rag/limits.py, SECURITY.md).
+    max_request_mb: float = Field(
+        8.0,
+        gt=0,
+        description="Largest request body accepted (413 above); the app's uploads may be "
+        "RAG_MAX_FILE_MB.",
+    )
+    max_question_chars: int = Field(
+        16000, ge=1, description="Longest message `rag serve` accepts (400 above)."
+    )
+    request_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a client has to send a request's headers, and again its body; "
+        "slower connections are closed.",
+    )
+    max_connections: int = Field(
+        256, ge=1, description="Connections held at once; a request beyond them is answered 503."
     )
 
     top_k: int = Field(4, ge=1, le=50)

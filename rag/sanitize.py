@@ -7,6 +7,13 @@
 - ``prompt_text``: a model's special tokens (``<|im_start|>``, ``[INST]``, ``<s>`` ...)
   written in a document would let it open a fake system turn in the prompt. They are
   replaced with look-alike characters that no tokenizer reads as special.
+- ``terminal_text``: what the CLI prints. A file name or a document may hold terminal
+  escape sequences (write the clipboard, set the window title, clear the screen, move
+  the cursor to forge earlier output); they and every other control character except
+  newline and tab are removed.
+- ``MarkdownStream``: an answer ``rag serve`` streams to a client that renders Markdown
+  (Open WebUI and the like), which cannot take back what it showed: images, and HTML
+  tags that fetch, are escaped as the text passes, so they show as text.
 """
 
 from __future__ import annotations
@@ -108,3 +115,62 @@ _LOOKALIKE = str.maketrans({"<": "\u2039", ">": "\u203a", "[": "\u27e6", "]": "\
 def prompt_text(text: str) -> str:
     """Document text with model-facing special tokens made harmless (and still legible)."""
     return _SPECIAL.sub(lambda m: m.group().translate(_LOOKALIKE), text)
+
+
+# --- terminals ---------------------------------------------------------------------------
+
+# ESC (or its one-byte C1 form) and what follows it: CSI sequences (cursor, colours, clear
+# screen), string commands up to their terminator (OSC: title, clipboard, hyperlinks; DCS,
+# SOS, PM, APC), and the two- or three-character escapes (reset, charset).
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f]).*?(?:\x07|\x1b\\|\x9c)"
+    r"|\x1b[ -/]*[0-~]",
+    re.DOTALL,
+)
+# C0 controls but tab and newline, DEL, C1 controls (a terminal may read U+009B as CSI).
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROLS_BUT_CR = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def terminal_text(text: str, keep_cr: bool = False) -> str:
+    """Text safe to print to a terminal: escape sequences and control characters removed
+    (``keep_cr`` keeps carriage returns, with which progress bars redraw their line)."""
+    if text.isprintable():
+        return text  # the common case: nothing to remove
+    text = _ESCAPES.sub("", text)
+    return (_CONTROLS_BUT_CR if keep_cr else _CONTROLS).sub("", text)
+
+
+# --- Markdown clients of the API -------------------------------------------------------
+
+# An image (`![`, not already escaped) or an HTML tag that makes a browser fetch.
+_FETCHES = re.compile(
+    r"(?<!\\)((?:\\\\)*)(!\[|<(?=(?:img|image|svg|picture|source|video|audio|track|iframe"
+    r"|frame|object|embed|link|style|script|input|body|meta|base)\b))",
+    re.IGNORECASE,
+)
+# An end that may begin one of those, with the backslashes before it, which decide
+# whether it is escaped already.
+_OPEN_END = re.compile(r"\\*(?:!|<[a-zA-Z]{0,8})?$")
+
+
+class MarkdownStream:
+    """Escapes Markdown images and fetching HTML tags in a text that streams: ``feed``
+    each delta, then ``end``. A possible start of one at the end of a delta is held back
+    until the next shows what it is. Escaped, ``![a](u)`` shows as ``!`` and a link, and
+    ``<img ...>`` as its own text."""
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, delta: str) -> str:
+        text = self._held + delta
+        open_end = _OPEN_END.search(text)
+        cut = open_end.start() if open_end else len(text)
+        text, self._held = text[:cut], text[cut:]
+        return _FETCHES.sub(r"\1\\\2", text)
+
+    def end(self) -> str:
+        text, self._held = self._held, ""
+        return _FETCHES.sub(r"\1\\\2", text)

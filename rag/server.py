@@ -12,18 +12,21 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
+import anyio
 from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from rag import security
+from rag import limits, security
 from rag.chats import chat_id as valid_chat_id
 from rag.config import Settings
 from rag.conversation import Conversations, Engine
 from rag.errors import ModelUnavailable, RagError
+from rag.models.base import aclose
 from rag.openai_api import protocol
 from rag.openai_api.answers import Answer, answer_directly, answer_from_library
 from rag.openai_api.catalog import RAG_MODEL, Catalog, Target, model_id
@@ -43,6 +46,12 @@ __all__ = ["RAG_MODEL", "create_app", "describe", "model_id", "open_libraries"]
 CONVERSATION_HEADER = "x-conversation-id"  # continue (or start) a stored chat by its id
 SOURCES_HEADER = "x-rag-sources"  # "text": end the answer with its sources, for any rag model
 MAX_INPUTS = 2048  # texts per embeddings request, as OpenAI allows
+# After SIGTERM a stream has this long to send its error event before it is cut
+# (uvicorn waits limits.SHUTDOWN_SECONDS for every request in flight).
+SHUTDOWN_GRACE_SECONDS = 2
+SHUTTING_DOWN = ApiError(
+    503, "The server is shutting down: ask again once it is back.", "server_shutting_down"
+)
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -135,7 +144,7 @@ def create_app(
         conversations = chats.get(target.collection or "")
         answer = _answer(
             target,
-            _messages(req, target),
+            _messages(req, target, settings.max_question_chars),
             options,
             req.stops,
             pool,
@@ -154,8 +163,13 @@ def create_app(
         call = protocol.new_id()
         if req.stream:
             usage = bool(req.stream_options and req.stream_options.include_usage)
+            stopping = anyio.Event()  # set by sse-starlette when the server shuts down
             return EventSourceResponse(
-                _events(call, req.model, first, answer, usage), sep="\n", ping=15
+                _events(call, req.model, first, answer, usage, stopping),
+                sep="\n",
+                ping=15,
+                shutdown_event=stopping,
+                shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
             )
         try:
             text = first + "".join([delta async for delta in answer.text])
@@ -201,6 +215,13 @@ def create_app(
             Route("/v1/embeddings", guarded(embeddings), methods=["POST"]),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        middleware=[
+            Middleware(
+                limits.RequestLimits,
+                max_bytes=limits.body_limit(settings),
+                timeout=settings.request_timeout,
+            )
+        ],
     )
     app.state.models = catalog.listed
     return app
@@ -233,11 +254,17 @@ def _conversation_id(request: Request) -> str | None:
         raise bad_request(f"X-Conversation-Id: {exc}", "X-Conversation-Id") from exc
 
 
-def _messages(req: protocol.ChatRequest, target: Target) -> list[dict[str, str]]:
+def _messages(req: protocol.ChatRequest, target: Target, max_chars: int) -> list[dict[str, str]]:
     messages = []
     for m in req.plain_messages():
         if m["role"] in ("tool", "function"):
             raise bad_request("Tool messages are not supported.", "messages")
+        if len(m["content"]) > max_chars:  # a clear 400, before any model is asked
+            raise bad_request(
+                f"A message is longer than this server accepts ({len(m['content'])} "
+                f"characters; at most {max_chars}, RAG_MAX_QUESTION_CHARS).",
+                "messages",
+            )
         # developer is the newer name of system
         messages.append({**m, "role": "system" if m["role"] == "developer" else m["role"]})
     if target.library is not None and (
@@ -276,17 +303,26 @@ def _extra(answer: Answer) -> dict:
 
 
 async def _events(
-    call: str, model: str, first: str, answer: Answer, include_usage: bool
+    call: str,
+    model: str,
+    first: str,
+    answer: Answer,
+    include_usage: bool,
+    stopping: anyio.Event,
 ) -> AsyncIterator[dict]:
     """The chunks of a streamed answer: the role first, then the text, then the finish
     reason (with the ``rag`` field) and, if asked, the usage; a client that leaves
-    cancels this generator, which stops the model."""
+    cancels this generator, which stops the model. A server shutting down ends the
+    stream with an error event, so the client knows the answer is cut short."""
     yield {"data": protocol.chunk(call, model, {"role": "assistant", "content": ""})}
     try:
         if first:
             yield {"data": protocol.chunk(call, model, {"content": first})}
-        async for delta in answer.text:
+        async for delta in _until(answer.text, stopping):
             yield {"data": protocol.chunk(call, model, {"content": delta})}
+    except _ShuttingDown:
+        yield {"data": json.dumps(SHUTTING_DOWN.body())}
+        return
     except ModelUnavailable as exc:
         # Too late for a status code: OpenAI sends the error as an event, the SDK raises it.
         yield {"data": json.dumps(unavailable(str(exc)).body())}
@@ -301,6 +337,37 @@ async def _events(
         used = protocol.usage(answer.prompt_tokens, answer.completion_tokens)
         yield {"data": protocol.chunk(call, model, None, used=used)}
     yield {"data": "[DONE]"}
+
+
+class _ShuttingDown(Exception):
+    pass
+
+
+async def _until(stream: AsyncIterator[str], stopping: anyio.Event) -> AsyncIterator[str]:
+    """The deltas of ``stream`` until ``stopping`` is set: then the delta awaited is
+    given up, the stream closed (which stops the model) and ``_ShuttingDown`` raised."""
+    stop = asyncio.ensure_future(stopping.wait())
+    step: asyncio.Future[str | None] | None = None
+    try:
+        while True:
+            step = asyncio.ensure_future(_next(stream))
+            await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                raise _ShuttingDown
+            delta = step.result()
+            if delta is None:
+                return
+            yield delta
+    finally:
+        stop.cancel()
+        if step is not None and not step.done():
+            step.cancel()  # the stream cannot be closed while a step of it runs
+            await asyncio.wait({step})
+        await aclose(stream)
+
+
+async def _next(stream: AsyncIterator[str]) -> str | None:
+    return await anext(stream, None)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -22,12 +22,23 @@ chunks of versions that are not recorded); a reader seeing the table change brin
 its word index in step when no writer holds the lock, and otherwise leaves it to a
 later look. Ids found in the word index are always checked against Chroma, so a
 search never returns a chunk that no longer exists.
+
+A full disk (#21): a write starts only with ``RAG_MIN_FREE_MB`` free. If Chroma's files
+are damaged anyway (its vector index's metadata pickle cut short), every Chroma error
+reaches the user as one sentence that says what to do, ``check`` says the index is
+damaged, and ``repair`` deletes the damaged vector index files and embeds again the
+chunks left without a vector, from their text in Chroma's own records.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
+import io
+import pickletools
+import shutil
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -39,6 +50,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import chromadb
+import httpx
 from chromadb.api.client import SharedSystemClient
 from chromadb.config import Settings as ChromaSettings
 from chromadb.errors import ChromaAuthError, ChromaError, InvalidArgumentError
@@ -65,6 +77,20 @@ _FIELDS = ("source", "index", "page", "heading", "start", "end")
 # a fixed, smaller batch keeps every call under it without reaching into the client.
 BATCH = 4096
 _PAGE = 5000
+_LOW_DISK_MB = 64  # a write that failed with less free than this likely ran out of space
+Embed = Callable[[list[str]], Sequence[Sequence[float]]]
+
+
+class IndexDamaged(RagError):
+    """Chroma cannot read its own files: ``rag check --repair`` rebuilds them."""
+
+
+# What Chroma says when its vector index cannot be read back (or has lost vectors).
+_DAMAGE_WORDS = ("pickle", "deserializ", "hnsw", "segment reader", "apply logs", "finding id")
+
+
+def _is_chroma(exc: Exception) -> bool:
+    return isinstance(exc, ChromaError | sqlite3.Error)
 
 
 @dataclass
@@ -79,6 +105,9 @@ class CheckReport:
     only_in_word_index: list[str] = field(default_factory=list)
     versions_disagree: list[str] = field(default_factory=list)  # sources
     unfinished: list[str] = field(default_factory=list)  # sources a writer left dirty
+    without_vector: list[str] = field(default_factory=list)  # ids the vector index lacks
+    damaged: str | None = None  # what Chroma cannot read, in a sentence
+    rebuilt: int = 0  # chunks embedded again by a repair
 
     @property
     def consistent(self) -> bool:
@@ -87,6 +116,8 @@ class CheckReport:
             or self.only_in_word_index
             or self.versions_disagree
             or self.unfinished
+            or self.without_vector
+            or self.damaged
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -100,6 +131,9 @@ class CheckReport:
             "only_in_word_index": self.only_in_word_index,
             "versions_disagree": self.versions_disagree,
             "unfinished": self.unfinished,
+            "without_vector": self.without_vector,
+            "damaged": self.damaged,
+            "rebuilt": self.rebuilt,
         }
 
 
@@ -146,7 +180,9 @@ class LibraryStore(Protocol):
         """See what other processes wrote since the last look."""
 
     def check(self) -> CheckReport: ...
-    def repair(self) -> CheckReport: ...
+    def repair(self, embed: Embed | None = None) -> CheckReport:
+        """Make the store consistent; ``embed`` embeds chunks whose vector was lost."""
+
     def close(self) -> None: ...
 
 
@@ -207,6 +243,7 @@ class _Client(Protocol):
     def reset(self) -> None: ...
     def local_name(self, collection: str) -> str: ...
     def catalog(self, client: Any, collection: str, index: Path) -> Catalog: ...
+    def damaged_files(self, thorough: bool = True) -> list[Path]: ...
 
 
 _CHROMA_FILES = ("chroma.sqlite3", "chroma.sqlite3-wal")
@@ -260,6 +297,32 @@ class _Embedded:
     def catalog(self, client: Any, collection: str, index: Path) -> Catalog:
         return SqliteCatalog(catalog_path(index, collection))
 
+    def damaged_files(self, thorough: bool = True) -> list[Path]:
+        """Vector index files Chroma cannot read back: a metadata pickle cut short, as a
+        full disk leaves it ("Error deserializing pickle file"). Not ``thorough``: only
+        its last byte is read, which must be the pickle's STOP."""
+        pickles = self.index.glob("*/index_metadata.pickle")
+        return sorted(p for p in pickles if not (_whole(p) if thorough else _ends(p)))
+
+
+def _whole(pickle: Path) -> bool:
+    """Whether a pickle runs to its STOP opcode; read, never loaded (nothing is run)."""
+    try:
+        for _ in pickletools.genops(io.BytesIO(pickle.read_bytes())):
+            pass
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def _ends(pickle: Path) -> bool:
+    try:
+        with pickle.open("rb") as f:
+            f.seek(-1, io.SEEK_END)
+            return f.read(1) == b"."
+    except OSError:  # empty (seeking before the start), or gone meanwhile
+        return False
+
 
 class _Server:
     """A Chroma server (``chroma run``), shared by every process and machine."""
@@ -305,6 +368,9 @@ class _Server:
     def local_name(self, collection: str) -> str:
         # The word index is a per-server cache: two servers never share one.
         return f"{collection}@{self.host}-{self.port}"
+
+    def damaged_files(self, thorough: bool = True) -> list[Path]:
+        return []  # the server's files are its own to look after
 
     def catalog(self, client: Any, collection: str, index: Path) -> Catalog:
         return _ChromaCatalog(_collection(client, f"{collection}-documents", None))
@@ -461,6 +527,60 @@ class _ChromaCatalog:
 # -- the store -----------------------------------------------------------------------
 
 
+def plain_error(exc: Exception, backend: str, index: Path) -> RagError | None:
+    """A Chroma server gone, a full disk, or files Chroma cannot read, in a sentence that
+    says what to do; None for other failures."""
+    text = str(exc)
+    what = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+    if isinstance(exc, httpx.TransportError) or "Could not connect to a Chroma" in text:
+        return RagError(
+            f"The Chroma server of the index ({backend}) stopped answering ({what}): start "
+            "it again, then run the command again; `rag check --repair` finishes what an "
+            "interrupted write began."
+        )
+    free = _free_mb(index)
+    full = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or any(
+        w in text.lower() for w in ("disk is full", "no space left")
+    )
+    if full or (free is not None and free < _LOW_DISK_MB and _is_chroma(exc)):
+        return RagError(
+            f"The disk of the index {index} is full ({free} MB free; {what}): free some "
+            "space, then run `rag check --repair`."
+        )
+    if _is_chroma(exc) and any(w in text.lower() for w in _DAMAGE_WORDS):
+        return IndexDamaged(
+            f"The index ({backend}) is damaged, as a full disk can leave it ({what}): "
+            "run `rag check --repair` to rebuild it."
+        )
+    return None
+
+
+def _free_mb(index: Path) -> int | None:
+    try:
+        return shutil.disk_usage(index).free // 2**20
+    except OSError:
+        return None
+
+
+def _plainly(method: Callable) -> Callable:
+    """Chroma's, SQLite's and the network's failures as a sentence that says what to do
+    (``ChromaStore._plain``); other errors pass as they are."""
+
+    @functools.wraps(method)
+    def call(self: ChromaStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except RagError:
+            raise
+        except Exception as exc:
+            plain = self._plain(exc)
+            if plain is None:
+                raise
+            raise plain from exc
+
+    return call
+
+
 def _reopening(method: Callable) -> Callable:
     """Retry a read after reopening the client. The embedded client's per-process caches
     can trail another process's write between our look at the files and the read
@@ -490,11 +610,14 @@ class ChromaStore:
         collection: str,
         embedding_model: str,
         bring_in_step: bool = True,
+        min_free_mb: int = 0,
     ) -> None:
         self._client = client
         self.backend = client.label
         self._name = collection
         self._model = embedding_model
+        self._index = index
+        self._min_free_mb = min_free_mb
         index.mkdir(parents=True, exist_ok=True)
         self._guard = threading.RLock()  # the app asks from worker threads
         self._chroma = client.open()
@@ -504,9 +627,41 @@ class ChromaStore:
         self._words = LexicalIndex(lexical_path(index, local))
         self._lock = WriterLock(index / f"{local}.lock")
         self._seen_generation: str | None = None
-        self._adopt_legacy_index()
-        if bring_in_step:  # `rag check` looks at the library as it found it
-            self.refresh()
+        try:
+            self._adopt_legacy_index()
+            if bring_in_step:  # `rag check` looks at the library as it found it
+                self._refuse_damaged()
+                self.refresh()
+        except IndexDamaged:
+            if bring_in_step:
+                raise
+            # `rag check` opens a damaged index to say so, and `--repair` to rebuild it.
+
+    def _refuse_damaged(self) -> None:
+        """A command on a damaged index fails at once with what to do, not later with
+        Chroma's words (or not at all, where it only lists or finds nothing to change)."""
+        damaged = self._client.damaged_files(thorough=False)
+        if damaged:
+            raise IndexDamaged(
+                f"The index ({self.backend}) is damaged: {damaged[0]} was cut short, as a "
+                "full disk can leave it. Run `rag check --repair` to rebuild it."
+            )
+
+    # failures, in a sentence
+
+    def _plain(self, exc: Exception) -> RagError | None:
+        return plain_error(exc, self.backend, self._index)
+
+    def _check_space(self) -> None:
+        """Refuse to begin a write that could fill the disk: a write cut short by a full
+        disk can leave Chroma's files unreadable."""
+        free = _free_mb(self._index)
+        if self._min_free_mb and free is not None and free < self._min_free_mb:
+            raise RagError(
+                f"Only {free} MB are free on the disk of the index {self._index}, less than "
+                f"RAG_MIN_FREE_MB={self._min_free_mb}: nothing was written. Free some space "
+                "(or lower RAG_MIN_FREE_MB), then run the command again."
+            )
 
     # writing
 
@@ -522,11 +677,13 @@ class ChromaStore:
     ) -> None:
         self.write_many([(document, chunks, vectors)])
 
+    @_plainly
     def write_many(
         self, items: Sequence[tuple[Document, Sequence[Chunk], Sequence[Sequence[float]]]]
     ) -> None:
         if not items:
             return
+        self._check_space()
         documents = [d for d, _, _ in items]
         sources = [d.source for d in documents]
         chunks = [c for _, cs, _ in items for c in cs]
@@ -548,6 +705,7 @@ class ChromaStore:
             self._catalog.finish(sources)
             self._words.replace_documents([(d.source, d.version, cs) for d, cs, _ in items])
 
+    @_plainly
     def remove(self, sources: Sequence[str]) -> None:
         if not sources:
             return
@@ -559,6 +717,7 @@ class ChromaStore:
             self._catalog.finish(sources)
             self._words.drop_documents(list(sources))
 
+    @_plainly
     def _sweep(self) -> None:
         """Finish what dead writers began: delete chunks of versions not recorded.
         Called with the writer lock held."""
@@ -606,6 +765,7 @@ class ChromaStore:
             self._chroma = self._client.open()
             self._collection = _collection(self._chroma, self._name, self._model)
 
+    @_plainly
     def refresh(self) -> None:
         with self._guard:
             if self._client.changed():
@@ -620,6 +780,7 @@ class ChromaStore:
             finally:
                 self._lock.release()
 
+    @_plainly
     def _adopt_legacy_index(self) -> None:
         """An index written before the documents table: record its complete documents
         once, from the chunks' metadata (their hash and count)."""
@@ -651,6 +812,7 @@ class ChromaStore:
 
     # reading
 
+    @_plainly
     @_reopening
     def nearest(
         self, vector: Sequence[float], k: int, sources: Sequence[str] | None = None
@@ -671,6 +833,7 @@ class ChromaStore:
     def keyword_scores(self, query: str, ids: Sequence[str]) -> dict[str, float]:
         return self._words.scores(query, ids)
 
+    @_plainly
     @_reopening
     def fetch(self, ids: Sequence[str]) -> dict[str, tuple[Chunk, list[float]]]:
         out: dict[str, tuple[Chunk, list[float]]] = {}
@@ -684,15 +847,18 @@ class ChromaStore:
                 out[id_] = (_chunk(id_, text, meta), list(vector))
         return out
 
+    @_plainly
     def documents(self) -> dict[str, Document]:
         return self._catalog.documents()
 
+    @_plainly
     def document_chunks(self, source: str) -> list[Chunk]:
         document = self._catalog.documents().get(source)
         if document is None:
             return []
         return sorted(self._stored_chunks(document), key=lambda c: c.index)
 
+    @_plainly
     @_reopening
     def count(self) -> int:
         return self._collection.count()
@@ -702,15 +868,34 @@ class ChromaStore:
 
     # checking
 
+    @_plainly
     def check(self) -> CheckReport:
-        """Compare every chunk id on both sides (the one operation that costs per chunk).
-        Taken under the writer lock, so a running ingest is seen between its batches."""
+        """Compare every chunk id on both sides, and see that each has its vector (the one
+        operation that costs per chunk). Taken under the writer lock, so a running ingest
+        is seen between its batches."""
         with self._lock.hold():
             return self._check()
 
-    def _check(self) -> CheckReport:
+    def _check(self, vectors: bool = True) -> CheckReport:
         documents = self._catalog.documents()
         report = CheckReport(self.backend, documents=len(documents))
+        damaged = self._client.damaged_files()
+        if damaged:
+            report.damaged = (
+                f"Chroma's vector index cannot be read: {', '.join(map(str, damaged))} "
+                "was cut short (a full disk?); `rag check --repair` rebuilds it."
+            )
+            return report
+        try:
+            self._compare(report, documents, vectors)
+        except Exception as exc:
+            plain = self._plain(exc)
+            if not isinstance(plain, IndexDamaged):
+                raise
+            report.damaged = str(plain)
+        return report
+
+    def _compare(self, report: CheckReport, documents: dict[str, Document], vectors: bool) -> None:
         chroma: dict[str, tuple[str, str]] = {
             id_: (str(m["source"]), str(m.get("file_hash", ""))) for id_, m in self._all_metadata()
         }
@@ -732,11 +917,66 @@ class ChromaStore:
             | (set(versions) - set(documents))
         )
         report.unfinished = sorted(r.source for r in self._catalog.unfinished())
+        if vectors:
+            report.without_vector = self._without_vector(sorted(chroma))
+
+    def _without_vector(self, ids: list[str]) -> list[str]:
+        """The ids whose vector Chroma cannot find, a page at a time (halved where one
+        is missing, down to the ids themselves)."""
+        self._reopen()  # no vector cached by this process before the last write
+        missing: list[str] = []
+        for part in _batches(len(ids), _PAGE):
+            missing += self._lacking(ids[part])
+        return missing
+
+    def _lacking(self, ids: list[str]) -> list[str]:
+        try:
+            self._collection.get(ids=ids, include=["embeddings"])
+            return []
+        except ChromaError as exc:
+            if "finding id" not in str(exc).lower():
+                raise
+        if len(ids) == 1:
+            return ids
+        half = len(ids) // 2
+        return self._lacking(ids[:half]) + self._lacking(ids[half:])
+
+    @_plainly
+    def repair(self, embed: Embed | None = None) -> CheckReport:
+        """Delete vector index files Chroma cannot read, embed again (with ``embed``) the
+        chunks left without a vector; sweep what writers left, drop chunks of no recorded
+        version, rebuild the word index where it disagrees; then check again."""
+        try:
+            with self._lock.hold():
+                rebuilt = self._rebuild_vectors(embed)
+            report = self._repair_records()
+        except IndexDamaged as exc:
+            raise RagError(
+                f"The index could not be repaired ({exc.__cause__}): ingest the documents "
+                "again into a new index (--index or RAG_INDEX)."
+            ) from exc
+        report.rebuilt = rebuilt
         return report
 
-    def repair(self) -> CheckReport:
-        """Sweep what writers left, drop chunks of no recorded version, rebuild the word
-        index where it disagrees; then check again."""
+    def _rebuild_vectors(self, embed: Embed | None) -> int:
+        for damaged in self._client.damaged_files():
+            shutil.rmtree(damaged.parent)  # Chroma starts that index afresh from its log
+        ids = [id_ for id_, _ in self._all_metadata()]  # Chroma's records hold every chunk
+        missing = self._without_vector(ids)
+        if not missing or embed is None:
+            return 0  # a check after this says what is still missing
+        self._check_space()
+        for part in _batches(len(missing)):
+            got = self._collection.get(ids=missing[part], include=["documents", "metadatas"])
+            self._collection.upsert(
+                ids=got["ids"],
+                documents=got["documents"],
+                metadatas=got["metadatas"],
+                embeddings=[list(v) for v in embed(list(got["documents"] or []))],
+            )
+        return len(missing)
+
+    def _repair_records(self) -> CheckReport:
         with self.writing():
             documents = self._catalog.documents()
             stray = [
@@ -746,7 +986,7 @@ class ChromaStore:
             ]
             for part in _batches(len(stray)):
                 self._collection.delete(ids=stray[part])
-            report = self._check()
+            report = self._check(vectors=False)
             if report.versions_disagree or report.only_in_word_index or report.only_in_chroma:
                 self._words.drop_documents(list(self._words.versions()))
                 self._words.delete(report.only_in_word_index)
@@ -769,13 +1009,21 @@ def _embedded(settings: Settings, embedding_model: str, bring_in_step: bool) -> 
         settings.collection,
         embedding_model,
         bring_in_step,
+        settings.min_free_mb,
     )
 
 
 def _server(settings: Settings, embedding_model: str, bring_in_step: bool) -> LibraryStore:
     token = settings.chroma_token.get_secret_value() if settings.chroma_token else None
     client = _Server(str(settings.chroma_url), token)
-    return ChromaStore(client, settings.index, settings.collection, embedding_model, bring_in_step)
+    return ChromaStore(
+        client,
+        settings.index,
+        settings.collection,
+        embedding_model,
+        bring_in_step,
+        settings.min_free_mb,
+    )
 
 
 BACKENDS: dict[str, Callable[[Settings, str, bool], LibraryStore]] = {
@@ -798,7 +1046,15 @@ def open_store(
     name = backend_of(settings)
     if name not in BACKENDS:
         raise RagError(f"RAG_CHROMA_URL={settings.chroma_url!r}: use http:// or https://.")
-    return BACKENDS[name](settings, embedding_model or settings.embedding_model, bring_in_step)
+    try:
+        return BACKENDS[name](settings, embedding_model or settings.embedding_model, bring_in_step)
+    except RagError:
+        raise
+    except Exception as exc:
+        plain = plain_error(exc, settings.chroma_url or str(settings.index), settings.index)
+        if plain is None:
+            raise
+        raise plain from exc
 
 
 def source_counts(store: LibraryStore) -> Counter[str]:

@@ -98,6 +98,8 @@ PROCESS_MODULES = {
     "test_watch",
     "test_chat_cli",
     "test_upload_formats",
+    "test_limits",
+    "test_store_failures",
 }
 # Single tests elsewhere that start processes.
 PROCESS_TESTS = {

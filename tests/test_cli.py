@@ -244,3 +244,27 @@ def test_eval_refuses_bad_input_in_one_sentence(index, tmp_path):
     broken.write_text("not json\n")
     done = rag("eval", str(broken), index=index)
     assert done.returncode == 2 and "broken.jsonl:1" in done.stderr
+
+
+# Everything a terminal would act on: C0 controls but newline and tab, DEL, C1 controls.
+TERMINAL_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def test_escape_sequences_in_names_and_documents_never_reach_the_terminal(tmp_path):
+    # Set the window title, write the clipboard (OSC 52), clear the screen, and CSI in
+    # its one-character C1 form: in a file name and in the text of the document.
+    evil = "\x1b]0;pwned\x07\x1b]52;c;ZXZpbA==\x07\x1b[2J\x9b31m"
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / f"budget{evil}.md").write_text(
+        f"# Harbour {evil}lights\n\nThe budget for the harbour lights is 4200 euros.{evil}\n"
+    )
+    (docs / f"broken{evil}.pdf").write_bytes(b"not a pdf")  # its failure names it
+    index = tmp_path / "index"
+    ingested = rag("ingest", str(docs), index=index)
+    listed = rag("sources", index=index)
+    found = rag("query", "What is the budget for the harbour lights?", index=index)
+    assert ingested.returncode == 1 and "broken" in ingested.stdout  # the PDF failed
+    assert "budget" in listed.stdout and "4200 euros" in found.stdout
+    for done in (ingested, listed, found):
+        assert not TERMINAL_CONTROLS.search(done.stdout + done.stderr), done

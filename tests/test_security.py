@@ -7,6 +7,7 @@ import asyncio
 import hmac
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -49,7 +50,7 @@ def app(tmp_path_factory):
     docs.mkdir()
     (docs / "lighthouse.md").write_text(image_doc("http://127.0.0.1:9"))
     ingest(docs, base / "index")
-    running = App(base / "index")
+    running = App(base / "index", env={"RAG_REQUEST_TIMEOUT": "2"})
     yield running
     running.close()
 
@@ -98,6 +99,33 @@ def test_the_app_sends_a_content_security_policy(app):
     assert rules["frame-src"] == "'self'"
     assert "'unsafe-inline'" not in rules["script-src"]
     assert rules["script-src"].startswith("'self' 'sha256-")  # Chainlit's inline scripts
+
+
+def _sent_until_closed(port: int, head: str) -> bytes:
+    """What the server answers to ``head`` (and nothing more) until it closes; a server
+    that keeps waiting fails the test at the socket's deadline."""
+    got = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(head.encode())
+        while chunk := sock.recv(65536):
+            got += chunk
+    return got
+
+
+def test_the_app_refuses_a_body_over_its_limit_before_reading_it(app):
+    # 200 MB announced: more than an upload may be (RAG_MAX_FILE_MB); none of it is sent.
+    head = (
+        f"POST /project/file HTTP/1.1\r\nHost: 127.0.0.1:{app.port}\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 209715200\r\n\r\n"
+    )
+    assert _sent_until_closed(app.port, head).startswith(b"HTTP/1.1 413 ")
+
+
+def test_the_app_closes_a_slow_client(app):
+    # Headers that never end: closed after RAG_REQUEST_TIMEOUT (2 s here).
+    head = f"GET /project/settings HTTP/1.1\r\nHost: 127.0.0.1:{app.port}\r\n"
+    assert _sent_until_closed(app.port, head) == b""
+    assert httpx.get(app.url).status_code == 200
 
 
 def test_hosts_allowed_by_default_and_by_setting():
@@ -456,6 +484,31 @@ def test_a_streamed_answer_is_resent_whole_and_safe_once_an_image_begins():
     assert sanitize.streamed(begun, "m")[1]  # from here on, the whole text each time
     text, replaces = sanitize.streamed(begun + ".png) here", ".png) here")
     assert replaces and "map" in text and not sanitize._image_lines(text)
+
+
+def test_an_api_stream_escapes_images_and_fetching_tags_wherever_the_deltas_split():
+    text = (
+        "See ![map](http://127.0.0.1:9/m.png), \\\\![b](http://127.0.0.1:9/b.png), "
+        "\\![kept](u) as it was, <IMG src=http://127.0.0.1:9/i.png> and a<b or x!"
+    )
+    safe = (
+        "See \\![map](http://127.0.0.1:9/m.png), \\\\\\![b](http://127.0.0.1:9/b.png), "
+        "\\![kept](u) as it was, \\<IMG src=http://127.0.0.1:9/i.png> and a<b or x!"
+    )
+    assert not sanitize._image_lines(safe)  # markdown-it finds no image left
+    for cut in range(len(text) + 1):  # a delta may end anywhere
+        stream = sanitize.MarkdownStream()
+        assert stream.feed(text[:cut]) + stream.feed(text[cut:]) + stream.end() == safe
+
+
+def test_terminal_escapes_and_controls_are_removed_from_what_the_cli_prints():
+    hostile = (
+        "a\x1b]0;title\x07b\x1b]52;c;ZXZpbA==\x1b\\c\x1b[2J\x1b[1;31md\x9b2Je\x1bcf"
+        "\x1b]8;;http://x.example\x1b\\link\x1b]8;;\x1b\\\x00\x08\x7f\r\ng\th é ✓"
+    )
+    assert sanitize.terminal_text(hostile) == "abcdeflink\ng\th é ✓"
+    assert sanitize.terminal_text("50%\r60%", keep_cr=True) == "50%\r60%"
+    assert sanitize.terminal_text("\x1b]0;cut off") == "0;cut off"  # inert without ESC
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@
 the conversation service (rag/conversation.py), as the app and the CLI do: the same
 retrieval, the same privacy rules for passages and history, the same sources.
 Both kinds return an ``Answer`` whose text streams; its counts, finish reason and
-the ``rag`` extra field are final once the text has ended.
+the ``rag`` extra field are final once the text has ended. The text passes through
+``MarkdownStream``, as clients render it: an image in it would be fetched.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rag.conversation import Conversation, Conversations
 from rag.models.base import ChatModel, Message, aclose, estimate_tokens
 from rag.openai_api.stops import StopCut
 from rag.routing import ModelPool
+from rag.sanitize import MarkdownStream, safe_label
 
 
 @dataclass
@@ -62,7 +64,7 @@ def answer_directly(
             messages, max_tokens=settings.max_answer_tokens, temperature=settings.temperature
         )
         try:
-            async for delta in cut.apply(stream):
+            async for delta in _safe(cut.apply(stream)):
                 yield delta
         finally:
             await aclose(stream)
@@ -112,7 +114,7 @@ def answer_from_library(
         turn = await conv.prepare(question)
         stream = conv.stream(turn, pool)
         try:
-            async for delta in cut.apply(stream):
+            async for delta in _safe(cut.apply(stream)):
                 yield delta
         finally:
             await aclose(stream)
@@ -130,6 +132,15 @@ def answer_from_library(
 
     answer.text = text()
     return answer
+
+
+async def _safe(deltas: AsyncIterator[str]) -> AsyncIterator[str]:
+    markdown = MarkdownStream()
+    async for delta in deltas:
+        if safe := markdown.feed(delta):
+            yield safe
+    if rest := markdown.end():
+        yield rest
 
 
 def rag_field(turn: chat.Turn, collection: str, chat_id: str | None = None) -> dict:
@@ -165,5 +176,5 @@ def sources_text(turn: chat.Turn) -> str:
     cited, shown = turn.shown_sources(uncited=len(turn.context))
     if not shown:
         return ""
-    lines = [f"- [{n}] {h.chunk.label()}" for n, h in shown]
+    lines = [f"- [{n}] {safe_label(h.chunk.label())}" for n, h in shown]
     return "\n\n" + ("Sources:" if cited else "Retrieved (not cited):") + "\n" + "\n".join(lines)
