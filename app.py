@@ -12,12 +12,14 @@ from chainlit.server import get_html_template
 
 from app_datalayer import RagDataLayer, new_chat, reattach_passages
 from app_login import login_ended, set_up_login
-from rag import answer_markdown, limits, security, transcript
+from rag.answers import markdown as answer_markdown
 from rag.config import Settings
-from rag.conversation import Conversation, Engine, SharedStart, metadata, profiles
+from rag.conversations import transcript
+from rag.conversations.conversation import Conversation, Engine, SharedStart, metadata, profiles
 from rag.errors import RagError
 from rag.models.spec import label
 from rag.sanitize import streamed
+from rag.web import limits, security
 
 os.umask(0o077)  # chats, uploads, indexes, Chainlit's copies: this account's alone
 FILES_DIRECTORY.chmod(0o700)  # Chainlit's, made before this module runs

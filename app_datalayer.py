@@ -1,4 +1,4 @@
-"""Chainlit's data-layer interface over the chat store (rag/chats.py).
+"""Chainlit's data-layer interface over the chat store (rag/conversations/chat_store.py).
 
 This and app.py are the only modules that import Chainlit. Chainlit calls these
 methods to store what a chat shows (messages, steps, cited passages) and to
@@ -27,8 +27,8 @@ from chainlit.types import (
 )
 from chainlit.user import PersistedUser, User
 
-from rag.chats import ChatStore, is_chat_id
 from rag.config import Settings
+from rag.conversations.chat_store import ChatStore, is_chat_id
 
 
 class RagDataLayer(BaseDataLayer):

@@ -1,6 +1,6 @@
 """Chainlit's login glue: who may log in, and a check of every login on every request.
 
-This, app.py and app_datalayer.py are the only modules that import Chainlit; rag/auth.py
+This, app.py and app_datalayer.py are the only modules that import Chainlit; rag/web/auth.py
 decides (login mode, session versions, throttling), this wires it into Chainlit. History
 needs a login: on loopback everyone is the one local user, logged in by header.
 """
@@ -16,9 +16,9 @@ import jwt
 from chainlit.config import config
 from fastapi import HTTPException
 
-from rag import auth, security
 from rag.config import Settings
-from rag.users import SessionVersions, users_path
+from rag.web import auth, security
+from rag.web.users import SessionVersions, users_path
 
 
 def set_up_login(server, settings: Settings, bind: str) -> None:

@@ -37,12 +37,14 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.pipeline import Ingestor, discover
-from rag import chat, evaluation, evidence, grounding, repetition
+from rag.answers import answering as chat
+from rag.answers import evidence, grounding, repetition
 from rag.config import Settings
 from rag.errors import ModelUnavailable
-from rag.retrieval import open_library, search
-from rag.routing import ModelPool
+from rag.ingest.pipeline import Ingestor, discover
+from rag.library import evaluation
+from rag.library.search import open_library, search
+from rag.models.routing import ModelPool
 
 HERE = Path(__file__).resolve().parent
 ARTICLES = HERE / "encyclopedia"

@@ -23,7 +23,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.evaluation import Question, load_questions
+from rag.library.evaluation import Question, load_questions
 
 HERE = Path(__file__).resolve().parent
 ARTICLES = HERE / "encyclopedia"

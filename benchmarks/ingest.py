@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 from benchmarks.corpus import sentence, write_corpus
-from ingest.pipeline import Ingestor, discover
 from rag.config import Settings
-from rag.embeddings import Embedder, create_embedder
-from rag.retrieval import open_library
+from rag.embeddings.embedder import Embedder, create_embedder
+from rag.ingest.pipeline import Ingestor, discover
+from rag.library.search import open_library
 
 
 def main() -> None:
@@ -86,7 +86,7 @@ def ocr_pages(pages: int, settings: Settings, embedder: Embedder) -> None:
     from fpdf import FPDF
     from PIL import Image, ImageDraw, ImageFont
 
-    from ingest.readers import ocr
+    from rag.ingest.readers import ocr
 
     if not ocr.available():
         print("OCR: no engine installed, skipped")

@@ -12,10 +12,10 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ingest.pipeline import Ingestor, discover
 from rag.config import Settings
-from rag.library import open_library
-from rag.retrieval import search
+from rag.ingest.pipeline import Ingestor, discover
+from rag.library.live import open_library
+from rag.library.search import search
 
 ON_TOPIC = [
     "What is the daily meal allowance?",

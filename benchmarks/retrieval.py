@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 from benchmarks import evalset
-from ingest.pipeline import Ingestor, discover
-from rag import evaluation
 from rag.config import Settings
-from rag.retrieval import open_library
+from rag.ingest.pipeline import Ingestor, discover
+from rag.library import evaluation
+from rag.library.search import open_library
 
 VARIANTS = [
     "search_mode=vector",

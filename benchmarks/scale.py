@@ -36,8 +36,8 @@ import httpx
 
 from benchmarks import evalset
 from benchmarks.search_latency import _sentences, write_filler
-from ingest.pipeline import Ingestor, discover
 from rag.config import Settings
+from rag.ingest.pipeline import Ingestor, discover
 
 FILLER_PER_DOCUMENT = 20
 
@@ -86,7 +86,7 @@ def _disk_mb(*folders: Path) -> float:
 
 def _build(settings: Settings, chunks: int, sentences: list[str]) -> float:
     """Fill the library up to ``chunks``; returns the store's write rate in chunks/s."""
-    from rag.retrieval import open_library
+    from rag.library.search import open_library
 
     library = open_library(settings)
     Ingestor(library).run(discover([evalset.ARTICLES]), progress=False)
@@ -102,9 +102,9 @@ def _build(settings: Settings, chunks: int, sentences: list[str]) -> float:
 
 def _query_child(repeat: int) -> None:
     """Run in a fresh process: open, search, report as one JSON line."""
-    from rag import evaluation
-    from rag.embeddings import SentenceTransformerEmbedder
-    from rag.retrieval import open_library, search
+    from rag.embeddings.embedder import SentenceTransformerEmbedder
+    from rag.library import evaluation
+    from rag.library.search import open_library, search
 
     settings = Settings()
     embedder = SentenceTransformerEmbedder(settings.embedding_model)

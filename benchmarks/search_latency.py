@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import evalset
-from ingest.pipeline import Ingestor, discover
-from rag import evaluation
-from rag.chunks import Chunk
 from rag.config import Settings
-from rag.documents import Document
-from rag.retrieval import open_library, search
+from rag.ingest.pipeline import Ingestor, discover
+from rag.library import evaluation
+from rag.library.chunks import Chunk
+from rag.library.documents import Document
+from rag.library.search import open_library, search
 
 MODES = {"vector": "search_mode=vector", "lexical": "search_mode=lexical", "hybrid": ""}
 

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import IO
 
 from benchmarks.corpus import write_corpus
-from ingest.pipeline import Ingestor, discover
 from rag.config import Settings
-from rag.embeddings import EMBEDDERS, create_embedder
-from rag.library import open_library
+from rag.embeddings.embedder import EMBEDDERS, create_embedder
+from rag.ingest.pipeline import Ingestor, discover
+from rag.library.live import open_library
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "What is the daily meal allowance?"

@@ -1,1 +1,1 @@
-"""Reading, chunking and indexing documents."""
+"""``python -m ingest PATH...``: the same as ``rag ingest PATH...`` (the code is in rag.ingest)."""

@@ -252,15 +252,15 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.pipeline import Ingestor, discover
-    from rag.retrieval import open_library
+    from rag.ingest.pipeline import Ingestor, discover
+    from rag.library.search import open_library
 
     settings = settings.with_overrides(ocr=args.ocr)
     target = None if args.watch else discover(args.paths, exclude=[settings.index])
     library = open_library(settings)
     ingestor = Ingestor(library, private=args.private)
     if target is None:  # --watch: a path may appear later
-        from ingest.watch import watch
+        from rag.ingest.watch import watch
 
         return watch(ingestor, args.paths, exclude=[settings.index])
     summary = ingestor.run(target, prune=args.prune)
@@ -270,14 +270,14 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 def _store(settings: Settings, bring_in_step: bool = True):
     """The index alone, for commands that never embed: no model to load."""
-    from rag.store import open_store
+    from rag.library.store import open_store
 
     return open_store(settings, bring_in_step=bring_in_step)
 
 
 def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.pipeline import forget
-    from rag.retrieval import open_library
+    from rag.ingest.pipeline import forget
+    from rag.library.search import open_library
 
     gone = forget(open_library(settings), args.paths)  # the model loads only to embed
     for source in gone:
@@ -301,7 +301,7 @@ def _hit_json(hit) -> dict:
 
 
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.retrieval import open_library, search
+    from rag.library.search import open_library, search
 
     library = open_library(settings)  # loaded once for every question on stdin
     questions = [args.question] if args.question else (line.strip() for line in sys.stdin)
@@ -322,8 +322,8 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
-    from rag import evaluation
-    from rag.retrieval import open_library
+    from rag.library import evaluation
+    from rag.library.search import open_library
 
     questions = evaluation.load_questions(args.qa)
     variants = evaluation.variants(settings, args.variant)  # a typo fails before the model loads
@@ -346,8 +346,8 @@ def _progress(done: int, total: int) -> None:
 
 
 async def _ask(question: str, settings: Settings, as_json: bool = False) -> int:
-    from rag.conversation import Conversation, Engine
-    from rag.routing import ModelPool
+    from rag.conversations.conversation import Conversation, Engine
+    from rag.models.routing import ModelPool
 
     ModelPool(settings)  # checks every spec before the embedder loads
     conv = Conversation(Engine.open(settings))
@@ -394,9 +394,9 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _chat(settings: Settings, resume: str | None, user: str | None) -> int:
-    from rag.auth import LOCAL_USER
-    from rag.conversation import Conversations, Engine
-    from rag.routing import ModelPool
+    from rag.conversations.conversation import Conversations, Engine
+    from rag.models.routing import ModelPool
+    from rag.web.auth import LOCAL_USER
 
     ModelPool(settings)
     chats = Conversations(Engine.open(settings))
@@ -433,7 +433,7 @@ async def _chat(settings: Settings, resume: str | None, user: str | None) -> int
 
 
 def _chats_call(settings: Settings, call) -> Any:
-    from rag.conversation import Conversations, Engine
+    from rag.conversations.conversation import Conversations, Engine
 
     async def run():
         chats = Conversations(Engine(settings, live=None))  # no library: nothing is searched
@@ -447,7 +447,7 @@ def _chats_call(settings: Settings, call) -> Any:
 
 
 def cmd_chats_list(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.auth import LOCAL_USER
+    from rag.web.auth import LOCAL_USER
 
     user = None if args.all else (args.user or LOCAL_USER)
     rows = _chats_call(settings, lambda chats: chats.list(user))
@@ -529,9 +529,10 @@ def cmd_summarize(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _summarize(path: str, settings: Settings, as_json: bool) -> int:
-    from rag import chat, summaries
-    from rag.retrieval import open_library
-    from rag.routing import ModelPool
+    from rag.answers import answering as chat
+    from rag.answers import summaries
+    from rag.library.search import open_library
+    from rag.models.routing import ModelPool
 
     pool = ModelPool(settings)
     library = open_library(settings)
@@ -592,7 +593,7 @@ def _embed_lazily(settings: Settings) -> Callable[[list[str]], list[list[float]]
 
     def embed(texts: list[str]) -> list[list[float]]:
         if not loaded:
-            from rag.embeddings import create_embedder
+            from rag.embeddings.embedder import create_embedder
 
             loaded.append(create_embedder(settings))
         return loaded[0].embed(texts)
@@ -637,9 +638,9 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from rag import limits, security
-    from rag.routing import ModelPool
-    from rag.server import create_app, describe, open_libraries
+    from rag.models.routing import ModelPool
+    from rag.web import limits, security
+    from rag.web.serve import create_app, describe, open_libraries
 
     key = security.serve_key(settings, args.api_key_file, args.api_key)
     security.check_bind(args.host, key, args.insecure_no_key)  # before anything loads
@@ -671,8 +672,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.models.routing import ModelPool
     from rag.models.spec import describe
-    from rag.routing import ModelPool
 
     rows = [("primary", settings.llm)] + [("fallback", s) for s in settings.llm_fallback]
     rows += [(f"route {task}", spec) for task, spec in settings.llm_routes.items()]
@@ -688,8 +689,8 @@ def cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _compare(questions: list[str], specs: list[str], settings: Settings) -> int:
-    from rag.conversation import Conversation, Engine
-    from rag.routing import ModelPool
+    from rag.conversations.conversation import Conversation, Engine
+    from rag.models.routing import ModelPool
 
     pools, failed = {}, {}
     for spec in specs:
@@ -744,7 +745,7 @@ def _read_password() -> str:
 
 
 def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.users import Users, users_path
+    from rag.web.users import Users, users_path
 
     users = Users(users_path(settings))
     new = users.add(args.name, _read_password())
@@ -753,7 +754,7 @@ def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_user_remove(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.users import Users, users_path
+    from rag.web.users import Users, users_path
 
     if Users(users_path(settings)).remove(args.name):
         print(f"Removed {args.name}.")
@@ -763,7 +764,7 @@ def cmd_user_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_user_list(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.users import Users, users_path
+    from rag.web.users import Users, users_path
 
     for name in Users(users_path(settings)).names():
         print(name)
@@ -771,7 +772,7 @@ def cmd_user_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_user_logout(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.users import Users, users_path
+    from rag.web.users import Users, users_path
 
     Users(users_path(settings)).logout(args.name)
     print(f"Every session of {args.name} has ended; the next request logs in again.")
@@ -779,7 +780,7 @@ def cmd_user_logout(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_model_prepare(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.embeddings import create_embedder
+    from rag.embeddings.embedder import create_embedder
     from rag.models.embedded import prepare_embedded_model
 
     folder = prepare_embedded_model(settings.cache_dir)

@@ -128,7 +128,7 @@ class Settings(BaseSettings):
         description="The longest wait, in seconds, after repeated failures; it doubles from 1 s.",
     )
 
-    # What one client may cost `rag serve` and the app (rag/limits.py, SECURITY.md).
+    # What one client may cost `rag serve` and the app (rag/web/limits.py, SECURITY.md).
     max_request_mb: float = Field(
         8.0,
         gt=0,
@@ -222,7 +222,7 @@ class Settings(BaseSettings):
         "empty means RAG_COLLECTION alone.",
     )
 
-    # Chat history (rag/chats.py).
+    # Chat history (rag/conversations/chat_store.py).
     chats_dir: Path | None = Field(
         None,
         description="Stored chats and their files; default: the chats folder in the index.",

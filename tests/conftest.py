@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
-from rag.embeddings import Embedder, create_embedder
-from rag.retrieval import Library, open_library
+from rag.embeddings.embedder import Embedder, create_embedder
+from rag.library.search import Library, open_library
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = ROOT / "data"

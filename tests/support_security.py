@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 
-from rag import uploads
-from rag.chats import ChatStore
 from rag.config import Settings
+from rag.conversations import uploads
+from rag.conversations.chat_store import ChatStore
 
 ROOT = Path(__file__).resolve().parent.parent
 

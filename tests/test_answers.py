@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from ingest.pipeline import Ingestor, discover
-from rag import answer_markdown, chat, evidence, grounding, summaries, uploads
-from rag.repetition import NOTICE, LoopGuard
-from rag.retrieval import search
-from rag.routing import ModelPool
+from rag.answers import answering, evidence, grounding, markdown, summaries
+from rag.answers.repetition import NOTICE, LoopGuard
+from rag.conversations import uploads
+from rag.ingest.pipeline import Ingestor, discover
+from rag.library.search import search
+from rag.models.routing import ModelPool
 
 ARTICLES = Path(__file__).resolve().parent.parent / "benchmarks" / "encyclopedia"
 
@@ -87,7 +88,7 @@ def test_a_prompt_that_made_the_embedded_model_loop_now_ends_marked(encyclopedia
         temperature=0.0, repetition_penalty=1.0, evidence_in_prompt=False
     )
     question = "What does the duration of the straight run in the waggle dance indicate?"
-    turn = asyncio.run(chat.ask(question, encyclopedia, pool, options))
+    turn = asyncio.run(answering.ask(question, encyclopedia, pool, options))
     assert turn.looped, turn.text
     assert NOTICE in turn.notices()
     assert not feed_in_pieces(turn.text + " ").looped  # what is kept repeats nothing
@@ -110,7 +111,7 @@ def test_sentences_keep_abbreviations_and_their_offsets():
 def test_the_evidence_sentence_holds_the_fact_asked(encyclopedia, pool, settings, articles):
     options = settings.with_overrides(temperature=0.0)
     turn = asyncio.run(
-        chat.ask("how many eggs does a queen bee lay a day?", encyclopedia, pool, options)
+        answering.ask("how many eggs does a queen bee lay a day?", encyclopedia, pool, options)
     )
     top = turn.evidence[0]
     assert "2,000 eggs a day" in top.text
@@ -120,12 +121,12 @@ def test_the_evidence_sentence_holds_the_fact_asked(encyclopedia, pool, settings
     hit = next(h for h in turn.hits if h.chunk.id == top.chunk_id)
     assert hit.chunk.text[top.start - hit.chunk.start : top.end - hit.chunk.start] == top.text
     assert set(top.as_dict()) == {"text", "source", "page", "heading", "start", "end"}
-    shown = answer_markdown.highlighted_passage(top, turn.hits)
+    shown = markdown.highlighted_passage(top, turn.hits)
     assert f"**{top.text}**" in shown
 
 
 def test_a_sentence_that_refers_back_is_scored_with_the_one_before():
-    from rag.chunks import Chunk, Hit
+    from rag.library.chunks import Chunk, Hit
 
     text = (
         "The Great Barrier Reef is the largest reef system. It was listed in 1981. "
@@ -156,8 +157,8 @@ def test_an_answer_sentence_that_contradicts_the_passages_is_marked(encyclopedia
     assert "The queen lays up to 200 eggs a day [1]." in texts
     assert any("Charles Darwin" in t for t in texts)
     assert not any("2,000" in t for t in texts)
-    shown = answer_markdown.mark_unsupported(answer, marked)
-    assert shown.count(answer_markdown.UNSUPPORTED_MARK) == len(marked)
+    shown = markdown.mark_unsupported(answer, marked)
+    assert shown.count(markdown.UNSUPPORTED_MARK) == len(marked)
 
 
 # --- whole documents -------------------------------------------------------
@@ -188,13 +189,13 @@ def test_a_summary_request_on_an_uploaded_file_uses_all_its_chunks(
         options = settings.with_overrides(temperature=0.0, max_answer_tokens=7800)
         steps: list[tuple[int, int]] = []
         turn = asyncio.run(
-            chat.prepare("Summarize this file", [encyclopedia, chat_uploads.library], options)
+            answering.prepare("Summarize this file", [encyclopedia, chat_uploads.library], options)
         )
         assert turn.summary is not None and turn.summary.name == "silk-road.md"
         turn.progress = lambda done, total: steps.append((done, total))
 
         async def answer() -> str:
-            return "".join([d async for d in chat.stream_answer(turn, pool, options)])
+            return "".join([d async for d in answering.stream_answer(turn, pool, options)])
 
         text = asyncio.run(answer())
         assert turn.summarised == len(stored)
@@ -310,7 +311,7 @@ def test_the_repetition_penalty_reaches_a_server_in_the_form_it_takes(recording_
 def test_the_default_of_no_penalty_is_said_to_a_local_server(recording_server, local, settings):
     """llama-cpp-python's server applies 1.1 to a request that names no penalty, which
     costs a small model most of its right answers: "none" has to be sent."""
-    from rag.answer_checks import decoding
+    from rag.answers.checks import decoding
     from rag.models.openai_compat import OpenAICompatibleChat
 
     base, bodies = recording_server

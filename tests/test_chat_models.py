@@ -13,10 +13,10 @@ import asyncio
 import httpx
 import pytest
 
-from rag import chat
+from rag.answers import answering as chat
 from rag.config import Settings
 from rag.models.openai_compat import OpenAICompatibleChat
-from rag.routing import ModelPool
+from rag.models.routing import ModelPool
 
 from servers import start_rag_server
 
@@ -132,7 +132,7 @@ async def test_the_event_loop_stays_responsive_while_generating(chat_model):
 
 
 async def test_pipeline_answers_from_the_library(library, sample_docs, chat_model, settings):
-    from ingest.pipeline import Ingestor, discover
+    from rag.ingest.pipeline import Ingestor, discover
 
     Ingestor(library).run(discover([sample_docs]), progress=False)
     options = settings.with_overrides(temperature=0.0, llm="embedded")

@@ -1,6 +1,6 @@
 """The chat pipeline's own decisions, without a model: follow-ups and history."""
 
-from rag.chat import recent, search_query
+from rag.answers.answering import recent, search_query
 
 HISTORY = [
     {"role": "user", "content": "How do I install it on Linux?"},
@@ -29,8 +29,8 @@ def test_history_is_bounded_to_whole_exchanges():
 
 
 def test_the_prompt_fits_the_budget_by_dropping_the_lowest_ranked_passages():
-    from rag.chunks import Chunk, Hit
-    from rag.prompts import build_messages, fit_to_budget
+    from rag.answers.prompts import build_messages, fit_to_budget
+    from rag.library.chunks import Chunk, Hit
 
     hits = [
         Hit(

@@ -1,7 +1,7 @@
 import itertools
 
-from ingest.chunking import Span, chunk_sections, pack, units
-from ingest.loaders import Section, markdown_sections
+from rag.ingest.chunking import Span, chunk_sections, pack, units
+from rag.ingest.loaders import Section, markdown_sections
 
 
 def test_chunks_fit_the_model_window_and_keep_their_spans(embedder):

@@ -14,14 +14,14 @@ from contextlib import aclosing
 
 import pytest
 
-from ingest.pipeline import Ingestor, discover
-from rag import answer_checks
-from rag.chats import ChatStore, chat_id, chats_dir, now, t_threads
-from rag.conversation import Conversation, Conversations, Engine, SharedStart
+from rag.answers import checks as answer_checks
+from rag.conversations.chat_store import ChatStore, chat_id, chats_dir, now, t_threads
+from rag.conversations.conversation import Conversation, Conversations, Engine, SharedStart
+from rag.conversations.transcript import export_markdown
 from rag.errors import RagError
-from rag.freshness import LiveLibrary
-from rag.openai_api import answers
-from rag.transcript import export_markdown
+from rag.ingest.pipeline import Ingestor, discover
+from rag.library.freshness import LiveLibrary
+from rag.web.openai_api import answers
 
 from servers import Recorder
 from support_db import fresh_database, missing, postgres_cluster
@@ -58,7 +58,7 @@ async def test_the_schema_is_made_once_and_recorded(chat_settings):
     again = await ChatStore.connect(chat_settings)  # a second start migrates nothing
     import sqlalchemy as sa
 
-    from rag.chats import SCHEMA_VERSION, t_meta
+    from rag.conversations.chat_store import SCHEMA_VERSION, t_meta
 
     async with again.engine.connect() as db:
         rows = (
@@ -365,7 +365,7 @@ async def test_general_answers_do_not_carry_private_history(private_engine):
             {"role": "user", "content": "What is my gate code?", "private": True},
             {"role": "assistant", "content": f"It is {SECRET} [1].", "private": True},
         ]
-        from rag.conversation import Entry
+        from rag.conversations.conversation import Entry
 
         conv = Conversation(engine, history=[Entry(**m) for m in history])
         turn = await conv.ask("Who won the 1998 football World Cup?")
@@ -377,7 +377,7 @@ async def test_general_answers_do_not_carry_private_history(private_engine):
 
 def test_history_comes_back_from_the_app_s_stored_messages():
     """Chainlit stores answers as steps under the question; notes have no answer."""
-    from rag.conversation import entries_from_steps
+    from rag.conversations.conversation import entries_from_steps
 
     steps = [
         {"id": "w", "type": "assistant_message", "output": "Hello!", "metadata": {}},
@@ -459,7 +459,7 @@ async def test_leftovers_of_a_crashed_run_are_swept(store, tmp_path):
     import os
     import time
 
-    from rag.chats import sweep_older
+    from rag.conversations.chat_store import sweep_older
 
     alive, orphan, fresh_orphan = (str(uuid.uuid4()) for _ in range(3))
     user = await store.ensure_user("ann")

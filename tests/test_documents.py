@@ -6,11 +6,11 @@ real pipeline and found again with a real search.
 
 import pytest
 
-from ingest.chunking import chunk_sections
-from ingest.loaders import Block, ReadOptions, Section, Unreadable, load, markdown_sections
-from ingest.pipeline import Ingestor, discover
-from ingest.readers import ocr
-from rag.retrieval import search
+from rag.ingest.chunking import chunk_sections
+from rag.ingest.loaders import Block, ReadOptions, Section, Unreadable, load, markdown_sections
+from rag.ingest.pipeline import Ingestor, discover
+from rag.ingest.readers import ocr
+from rag.library.search import search
 
 from docbuilders import (
     TABLE_HEADER,
@@ -98,7 +98,7 @@ def test_a_table_is_retrieved_as_a_markdown_table_with_its_header(
 
 def test_a_table_too_big_for_one_chunk_repeats_its_header_in_every_part(embedder):
     rows = [["Item", "Colour", "Weight"]] + [[f"part-{i}", "green", f"{i} kg"] for i in range(60)]
-    from ingest.readers.types import SectionBuilder
+    from rag.ingest.readers.types import SectionBuilder
 
     build = SectionBuilder()
     build.paragraph("The parts list follows.")
@@ -275,7 +275,7 @@ def test_ocr_runs_without_any_network(tmp_path):
 
     text_image(["Offline reading works"]).save(tmp_path / "offline.png")
     script = (
-        "import sys; from PIL import Image; from ingest.readers import ocr; "
+        "import sys; from PIL import Image; from rag.ingest.readers import ocr; "
         "print(ocr.read(Image.open(sys.argv[1])).text)"
     )
     done = subprocess.run(

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from rag.config import Settings
-from rag.embeddings import (
+from rag.embeddings.embedder import (
     EMBEDDERS,
     SHIPPED_MODEL,
     Embedder,
@@ -122,8 +122,8 @@ def test_usable_from_two_threads_at_once(embedder):
 def test_an_index_built_by_the_reference_is_the_one_onnx_builds(reference, sample_docs, tmp_path):
     # Same chunks (same token counts), same ids, same vectors: an existing index is
     # searched as it is, and re-ingesting with the new default rewrites nothing.
-    from ingest.pipeline import Ingestor, discover
-    from rag.library import open_library
+    from rag.ingest.pipeline import Ingestor, discover
+    from rag.library.live import open_library
 
     onnx = create_embedder(Settings(embedder="onnx"))
     old = open_library(Settings(index=tmp_path / "old", collection="test"), reference)
@@ -147,7 +147,7 @@ def test_two_processes_build_the_export_once(tmp_path):
     import subprocess
     import sys
 
-    from rag.embedder_export import READY_FILE, export_dir
+    from rag.embeddings.onnx_export import READY_FILE, export_dir
 
     target = export_dir(tmp_path, SHIPPED_MODEL, "fp32")
     stale = target.parent / f".build-{target.name}-stale"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.pipeline import Ingestor, discover
 from rag.cli import _parser
+from rag.ingest.pipeline import Ingestor, discover
 
 HEAVY = ("torch", "transformers", "sentence_transformers")
 MODEL_RUNTIMES = ("onnxruntime", "onnxruntime_genai")
@@ -50,7 +50,7 @@ def imported_by(args: list[str], index: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def index(tmp_path_factory, embedder) -> Path:
     from rag.config import Settings
-    from rag.library import open_library
+    from rag.library.live import open_library
 
     folder = tmp_path_factory.mktemp("imports")
     doc = folder / "docs" / "note.md"

@@ -6,11 +6,11 @@ import subprocess
 import sys
 import time
 
-from ingest.pipeline import Ingestor, discover, forget
-from rag import store
 from rag.config import Settings
-from rag.documents import SqliteCatalog, catalog_path
-from rag.store import open_store
+from rag.ingest.pipeline import Ingestor, discover, forget
+from rag.library import store
+from rag.library.documents import SqliteCatalog, catalog_path
+from rag.library.store import open_store
 
 from testdocs import encrypt_pdf, truncate, write_pdf
 

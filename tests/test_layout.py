@@ -32,7 +32,7 @@ def test_the_app_stays_thin():
 
 
 def test_chromadb_is_used_only_by_the_store():
-    assert importers("chromadb") == {"rag/store.py"}
+    assert importers("chromadb") == {"rag/library/store.py"}
 
 
 def test_chainlit_is_used_only_by_the_app():

@@ -1,6 +1,6 @@
 import pytest
 
-from ingest.loaders import Unreadable, load
+from rag.ingest.loaders import Unreadable, load
 
 from testdocs import encrypt_pdf, truncate, write_pdf
 

@@ -8,11 +8,11 @@ import asyncio
 
 import pytest
 
-from rag import auth
 from rag.config import Settings
-from rag.security import TrustedProxies
-from rag.throttle import Guesses, Throttle, address_key, retry_after
-from rag.users import SessionVersions, Users
+from rag.web import auth
+from rag.web.security import TrustedProxies
+from rag.web.throttle import Guesses, Throttle, address_key, retry_after
+from rag.web.users import SessionVersions, Users
 
 
 class Clock:

@@ -31,7 +31,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.shared import ErrorObject
 
 from rag.config import Settings
-from rag.retrieval import open_library
+from rag.library.search import open_library
 
 from servers import Recorder, start_rag_server
 from support_security import alice_chat
@@ -703,7 +703,7 @@ def test_foundry_local_behind_rag_serve(index, tmp_path):
 
 
 async def cut(deltas: list[str], stops: list[str]) -> tuple[list[str], bool]:
-    from rag.openai_api.stops import StopCut
+    from rag.web.openai_api.stops import StopCut
 
     async def stream():
         for d in deltas:
@@ -801,7 +801,7 @@ def test_an_answer_that_breaks_off_ends_with_an_error_event(tmp_path):
 
 def test_collections_to_serve_come_from_a_setting_and_ids_never_clash():
     from rag.errors import RagError
-    from rag.openai_api.catalog import Catalog
+    from rag.web.openai_api.catalog import Catalog
 
     assert Settings(serve_collections="manuals, contracts").serve_collections == [
         "manuals",

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from ingest.pipeline import Ingestor, discover, forget
-from rag import evaluation, filters
-from rag.chunks import Chunk
-from rag.lexical import LexicalIndex, lexical_path, match_expression
-from rag.retrieval import open_library, search
+from rag.ingest.pipeline import Ingestor, discover, forget
+from rag.library import evaluation, filters
+from rag.library.chunks import Chunk
+from rag.library.search import open_library, search
+from rag.library.word_index import LexicalIndex, lexical_path, match_expression
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_QA = ROOT / "benchmarks" / "qa" / "sample.jsonl"

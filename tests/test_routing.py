@@ -11,10 +11,10 @@ from __future__ import annotations
 import openai
 import pytest
 
-from ingest.pipeline import Ingestor, discover
-from rag import chat
+from rag.answers import answering
 from rag.errors import ModelUnavailable
-from rag.routing import ModelPool, task_of
+from rag.ingest.pipeline import Ingestor, discover
+from rag.models.routing import ModelPool, task_of
 
 from servers import Recorder, Silent, free_port, start_rag_server
 
@@ -37,7 +37,7 @@ def pool_with_fallback(settings, primary: str, embedded_model) -> tuple[ModelPoo
 async def test_a_refused_primary_falls_back_and_says_so(indexed, settings, embedded_model):
     refused = f"openai:phi@http://127.0.0.1:{free_port()}/v1"
     pool, options = pool_with_fallback(settings, refused, embedded_model)
-    turn = await chat.ask("What is the daily meal allowance?", indexed, pool, options)
+    turn = await answering.ask("What is the daily meal allowance?", indexed, pool, options)
     assert turn.model == embedded_model.name
     assert "55" in turn.text
     assert turn.skipped and "not reachable" in turn.skipped[0]
@@ -48,7 +48,7 @@ async def test_a_hanging_primary_times_out_then_falls_back(indexed, settings, em
     silent = Silent()
     try:
         pool, options = pool_with_fallback(settings, f"openai:phi@{silent.base}", embedded_model)
-        turn = await chat.ask("What is the daily meal allowance?", indexed, pool, options)
+        turn = await answering.ask("What is the daily meal allowance?", indexed, pool, options)
     finally:
         silent.close()
     assert turn.model == embedded_model.name and turn.text
@@ -58,7 +58,9 @@ async def test_a_hanging_primary_times_out_then_falls_back(indexed, settings, em
 async def test_no_model_left_is_one_clear_error(indexed, settings):
     options = settings.with_overrides(llm=f"openai:phi@http://127.0.0.1:{free_port()}/v1")
     with pytest.raises(ModelUnavailable, match="No model could answer"):
-        await chat.ask("What is the daily meal allowance?", indexed, ModelPool(options), options)
+        await answering.ask(
+            "What is the daily meal allowance?", indexed, ModelPool(options), options
+        )
 
 
 async def test_private_text_never_reaches_a_remote_model(library, tmp_path, settings):
@@ -75,7 +77,7 @@ async def test_private_text_never_reaches_a_remote_model(library, tmp_path, sett
     options = settings.with_overrides(
         llm=f"openai:big@{remote.base}", llm_local_hosts=["localhost"]
     )  # 127.0.0.1 is "elsewhere"
-    turn = await chat.ask("When does the garden open?", library, ModelPool(options), options)
+    turn = await answering.ask("When does the garden open?", library, ModelPool(options), options)
     remote.shutdown()
 
     sent = str(remote.bodies)
@@ -93,7 +95,7 @@ async def test_private_text_does_reach_a_local_model(library, tmp_path, settings
     Ingestor(library, extra_metadata={"private": True}).run(discover([private]), progress=False)
     local = Recorder()
     options = settings.with_overrides(llm=f"openai:small@{local.base}")  # loopback is trusted
-    turn = await chat.ask("What is my garden code?", library, ModelPool(options), options)
+    turn = await answering.ask("What is my garden code?", library, ModelPool(options), options)
     local.shutdown()
     assert "HEDGEHOG-4471" in str(local.bodies) and turn.withheld == 0
 

@@ -18,11 +18,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rag import auth, sanitize, security
-from rag.chunks import Chunk, Hit
+from rag import sanitize
+from rag.answers.prompts import build_messages
 from rag.config import Settings
-from rag.prompts import build_messages
-from rag.users import Users
+from rag.library.chunks import Chunk, Hit
+from rag.web import auth, security
+from rag.web.users import Users
 
 from servers import ROOT, App, free_port, ingest, start_rag_server
 from support_security import (
@@ -300,9 +301,9 @@ def test_serve_reads_its_key_from_the_environment(tmp_path):
 def test_serve_compares_keys_in_constant_time(tmp_path, monkeypatch, embedded_model):
     from starlette.testclient import TestClient
 
-    from rag.retrieval import open_library
-    from rag.routing import ModelPool
-    from rag.server import create_app
+    from rag.library.search import open_library
+    from rag.models.routing import ModelPool
+    from rag.web.serve import create_app
 
     compared = []
     real = hmac.compare_digest

@@ -20,7 +20,7 @@ SEARCHER = """
 import sys, time
 from pathlib import Path
 from rag.config import Settings
-from rag.retrieval import open_library, search
+from rag.library.search import open_library, search
 
 settings = Settings()
 library = open_library(settings)

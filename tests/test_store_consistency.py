@@ -7,8 +7,8 @@ import sys
 
 from chromadb.api.models.Collection import Collection
 
-from ingest.pipeline import Ingestor, discover
-from rag import lexical
+from rag.ingest.pipeline import Ingestor, discover
+from rag.library import word_index
 
 # Opening the library from another process, as `rag query`, `rag serve` or the app do.
 # The embedder is a stand-in that only names the model: opening never embeds.
@@ -16,7 +16,7 @@ OPENER = """
 import sys
 from pathlib import Path
 from rag.config import Settings
-from rag.library import open_library
+from rag.library.live import open_library
 
 class Named:
     name = "all-MiniLM-L6-v2"
@@ -38,7 +38,7 @@ def _open_elsewhere(settings):
 
 
 def _word_index_ids(settings):
-    index = lexical.LexicalIndex(lexical.lexical_path(settings.index, settings.collection))
+    index = word_index.LexicalIndex(word_index.lexical_path(settings.index, settings.collection))
     try:
         return index.ids()
     finally:
@@ -77,7 +77,7 @@ def test_rag_check_reports_and_repairs_without_loading_a_model(library, settings
     (docs / "a.txt").write_text("Apples ripen in the autumn sun.\n")
     Ingestor(library).run(discover([docs]), progress=False)
     library.store.close()
-    words = lexical.LexicalIndex(lexical.lexical_path(settings.index, settings.collection))
+    words = word_index.LexicalIndex(word_index.lexical_path(settings.index, settings.collection))
     words.drop_documents([str(docs / "a.txt")])  # as a lost word index would be
     words.close()
     script = (

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from rag.chunks import Chunk
 from rag.config import Settings
-from rag.documents import Document
 from rag.errors import RagError
-from rag.store import LibraryStore, open_store
+from rag.library.chunks import Chunk
+from rag.library.documents import Document
+from rag.library.store import LibraryStore, open_store
 
 from support_store import chroma_server  # noqa: F401 - a fixture
 

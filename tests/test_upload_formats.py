@@ -4,9 +4,10 @@ import zipfile
 
 import pytest
 
-from rag import chat, uploads
-from rag.retrieval import open_library
-from rag.routing import ModelPool
+from rag.answers import answering as chat
+from rag.conversations import uploads
+from rag.library.search import open_library
+from rag.models.routing import ModelPool
 
 from docbuilders import table_docx
 

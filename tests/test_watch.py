@@ -12,7 +12,7 @@ import time
 import pytest
 
 from rag.config import Settings
-from rag.retrieval import open_library, search
+from rag.library.search import open_library, search
 
 DEADLINE = 120  # seconds for any one change to show (generous: the test machine is shared)
 FIRST = 300  # the first ingest also loads the embedding model

@@ -16,7 +16,7 @@ import openai
 
 from rag.errors import ModelUnavailable
 from rag.models.base import Message, estimate_tokens, frequency_penalty
-from rag.security import is_ip
+from rag.web.security import is_ip
 
 
 def on_host(url: str, hosts: Sequence[str]) -> bool:

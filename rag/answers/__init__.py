@@ -1,0 +1,1 @@
+"""Answering one question: the turn record, prompts, evidence, grounding, checks, summaries."""

@@ -1,0 +1,1 @@
+"""Chats: history records and store, the conversation engine, uploads, transcripts."""

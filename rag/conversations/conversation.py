@@ -1,0 +1,481 @@
+"""One conversation: its history, attached files, options and model; answers with sources.
+
+The browser app, ``rag ask``/``rag compare``/``rag chat`` and ``rag serve`` are
+adapters over this module; rag/answers/answering.py does the work of one turn.
+
+Privacy follows the data: every message remembers whether it was made from
+private text (an answer from private passages, and the question that led to it).
+rag/answers/answering.py keeps such messages, like private passages, away from models off
+this machine, and the store remembers digests of private answers so that an API
+client sending one back as history gets it treated as private again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+
+from rag.answers import answering as chat
+from rag.config import Settings
+from rag.conversations import uploads
+from rag.conversations.chat_store import MESSAGE_TYPES, ChatStore, chat_id, sweep_older
+from rag.errors import RagError
+from rag.library.freshness import LiveLibrary
+from rag.library.live import Library, open_library
+from rag.models.base import ChatModel
+from rag.models.routing import ModelPool
+from rag.web.auth import LOCAL_USER
+
+NO_LIBRARY = (
+    "The library is switched off and this chat has no files: attach a file or "
+    "switch the library on in the settings."
+)
+
+
+@dataclass
+class Entry:
+    """One message of the conversation, with where its content came from."""
+
+    role: str  # "user" or "assistant"
+    content: str
+    private: bool = False
+    sources: list[dict] = field(default_factory=list)  # an answer's cited passages
+
+    def message(self) -> dict:
+        return {"role": self.role, "content": self.content, "private": self.private}
+
+
+def profiles(settings: Settings) -> list[str]:
+    """The specs a person can choose between: the primary model, then the fallbacks."""
+    return list(dict.fromkeys([settings.llm, *settings.llm_fallback]))
+
+
+class SharedStart:
+    """An engine started by the first caller and shared by every later one. A caller
+    that goes away (a closed tab) does not cancel the start; a start that failed
+    (a model server not up yet) is tried again by the next caller."""
+
+    def __init__(self, start: Callable[[], Awaitable[Engine]]) -> None:
+        self._start = start
+        self._task: asyncio.Future[Engine] | None = None
+
+    async def __call__(self) -> Engine:
+        task = self._task = self._task or asyncio.ensure_future(self._start())
+        try:
+            return await asyncio.shield(task)
+        except Exception:
+            if self._task is task and task.done():
+                self._task = None
+            raise
+
+
+class Engine:
+    """What every conversation of a process shares: settings, the library, loaded
+    models (one per spec, shared by every profile's pool) and the chat store."""
+
+    def __init__(
+        self, settings: Settings, live: LiveLibrary | None, store: ChatStore | None = None
+    ) -> None:
+        self.settings = settings
+        self.live = live
+        self.store = store
+        self.models: dict[str, ChatModel] = {}
+        self.pools: dict[str, ModelPool] = {}
+
+    @classmethod
+    def open(cls, settings: Settings, library: Library | None = None) -> Engine:
+        """Blocking: loads the embedding model and opens the index."""
+        return cls(settings, LiveLibrary(library or open_library(settings)))
+
+    @classmethod
+    async def start(
+        cls, settings: Settings, store: ChatStore, leftovers: Path | None = None
+    ) -> Engine:
+        """The app's engine: library and primary model loaded off the event loop (the
+        first question should not wait), the chat store connected, retention applied,
+        and what a crashed run left in ``leftovers`` (the app's upload copies) swept."""
+        started = time.time()
+
+        def load() -> Engine:
+            found = cls.open(settings)
+            with contextlib.suppress(RagError):  # said in the welcome; a fallback may answer
+                found.pool().load(settings.llm)
+            return found
+
+        found = await asyncio.to_thread(load)
+        found.store = store
+        await found.open_store()
+        if leftovers is not None:
+            await asyncio.to_thread(sweep_older, leftovers, started)
+        return found
+
+    async def open_store(self) -> ChatStore:
+        """Connect to the chat history; old chats (retention) and orphaned files go."""
+        if self.store is None:
+            self.store = await ChatStore.connect(self.settings)
+            await self.store.expire(self.settings.chat_retention_days)
+            await self.store.sweep_files()
+        return self.store
+
+    @property
+    def shared(self) -> LiveLibrary:
+        """The shared library (only `rag chats` commands run without one)."""
+        if self.live is None:
+            raise RagError("No library was opened for this command.")
+        return self.live
+
+    def profiles(self) -> list[str]:
+        return profiles(self.settings)
+
+    def conversation(self, profile: str | None, thread: dict | None, new_id: str) -> Conversation:
+        """A stored chat to resume, or a new one; its model is the chosen profile's."""
+        from rag.models.spec import label
+
+        spec = next((s for s in self.profiles() if label(s) == profile), self.settings.llm)
+        if thread is not None:
+            return Conversation.from_thread(self, thread, spec=spec)
+        return Conversation(self, id=new_id, spec=spec)
+
+    def pool(self, spec: str | None = None) -> ModelPool:
+        """The chosen model first, then the configured fallbacks."""
+        spec = spec or self.settings.llm
+        if spec not in self.pools:
+            rest = [s for s in self.settings.llm_fallback if s != spec]
+            chosen = self.settings.with_overrides(llm=spec, llm_fallback=rest)
+            self.pools[spec] = ModelPool(chosen, loaded=self.models)
+        return self.pools[spec]
+
+
+class Conversation:
+    """A conversation's state and the one way to get its next answer."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        id: str | None = None,
+        user_id: str | None = None,
+        options: Settings | None = None,
+        spec: str | None = None,
+        use_library: bool = True,
+        history: Sequence[Entry] = (),
+        persist: bool = False,
+    ) -> None:
+        self.engine = engine
+        self.id = chat_id(id) if id is not None else str(uuid.uuid4())
+        self.user_id = user_id
+        self.options = options or engine.settings
+        self.spec = spec or engine.settings.llm
+        self.use_library = use_library
+        self.history: list[Entry] = list(history)
+        # True when this object writes its messages to the store (CLI, API); the app
+        # leaves that to Chainlit's data layer, which stores the same messages.
+        self.persist = persist
+        self._uploads: uploads.ChatUploads | None = None
+
+    # Attached files ---------------------------------------------------------
+
+    @property
+    def files_dir(self) -> Path | None:
+        return self.engine.store.files_dir(self.id) if self.engine.store else None
+
+    def _open_uploads(self, create: bool) -> uploads.ChatUploads | None:
+        if self._uploads is None:
+            folder = self.files_dir
+            if create or (folder is not None and (folder / "index").is_dir()):
+                self._uploads = uploads.create(
+                    self.engine.settings, self.engine.shared.library.embedder, folder
+                )
+        return self._uploads
+
+    async def attach(self, path: str | Path, name: str, consume: bool = False) -> str:
+        """Ingest a file into this conversation's private library; one sentence back.
+        With ``consume`` the file given is deleted afterwards, read or not (an upload's
+        temporary copy: the chat keeps its own)."""
+        try:
+            chat_uploads = await asyncio.to_thread(self._open_uploads, True)
+            assert chat_uploads is not None  # made when missing
+            return await asyncio.to_thread(uploads.add, chat_uploads, str(path), name)
+        finally:
+            if consume:
+                Path(path).unlink(missing_ok=True)
+
+    async def files(self) -> list[str]:
+        found = await asyncio.to_thread(self._open_uploads, False)
+        return uploads.names(found) if found else []
+
+    def libraries(self) -> list[Library]:
+        """Blocking: the shared library (seeing `rag ingest` runs) and this chat's files."""
+        found = [self.engine.shared.current()] if self.use_library else []
+        own = self._open_uploads(False)
+        return found + ([own.library] if own else [])
+
+    def configure(self, values: dict) -> None:
+        """The chat's own options (the app's settings panel)."""
+        globs = [g.strip() for g in str(values.get("sources") or "").split(",") if g.strip()]
+        self.options = self.engine.settings.with_overrides(
+            top_k=int(values["top_k"]), temperature=float(values["temperature"]), sources=globs
+        )
+        self.use_library = bool(values.get("use_library", True))
+
+    async def greeting(self) -> str:
+        """The welcome: how many documents, and which model answers (or why none can)."""
+        from rag.conversations import transcript
+
+        library = await asyncio.to_thread(self.engine.shared.current)
+        documents = list((await asyncio.to_thread(library.store.documents)).values())
+        private = sum(d.private for d in documents)
+        try:
+            model = await asyncio.to_thread(self.engine.pool(self.spec).load, self.spec)
+            return transcript.welcome(len(documents), private, model.name, None, False)
+        except RagError as exc:
+            return transcript.welcome(
+                len(documents), private, None, str(exc), bool(self.engine.settings.llm_fallback)
+            )
+
+    def close(self) -> None:
+        """Release open files; nothing is deleted (the chat may be resumed)."""
+        if self._uploads is not None:
+            self._uploads.library.store.close()
+            self._uploads = None
+
+    # Answering --------------------------------------------------------------
+
+    def messages(self) -> list[dict]:
+        return [e.message() for e in self.history]
+
+    async def prepare(self, question: str) -> chat.Turn:
+        libraries = await asyncio.to_thread(self.libraries)
+        if not libraries:
+            raise RagError(NO_LIBRARY)
+        return await chat.prepare(question, libraries, self.options, self.messages())
+
+    async def stream(
+        self, turn: chat.Turn, pool: ModelPool | None = None, remember: bool = True
+    ) -> AsyncGenerator[str, None]:
+        """The answer's text deltas. A whole answer becomes history (a failed or
+        stopped one is nothing to build on). Close it (``contextlib.aclosing``) when
+        the reader stops the answer, so the turn is marked stopped at once."""
+        answer = chat.stream_answer(turn, pool or self.engine.pool(self.spec), self.options)
+        async with contextlib.aclosing(answer) as deltas:  # closing this closes the answer
+            async for delta in deltas:
+                yield delta
+        if remember:
+            await self.remember(turn)
+
+    async def ask(self, question: str) -> chat.Turn:
+        """The whole answer at once."""
+        turn = await self.prepare(question)
+        async for _ in self.stream(turn):
+            pass
+        return turn
+
+    def retry(self, turn: chat.Turn) -> chat.Turn:
+        """The same retrieval, ready for another model (``rag compare``)."""
+        return chat.Turn(
+            turn.question,
+            turn.hits,
+            turn.history,
+            search_query=turn.search_query,
+            grounded=turn.grounded,
+        )
+
+    async def remember(self, turn: chat.Turn) -> tuple[Entry, Entry]:
+        """Add the turn to the history (and the store, when this object persists)."""
+        question = Entry("user", turn.question, turn.private)
+        answer = Entry("assistant", turn.text, turn.private, sources(turn))
+        self.history += [question, answer]
+        store = self.engine.store
+        if store is not None and turn.private:
+            await store.mark_private([turn.question, turn.text])
+        if store is not None and self.persist:
+            await self.save_thread(name=None)
+            await store.add_message(
+                self.id, "user", question.content, {"private": question.private}
+            )
+            await store.add_message(self.id, "assistant", answer.content, metadata(turn))
+        return question, answer
+
+    async def export_markdown(self) -> str:
+        """This chat as Markdown with its sources: its own history, which is complete
+        even while the store is still writing the last answer."""
+        from rag.conversations.transcript import export_markdown
+
+        # Only the name and date come from the store: the steps are this object's history.
+        row = await self.engine.store.thread_row(self.id) if self.engine.store else None
+        thread = {"id": self.id}
+        if row is not None:
+            thread |= {"name": row["name"], "createdAt": row["created_at"]}
+        return export_markdown(thread, self.history)
+
+    async def save_thread(self, name: str | None) -> None:
+        store = self.engine.store
+        if store is None:
+            return
+        if await store.thread_row(self.id) is None:
+            title = name or (self.history[0].content[:60] if self.history else "Chat")
+            await store.upsert_thread(self.id, user_id=self.user_id, name=title)
+
+    # Building from stored or sent messages ----------------------------------
+
+    @classmethod
+    def from_thread(cls, engine: Engine, thread: dict, **kwargs) -> Conversation:
+        """A stored chat (Chainlit's ThreadDict shape), ready to continue."""
+        entries = entries_from_steps(thread.get("steps") or [])
+        conv = cls(engine, id=thread["id"], user_id=thread.get("userId"), history=entries, **kwargs)
+        chosen = (thread.get("metadata") or {}).get("chat_settings") or {}
+        if {"top_k", "temperature"} <= set(chosen):
+            conv.configure(chosen)  # the settings panel as the chat last had it
+        return conv
+
+    @classmethod
+    async def from_messages(
+        cls, engine: Engine, messages: Sequence[dict], **kwargs
+    ) -> tuple[Conversation, str]:
+        """OpenAI-style messages (the last one the user's question): a conversation
+        with their history and the question. A message that is the text of an answer
+        made here from private documents (or its question) is private again."""
+        turns = [m for m in messages if m.get("role") in ("user", "assistant")]
+        if not turns or turns[-1]["role"] != "user":
+            raise RagError("The last message must come from the user.")
+        texts = [text_of(m.get("content")) for m in turns]
+        private = await engine.store.private_texts(texts) if engine.store else set()
+        entries = [Entry(m["role"], t, t in private) for m, t in zip(turns[:-1], texts)]
+        _link_private(entries)
+        return cls(engine, history=entries, **kwargs), texts[-1]
+
+
+def text_of(content: object) -> str:
+    """A message's text: a string, or OpenAI's list of content parts."""
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content or "")
+
+
+def sources(turn: chat.Turn) -> list[dict]:
+    cited, shown = turn.shown_sources(uncited=len(turn.context))
+    return [
+        {
+            "n": n,
+            "label": h.chunk.label(),
+            "source": h.chunk.source,
+            "cited": cited,
+            "private": bool(h.chunk.extra.get("private")),
+            "text": h.chunk.text,
+        }
+        for n, h in shown
+    ]
+
+
+def metadata(turn: chat.Turn) -> dict:
+    """What an answer's stored message carries besides its shown text."""
+    return {
+        "private": turn.private,
+        "answer": turn.text,
+        "sources": sources(turn),
+        "model": turn.model,
+        "notices": turn.notices(),
+        "stopped": turn.stopped,
+    }
+
+
+def entries_from_steps(steps: Sequence[dict]) -> list[Entry]:
+    entries: list[Entry] = []
+    for step in steps:
+        if step.get("type") not in MESSAGE_TYPES:
+            continue
+        meta = step.get("metadata") or {}
+        role = "user" if step["type"] == "user_message" else "assistant"
+        if role == "assistant" and "answer" not in meta:
+            continue  # the welcome and notes such as "Added file.pdf to this chat"
+        if role == "assistant" and meta.get("stopped"):
+            # Only whole answers are history: a stopped one is nothing to build on.
+            if entries and entries[-1].role == "user":
+                entries.pop()
+            continue
+        content = meta.get("answer", step.get("output") or "")
+        entries.append(Entry(role, content, bool(meta.get("private")), meta.get("sources", [])))
+    _link_private(entries)
+    return entries
+
+
+def _link_private(entries: list[Entry]) -> None:
+    """A question whose answer is private is private too (and the other way round)."""
+    for before, after in pairwise(entries):
+        if (
+            before.role == "user"
+            and after.role == "assistant"
+            and (before.private or after.private)
+        ):
+            before.private = after.private = True
+
+
+class Conversations:
+    """Stored conversations of one engine, per user (``ConversationStore``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def _store(self) -> ChatStore:
+        return await self.engine.open_store()
+
+    async def user_id(self, identifier: str = LOCAL_USER) -> str:
+        return (await (await self._store()).ensure_user(identifier))["id"]
+
+    async def create(self, user: str = LOCAL_USER, **kwargs) -> Conversation:
+        """A new stored chat; under the id given (``rag serve``'s header) only when
+        nothing is stored under it yet: no chat, no files."""
+        conv = Conversation(self.engine, user_id=await self.user_id(user), persist=True, **kwargs)
+        store = await self._store()
+        if kwargs.get("id") is not None and (
+            await store.thread_row(conv.id) is not None or store.files_dir(conv.id).exists()
+        ):
+            raise RagError(f"The chat id {conv.id!r} is taken; choose a new UUID.")
+        return conv
+
+    async def thread(self, chat_id: str, user: str | None = LOCAL_USER) -> dict:
+        """The stored chat; ``user=None`` (the machine's own CLI) may read any."""
+        thread = await (await self._store()).thread(chat_id)
+        if thread is None or (user is not None and thread.get("userIdentifier") != user):
+            raise RagError(f"There is no chat {chat_id!r}; `rag chats list` shows them.")
+        return thread
+
+    async def open(self, chat_id: str, user: str | None = LOCAL_USER, **kwargs) -> Conversation:
+        """A stored conversation, with its history and files, to continue."""
+        thread = await self.thread(chat_id, user)
+        return Conversation.from_thread(self.engine, thread, persist=True, **kwargs)
+
+    async def for_request(
+        self, messages: Sequence[dict], chat_id: str | None = None, user: str = LOCAL_USER, **kwargs
+    ) -> tuple[Conversation, str]:
+        """What ``rag serve`` needs for one request: with ``chat_id``, the stored chat
+        (its history and files; the answer is stored in it) and the last user
+        message; without, a conversation made of the messages sent."""
+        if chat_id is None:
+            return await Conversation.from_messages(self.engine, messages, **kwargs)
+        conv = await self.open(chat_id, user, **kwargs)
+        users = [m for m in messages if m.get("role") == "user"]
+        if not users:
+            raise RagError("The last message must come from the user.")
+        return conv, text_of(users[-1].get("content"))
+
+    async def list(self, user: str | None = LOCAL_USER, first: int = 100) -> list[dict]:
+        store = await self._store()
+        user_id = None if user is None else (await store.ensure_user(user))["id"]
+        page, _ = await store.list_threads(user_id, first=first)
+        return page
+
+    async def delete(self, chat_id: str, user: str | None = LOCAL_USER) -> None:
+        await self.thread(chat_id, user)
+        await (await self._store()).delete_thread(chat_id)
+
+    async def export(self, chat_id: str, user: str | None = LOCAL_USER) -> str:
+        from rag.conversations.transcript import export_markdown
+
+        return export_markdown(await self.thread(chat_id, user))

@@ -1,0 +1,1 @@
+"""Embedding text: the ONNX Runtime embedder and its one-time export."""

@@ -1,0 +1,1 @@
+"""Reading, chunking and indexing documents (``rag ingest``, ``python -m ingest``)."""

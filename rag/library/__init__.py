@@ -1,0 +1,1 @@
+"""The document library: chunks, the store and catalog, the word index, search."""

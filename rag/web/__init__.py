@@ -1,0 +1,1 @@
+"""HTTP: Host/Origin checks, login and users, request limits, the OpenAI-compatible server."""
