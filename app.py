@@ -15,7 +15,8 @@ from app_login import login_ended, set_up_login
 from rag.answers import markdown as answer_markdown
 from rag.config import Settings
 from rag.conversations import transcript
-from rag.conversations.conversation import Conversation, Engine, SharedStart, metadata, profiles
+from rag.conversations.conversation import Conversation, Engine, SharedStart, profiles
+from rag.conversations.records import metadata
 from rag.errors import RagError
 from rag.models.spec import label
 from rag.sanitize import streamed

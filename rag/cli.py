@@ -395,8 +395,8 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _chat(settings: Settings, resume: str | None, user: str | None) -> int:
     from rag.conversations.conversation import Conversations, Engine
+    from rag.conversations.records import LOCAL_USER
     from rag.models.routing import ModelPool
-    from rag.web.auth import LOCAL_USER
 
     ModelPool(settings)
     chats = Conversations(Engine.open(settings))
@@ -447,7 +447,7 @@ def _chats_call(settings: Settings, call) -> Any:
 
 
 def cmd_chats_list(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.web.auth import LOCAL_USER
+    from rag.conversations.records import LOCAL_USER
 
     user = None if args.all else (args.user or LOCAL_USER)
     rows = _chats_call(settings, lambda chats: chats.list(user))

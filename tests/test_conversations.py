@@ -365,7 +365,7 @@ async def test_general_answers_do_not_carry_private_history(private_engine):
             {"role": "user", "content": "What is my gate code?", "private": True},
             {"role": "assistant", "content": f"It is {SECRET} [1].", "private": True},
         ]
-        from rag.conversations.conversation import Entry
+        from rag.conversations.records import Entry
 
         conv = Conversation(engine, history=[Entry(**m) for m in history])
         turn = await conv.ask("Who won the 1998 football World Cup?")
@@ -377,7 +377,7 @@ async def test_general_answers_do_not_carry_private_history(private_engine):
 
 def test_history_comes_back_from_the_app_s_stored_messages():
     """Chainlit stores answers as steps under the question; notes have no answer."""
-    from rag.conversations.conversation import entries_from_steps
+    from rag.conversations.records import entries_from_steps
 
     steps = [
         {"id": "w", "type": "assistant_message", "output": "Hello!", "metadata": {}},

@@ -10,95 +10,17 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from rag.answers import checks as answer_checks
-from rag.answers import prompts, repetition, summaries
+from rag.answers import prompts, summaries
+from rag.answers.turn import Turn
 from rag.config import Settings
-from rag.embeddings.embedder import Embedder
 from rag.errors import ModelUnavailable
 from rag.library import search as retrieval
 from rag.library.chunks import Hit
 from rag.models.base import ChatModel, Message, aclose
 from rag.models.routing import ModelPool
-
-
-@dataclass
-class Stats:
-    retrieval_ms: float = 0.0
-    prompt_tokens: int = 0
-    first_token_s: float | None = None
-    answer_s: float = 0.0
-    answer_tokens: int = 0
-
-    @property
-    def tokens_per_s(self) -> float | None:
-        streaming = self.answer_s - (self.first_token_s or 0.0)
-        return self.answer_tokens / streaming if self.answer_tokens > 1 and streaming > 0 else None
-
-
-@dataclass
-class Turn:
-    """A question on its way to an answer; ``text`` grows as the answer streams."""
-
-    question: str
-    hits: list[Hit]  # everything retrieved, best first
-    history: list[Message] = field(default_factory=list)
-    model: str = ""  # the model that answered
-    context: list[Hit] = field(default_factory=list)  # passages in the prompt, numbered from 1
-    messages: list[Message] = field(default_factory=list)
-    search_query: str = ""  # what retrieval looked for: the question, or it with context
-    grounded: bool = True  # some passage is relevant enough to answer from
-    withheld: int = 0  # private passages kept from a model off this machine
-    withheld_turns: int = 0  # private earlier exchanges kept from a model off this machine
-    private: bool = False  # the answer was made from private passages or private history
-    skipped: list[str] = field(default_factory=list)  # models that failed before answering
-    text: str = ""
-    stopped: bool = False
-    stats: Stats = field(default_factory=Stats)
-    # Checks a reader can act on (rag/answers/checks.py): evidence after retrieval, the
-    # rest once the answer is complete.
-    evidence: list = field(default_factory=list)  # rag.answers.evidence.Evidence, best first
-    unsupported: list = field(default_factory=list)  # rag.answers.grounding.Unsupported, in order
-    looped: bool = False  # the answer began to repeat itself and was cut there
-    embedder: Embedder | None = field(default=None, repr=False)  # the library's, for checks
-    # A whole-document request (rag/answers/summaries.py): answered from all of its chunks.
-    summary: summaries.Request | None = None
-    summarised: int = 0  # chunks read for the summary
-    progress: object = field(default=None, repr=False)  # callback(done, total), may be async
-
-    def notices(self) -> list[str]:
-        """What the reader should know about how this answer was made."""
-        said = list(self.skipped)
-        if self.skipped:
-            said.append(f"Answered by {self.model} instead.")
-        if self.withheld:
-            said.append(
-                f"{self.withheld} passage(s) from private documents were withheld because "
-                f"{self.model} does not run on this machine, so the answer had less context."
-            )
-        if self.withheld_turns:
-            said.append(
-                f"{self.withheld_turns} earlier exchange(s) about private documents were "
-                f"withheld because {self.model} does not run on this machine."
-            )
-        if self.stopped:
-            said.append("Stopped before the end of the answer.")
-        if self.looped:
-            said.append(repetition.NOTICE)
-        return said
-
-    def sources(self) -> list[tuple[int, Hit]]:
-        """The passages the answer cites, in citation order, numbered as in the prompt."""
-        numbers = prompts.cited_numbers(self.text, len(self.context))
-        return [(n, self.context[n - 1]) for n in numbers]
-
-    def shown_sources(self, uncited: int = 3) -> tuple[bool, list[tuple[int, Hit]]]:
-        """What to show under the answer: the cited passages or, when the model cited
-        none (small models often forget), the best ones it was given."""
-        cited = self.sources()
-        return bool(cited), cited or list(enumerate(self.context, start=1))[:uncited]
-
 
 _CONNECTIVE = re.compile(r"^\W*(and|also|but|so|then|or|what about|how about)\b", re.IGNORECASE)
 _REFERRING = re.compile(

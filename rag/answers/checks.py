@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
 from rag.answers import evidence, grounding, prompts, repetition
+from rag.answers.turn import Turn
 from rag.config import Settings
-
-if TYPE_CHECKING:
-    from rag.answers.answering import Turn
 
 
 def decoding(settings: Settings) -> dict:

@@ -13,17 +13,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from rag.answers import checks, prompts
+from rag.answers.turn import Progress, Request, Turn
 from rag.config import Settings
 from rag.errors import ModelUnavailable, RagError
 from rag.library.chunks import Chunk
 from rag.models.base import ChatModel, Message
-
-Progress = Callable[[int, int], object]  # may be a coroutine function
+from rag.models.routing import ModelPool
 
 _ASKS = re.compile(
     r"\b(summari[sz]e|summary|sum up|main points|key points|key takeaways|tl;?dr|"
@@ -47,18 +46,6 @@ REDUCE_PROMPT = (
 )
 SYSTEM = "You summarise documents faithfully, using only the text given."
 PART_TOKENS = 160  # the answer budget of each part summary
-
-
-@dataclass(frozen=True)
-class Request:
-    """A whole-document question, resolved to one document of one library."""
-
-    library: object  # rag.library.live.Library
-    source: str
-
-    @property
-    def name(self) -> str:
-        return Path(self.source).name
 
 
 def document_chunks(library, source: str) -> list[Chunk]:
@@ -216,10 +203,11 @@ async def summarise(
     await _report(progress, total, total)
 
 
-async def stream_turn(turn, pool, settings: Settings) -> AsyncIterator[str]:
+async def stream_turn(turn: Turn, pool: ModelPool, settings: Settings) -> AsyncIterator[str]:
     """Answer ``turn`` (whose ``summary`` is set) with a summary of the whole document,
     by the first model that loads; ``turn.progress`` hears each step."""
-    request: Request = turn.summary
+    request = turn.summary
+    assert request is not None, "stream_turn answers a turn whose summary is set"
     chunks = await asyncio.to_thread(document_chunks, request.library, request.source)
     if not chunks:
         raise RagError(f"{request.name} has no text in the index to summarise.")

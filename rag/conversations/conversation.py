@@ -17,38 +17,33 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from itertools import pairwise
 from pathlib import Path
 
 from rag.answers import answering as chat
+from rag.answers.turn import Turn
 from rag.config import Settings
-from rag.conversations import uploads
-from rag.conversations.chat_store import MESSAGE_TYPES, ChatStore, chat_id, sweep_older
+from rag.conversations import transcript, uploads
+from rag.conversations.chat_store import ChatStore, chat_id, sweep_older
+from rag.conversations.records import (
+    LOCAL_USER,
+    Entry,
+    entries_from_steps,
+    link_private,
+    metadata,
+    sources,
+    text_of,
+)
 from rag.errors import RagError
 from rag.library.freshness import LiveLibrary
 from rag.library.live import Library, open_library
 from rag.models.base import ChatModel
 from rag.models.routing import ModelPool
-from rag.web.auth import LOCAL_USER
+from rag.models.spec import label
 
 NO_LIBRARY = (
     "The library is switched off and this chat has no files: attach a file or "
     "switch the library on in the settings."
 )
-
-
-@dataclass
-class Entry:
-    """One message of the conversation, with where its content came from."""
-
-    role: str  # "user" or "assistant"
-    content: str
-    private: bool = False
-    sources: list[dict] = field(default_factory=list)  # an answer's cited passages
-
-    def message(self) -> dict:
-        return {"role": self.role, "content": self.content, "private": self.private}
 
 
 def profiles(settings: Settings) -> list[str]:
@@ -135,8 +130,6 @@ class Engine:
 
     def conversation(self, profile: str | None, thread: dict | None, new_id: str) -> Conversation:
         """A stored chat to resume, or a new one; its model is the chosen profile's."""
-        from rag.models.spec import label
-
         spec = next((s for s in self.profiles() if label(s) == profile), self.settings.llm)
         if thread is not None:
             return Conversation.from_thread(self, thread, spec=spec)
@@ -226,8 +219,6 @@ class Conversation:
 
     async def greeting(self) -> str:
         """The welcome: how many documents, and which model answers (or why none can)."""
-        from rag.conversations import transcript
-
         library = await asyncio.to_thread(self.engine.shared.current)
         documents = list((await asyncio.to_thread(library.store.documents)).values())
         private = sum(d.private for d in documents)
@@ -250,14 +241,14 @@ class Conversation:
     def messages(self) -> list[dict]:
         return [e.message() for e in self.history]
 
-    async def prepare(self, question: str) -> chat.Turn:
+    async def prepare(self, question: str) -> Turn:
         libraries = await asyncio.to_thread(self.libraries)
         if not libraries:
             raise RagError(NO_LIBRARY)
         return await chat.prepare(question, libraries, self.options, self.messages())
 
     async def stream(
-        self, turn: chat.Turn, pool: ModelPool | None = None, remember: bool = True
+        self, turn: Turn, pool: ModelPool | None = None, remember: bool = True
     ) -> AsyncGenerator[str, None]:
         """The answer's text deltas. A whole answer becomes history (a failed or
         stopped one is nothing to build on). Close it (``contextlib.aclosing``) when
@@ -269,16 +260,16 @@ class Conversation:
         if remember:
             await self.remember(turn)
 
-    async def ask(self, question: str) -> chat.Turn:
+    async def ask(self, question: str) -> Turn:
         """The whole answer at once."""
         turn = await self.prepare(question)
         async for _ in self.stream(turn):
             pass
         return turn
 
-    def retry(self, turn: chat.Turn) -> chat.Turn:
+    def retry(self, turn: Turn) -> Turn:
         """The same retrieval, ready for another model (``rag compare``)."""
-        return chat.Turn(
+        return Turn(
             turn.question,
             turn.hits,
             turn.history,
@@ -286,7 +277,7 @@ class Conversation:
             grounded=turn.grounded,
         )
 
-    async def remember(self, turn: chat.Turn) -> tuple[Entry, Entry]:
+    async def remember(self, turn: Turn) -> tuple[Entry, Entry]:
         """Add the turn to the history (and the store, when this object persists)."""
         question = Entry("user", turn.question, turn.private)
         answer = Entry("assistant", turn.text, turn.private, sources(turn))
@@ -305,14 +296,12 @@ class Conversation:
     async def export_markdown(self) -> str:
         """This chat as Markdown with its sources: its own history, which is complete
         even while the store is still writing the last answer."""
-        from rag.conversations.transcript import export_markdown
-
         # Only the name and date come from the store: the steps are this object's history.
         row = await self.engine.store.thread_row(self.id) if self.engine.store else None
         thread = {"id": self.id}
         if row is not None:
             thread |= {"name": row["name"], "createdAt": row["created_at"]}
-        return export_markdown(thread, self.history)
+        return transcript.export_markdown(thread, self.history)
 
     async def save_thread(self, name: str | None) -> None:
         store = self.engine.store
@@ -347,73 +336,8 @@ class Conversation:
         texts = [text_of(m.get("content")) for m in turns]
         private = await engine.store.private_texts(texts) if engine.store else set()
         entries = [Entry(m["role"], t, t in private) for m, t in zip(turns[:-1], texts)]
-        _link_private(entries)
+        link_private(entries)
         return cls(engine, history=entries, **kwargs), texts[-1]
-
-
-def text_of(content: object) -> str:
-    """A message's text: a string, or OpenAI's list of content parts."""
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return str(content or "")
-
-
-def sources(turn: chat.Turn) -> list[dict]:
-    cited, shown = turn.shown_sources(uncited=len(turn.context))
-    return [
-        {
-            "n": n,
-            "label": h.chunk.label(),
-            "source": h.chunk.source,
-            "cited": cited,
-            "private": bool(h.chunk.extra.get("private")),
-            "text": h.chunk.text,
-        }
-        for n, h in shown
-    ]
-
-
-def metadata(turn: chat.Turn) -> dict:
-    """What an answer's stored message carries besides its shown text."""
-    return {
-        "private": turn.private,
-        "answer": turn.text,
-        "sources": sources(turn),
-        "model": turn.model,
-        "notices": turn.notices(),
-        "stopped": turn.stopped,
-    }
-
-
-def entries_from_steps(steps: Sequence[dict]) -> list[Entry]:
-    entries: list[Entry] = []
-    for step in steps:
-        if step.get("type") not in MESSAGE_TYPES:
-            continue
-        meta = step.get("metadata") or {}
-        role = "user" if step["type"] == "user_message" else "assistant"
-        if role == "assistant" and "answer" not in meta:
-            continue  # the welcome and notes such as "Added file.pdf to this chat"
-        if role == "assistant" and meta.get("stopped"):
-            # Only whole answers are history: a stopped one is nothing to build on.
-            if entries and entries[-1].role == "user":
-                entries.pop()
-            continue
-        content = meta.get("answer", step.get("output") or "")
-        entries.append(Entry(role, content, bool(meta.get("private")), meta.get("sources", [])))
-    _link_private(entries)
-    return entries
-
-
-def _link_private(entries: list[Entry]) -> None:
-    """A question whose answer is private is private too (and the other way round)."""
-    for before, after in pairwise(entries):
-        if (
-            before.role == "user"
-            and after.role == "assistant"
-            and (before.private or after.private)
-        ):
-            before.private = after.private = True
 
 
 class Conversations:
@@ -476,6 +400,4 @@ class Conversations:
         await (await self._store()).delete_thread(chat_id)
 
     async def export(self, chat_id: str, user: str | None = LOCAL_USER) -> str:
-        from rag.conversations.transcript import export_markdown
-
-        return export_markdown(await self.thread(chat_id, user))
+        return transcript.export_markdown(await self.thread(chat_id, user))

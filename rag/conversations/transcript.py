@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rag.answers import markdown
-from rag.answers.answering import Turn
+from rag.answers.turn import Turn
 from rag.conversations import uploads
-from rag.conversations.conversation import Entry, entries_from_steps
+from rag.conversations.records import Entry, entries_from_steps
 from rag.library.chunks import Hit
 from rag.sanitize import safe_label, safe_markdown
 

@@ -25,12 +25,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rag.embeddings.session import MODEL_FILE, TOKENIZER_FILE, OnnxSession
 from rag.errors import ModelUnavailable
-from rag.models.embedded import build_once, missing_packages, run_offline_step
+from rag.offline_build import build_once, missing_packages, run_offline_step
 
 PRECISIONS = ("fp32", "int8")
-MODEL_FILE = "model.onnx"
-TOKENIZER_FILE = "tokenizer.json"
 # Written last, before the rename: a folder without it is not a finished export.
 READY_FILE = "embedder.json"
 # Bump when the folder layout or the export changes: old exports are then rebuilt.
@@ -211,8 +210,6 @@ def _quantize(source: Path, out: Path) -> None:
 
 
 def _embed_with(folder: Path, max_length: int, texts: list[str]) -> list[list[float]]:
-    from rag.embeddings.embedder import OnnxSession
-
     return OnnxSession(folder, max_length).embed(texts, batch_size=len(texts))
 
 

@@ -15,8 +15,8 @@ from urllib.parse import urlparse
 import openai
 
 from rag.errors import ModelUnavailable
+from rag.hosts import is_ip
 from rag.models.base import Message, estimate_tokens, frequency_penalty
-from rag.web.security import is_ip
 
 
 def on_host(url: str, hosts: Sequence[str]) -> bool:

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.config import Settings
+from rag.conversations.records import LOCAL_USER
 from rag.errors import RagError
-from rag.web.security import is_loopback
+from rag.hosts import is_loopback
 from rag.web.throttle import Guesses, retry_after
 from rag.web.users import SessionVersions, Users, users_path
 
 SECRET_FILE = "chainlit-auth-secret"
-LOCAL_USER = "local"  # the one user of a chat without login (loopback)
 
 
 @dataclass(frozen=True)

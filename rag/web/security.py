@@ -21,37 +21,10 @@ from urllib.parse import urlsplit
 
 from rag.config import Settings
 from rag.errors import RagError
+from rag.hosts import host_name, is_ip, is_loopback
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 WILDCARD_BINDS = ("0.0.0.0", "::", "")
-
-
-def host_name(netloc: str) -> str:
-    """``[::1]:8000`` -> ``::1``; ``LocalHost.:80`` -> ``localhost``."""
-    netloc = netloc.strip().lower()
-    if netloc.startswith("["):
-        return netloc[1:].split("]", 1)[0]
-    if netloc.count(":") > 1:  # a bare IPv6 address, no port
-        return netloc
-    return netloc.split(":", 1)[0].rstrip(".")
-
-
-def is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def is_loopback(host: str) -> bool:
-    host = host_name(host)
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def allowed_hosts(settings: Settings, bind_host: str) -> frozenset[str] | None:
