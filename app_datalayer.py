@@ -28,7 +28,8 @@ from chainlit.types import (
 from chainlit.user import PersistedUser, User
 
 from rag.config import Settings
-from rag.conversations.chat_store import ChatStore, is_chat_id
+from rag.conversations.chat_store import ChatStore
+from rag.conversations.chat_tables import is_chat_id
 
 
 class RagDataLayer(BaseDataLayer):

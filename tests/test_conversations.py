@@ -15,7 +15,8 @@ from contextlib import aclosing
 import pytest
 
 from rag.answers import checks as answer_checks
-from rag.conversations.chat_store import ChatStore, chat_id, chats_dir, now, t_threads
+from rag.conversations.chat_store import ChatStore
+from rag.conversations.chat_tables import chat_id, chats_dir, now, t_threads
 from rag.conversations.conversation import Conversation, Conversations, Engine, SharedStart
 from rag.conversations.transcript import export_markdown
 from rag.errors import RagError
@@ -58,7 +59,7 @@ async def test_the_schema_is_made_once_and_recorded(chat_settings):
     again = await ChatStore.connect(chat_settings)  # a second start migrates nothing
     import sqlalchemy as sa
 
-    from rag.conversations.chat_store import SCHEMA_VERSION, t_meta
+    from rag.conversations.chat_tables import SCHEMA_VERSION, t_meta
 
     async with again.engine.connect() as db:
         rows = (
@@ -459,7 +460,7 @@ async def test_leftovers_of_a_crashed_run_are_swept(store, tmp_path):
     import os
     import time
 
-    from rag.conversations.chat_store import sweep_older
+    from rag.conversations.chat_tables import sweep_older
 
     alive, orphan, fresh_orphan = (str(uuid.uuid4()) for _ in range(3))
     user = await store.ensure_user("ann")

@@ -18,12 +18,14 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from rag.answers import answering as chat
 from rag.answers.turn import Turn
 from rag.config import Settings
 from rag.conversations import transcript, uploads
-from rag.conversations.chat_store import ChatStore, chat_id, sweep_older
+from rag.conversations.chat_store import ChatStore
+from rag.conversations.chat_tables import chat_id, sweep_older
 from rag.conversations.records import (
     LOCAL_USER,
     Entry,
@@ -314,7 +316,7 @@ class Conversation:
     # Building from stored or sent messages ----------------------------------
 
     @classmethod
-    def from_thread(cls, engine: Engine, thread: dict, **kwargs) -> Conversation:
+    def from_thread(cls, engine: Engine, thread: dict, **kwargs: Any) -> Conversation:
         """A stored chat (Chainlit's ThreadDict shape), ready to continue."""
         entries = entries_from_steps(thread.get("steps") or [])
         conv = cls(engine, id=thread["id"], user_id=thread.get("userId"), history=entries, **kwargs)
@@ -325,7 +327,7 @@ class Conversation:
 
     @classmethod
     async def from_messages(
-        cls, engine: Engine, messages: Sequence[dict], **kwargs
+        cls, engine: Engine, messages: Sequence[dict], **kwargs: Any
     ) -> tuple[Conversation, str]:
         """OpenAI-style messages (the last one the user's question): a conversation
         with their history and the question. A message that is the text of an answer
@@ -352,7 +354,7 @@ class Conversations:
     async def user_id(self, identifier: str = LOCAL_USER) -> str:
         return (await (await self._store()).ensure_user(identifier))["id"]
 
-    async def create(self, user: str = LOCAL_USER, **kwargs) -> Conversation:
+    async def create(self, user: str = LOCAL_USER, **kwargs: Any) -> Conversation:
         """A new stored chat; under the id given (``rag serve``'s header) only when
         nothing is stored under it yet: no chat, no files."""
         conv = Conversation(self.engine, user_id=await self.user_id(user), persist=True, **kwargs)
@@ -370,13 +372,19 @@ class Conversations:
             raise RagError(f"There is no chat {chat_id!r}; `rag chats list` shows them.")
         return thread
 
-    async def open(self, chat_id: str, user: str | None = LOCAL_USER, **kwargs) -> Conversation:
+    async def open(
+        self, chat_id: str, user: str | None = LOCAL_USER, **kwargs: Any
+    ) -> Conversation:
         """A stored conversation, with its history and files, to continue."""
         thread = await self.thread(chat_id, user)
         return Conversation.from_thread(self.engine, thread, persist=True, **kwargs)
 
     async def for_request(
-        self, messages: Sequence[dict], chat_id: str | None = None, user: str = LOCAL_USER, **kwargs
+        self,
+        messages: Sequence[dict],
+        chat_id: str | None = None,
+        user: str = LOCAL_USER,
+        **kwargs: Any,
     ) -> tuple[Conversation, str]:
         """What ``rag serve`` needs for one request: with ``chat_id``, the stored chat
         (its history and files; the answer is stored in it) and the last user

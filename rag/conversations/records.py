@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 
 from rag.answers.turn import Turn
-from rag.conversations.chat_store import MESSAGE_TYPES
+from rag.conversations.chat_tables import MESSAGE_TYPES
 
 LOCAL_USER = "local"  # the one user of a chat without login (loopback)
 

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from rag.config import Settings
-from rag.conversations.chat_store import chat_id as valid_chat_id
+from rag.conversations.chat_tables import chat_id as valid_chat_id
 from rag.conversations.conversation import Conversations, Engine
 from rag.errors import ModelUnavailable, RagError
 from rag.library.search import Library, open_library
