@@ -32,11 +32,13 @@ run: install
 	$(BIN)/rag ingest data
 	$(BIN)/chainlit run app.py --port $(PORT)
 
-# Lint, formatting and types first: a failure there stops before the slow tests.
+# Lint, formatting, types and layers first: a failure there stops before the slow tests.
+# lint-imports checks the contracts in pyproject.toml: imports point one way, no cycles.
 check: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -32,7 +32,7 @@ PANEL = [
     Slider(id="temperature", label="Temperature", initial=SETTINGS.temperature, max=1.5, step=0.1),
     Switch(id="use_library", label="Search the library (off: chat files only)", initial=True),
     TextInput(id="sources", label="Only documents matching (globs, comma-separated)"),
-]  # fmt: skip
+]
 cl.data_layer(lambda: LAYER)
 security.guard(server, SETTINGS, BIND, get_html_template(os.getenv("CHAINLIT_ROOT_PATH", "")))
 limits.limit_app_server(server, SETTINGS)  # request size, time and count (#21)
@@ -55,7 +55,8 @@ async def chat_profiles(user=None, language=None):
 
 
 async def _conversation(thread: dict | None = None) -> Conversation:
-    res, profile = await engine(), cl.user_session.get("chat_profile")
+    res = await engine()
+    profile = cl.user_session.get("chat_profile")
     conv = res.conversation(profile, thread, new_id=cl.context.session.thread_id)
     cl.user_session.set("conversation", conv)
     await cl.ChatSettings(PANEL).send()
@@ -114,7 +115,8 @@ async def answer(message: cl.Message) -> None:
         await cl.ErrorMessage(content=str(exc)).send()
         return
     step = cl.Step(name="Retrieval", type="retrieval")
-    step.input, step.output = turn.search_query, transcript.retrieval_report(turn)
+    step.input = turn.search_query
+    step.output = transcript.retrieval_report(turn)
     await step.send()
     export_button = cl.Action(name="export", payload={}, label="Export chat as Markdown")
     reply = cl.Message(content="", actions=[export_button])
