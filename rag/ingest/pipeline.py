@@ -4,7 +4,7 @@ Every chunk id is derived from (file path, content hash, position), so running
 the same ingest twice writes the same ids. Whether a file changed is read from
 the documents table (one row per document, rag/library/documents.py); the store writes
 each document version whole, and a run killed at any point is finished by the
-next writer (rag/library/store.py). Files are read and embedded outside the writer lock,
+next writer (rag/library/store/). Files are read and embedded outside the writer lock,
 and each batch is stored under it, so readers and other ingests wait for one
 batch at most.
 

@@ -7,7 +7,7 @@ table, never every chunk's metadata.
 
 A row is *dirty* while a writer changes that document: the chunk store may then hold
 chunks of other versions (a new one half written, an old one not yet deleted). A
-writer that dies leaves the row dirty, and the next writer sweeps it (rag/library/store.py).
+writer that dies leaves the row dirty, and the next writer sweeps it (rag/library/store/).
 """
 
 from __future__ import annotations

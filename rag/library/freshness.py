@@ -1,6 +1,6 @@
 """Seeing documents that another process (``rag ingest``) added while the app runs.
 
-The store knows how to look again cheaply (rag/library/store.py ``refresh``: two ``stat``
+The store knows how to look again cheaply (rag/library/store/ ``refresh``: two ``stat``
 calls and one read of the documents table's generation when nothing changed);
 this keeps one library per process and asks it to look before each search.
 """

@@ -1,4 +1,4 @@
-"""The indexed documents: a store (rag/library/store.py) and the model that embeds questions."""
+"""The indexed documents: a store (rag/library/store/) and the model that embeds questions."""
 
 from __future__ import annotations
 
