@@ -154,7 +154,7 @@ def test_two_processes_build_the_export_once(tmp_path):
     stale.mkdir(parents=True)
     (stale / "model.onnx").write_text("half")
     script = (
-        "import sys; from pathlib import Path; from rag.embeddings import OnnxEmbedder;"
+        "import sys; from pathlib import Path; from rag.embeddings.embedder import OnnxEmbedder;"
         "e = OnnxEmbedder(cache_dir=Path(sys.argv[1])); e.prepare(); print('READY', e.max_tokens)"
     )
     procs = [

@@ -82,7 +82,7 @@ def test_rag_check_reports_and_repairs_without_loading_a_model(library, settings
     words.close()
     script = (
         "import sys, json; from rag.cli import main; code = main(sys.argv[1:]); "
-        "loaded = [m for m in ('rag.embeddings', 'sentence_transformers', 'torch') "
+        "loaded = [m for m in ('rag.embeddings.embedder', 'sentence_transformers', 'torch') "
         "if m in sys.modules]; print(json.dumps({'code': code, 'loaded': loaded}))"
     )
     env = {**os.environ, "RAG_INDEX": str(settings.index), "RAG_COLLECTION": settings.collection}
