@@ -18,6 +18,7 @@ from rag.config import Settings
 from rag.models.openai_compat import OpenAICompatibleChat
 from rag.routing import ModelPool
 
+from conftest import SAMPLE_DATA
 from servers import start_rag_server
 
 SHORT = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
@@ -140,7 +141,7 @@ async def test_the_event_loop_stays_responsive_while_generating(chat_model):
 
     ticker = asyncio.create_task(tick())
     long_prompt = [
-        {"role": "user", "content": "Summarise: " + "The tea garden lies on a slope. " * 150}
+        {"role": "user", "content": "Summarise: " + "The tea garden lies on a slope. " * 50}
     ]
     ticks_per_delta = []
     async for _ in chat_model.stream(long_prompt, max_tokens=16, temperature=0):
@@ -152,10 +153,19 @@ async def test_the_event_loop_stays_responsive_while_generating(chat_model):
     assert ticks_per_delta and ticks_per_delta[0] > 0, ticks_per_delta
 
 
-async def test_pipeline_answers_from_the_library(library, sample_docs, chat_model, settings):
+@pytest.fixture(scope="module")
+def library(tmp_path_factory, embedder):
+    """data/ ingested once for the module (the pipeline test of each backend only reads)."""
     from ingest.pipeline import Ingestor, discover
+    from rag.retrieval import open_library
 
-    Ingestor(library).run(discover([sample_docs]), progress=False)
+    index = tmp_path_factory.mktemp("models") / "index"
+    found = open_library(Settings(index=index, collection="test"), embedder)
+    Ingestor(found).run(discover([SAMPLE_DATA]), progress=False)
+    return found
+
+
+async def test_pipeline_answers_from_the_library(library, chat_model, settings):
     options = settings.with_overrides(temperature=0.0, llm="embedded")
     # The pool serves this backend under the primary spec, whichever backend it is.
     pool = ModelPool(options, loaded={"embedded": chat_model})

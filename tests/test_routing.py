@@ -14,15 +14,21 @@ from test_openai_api import check_sources_text
 
 from ingest.pipeline import Ingestor, discover
 from rag import chat
+from rag.config import Settings
 from rag.errors import ModelUnavailable
+from rag.retrieval import open_library
 from rag.routing import ModelPool, task_of
 
+from conftest import SAMPLE_DATA
 from servers import Recorder, Silent, free_port, start_rag_server
 
 
-@pytest.fixture
-def indexed(library, sample_docs):
-    Ingestor(library).run(discover([sample_docs]), progress=False)
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory, embedder):
+    """data/ ingested once for the module: the tests here only search it."""
+    index = tmp_path_factory.mktemp("routing") / "index"
+    library = open_library(Settings(index=index, collection="test"), embedder)
+    Ingestor(library).run(discover([SAMPLE_DATA]), progress=False)
     return library
 
 
