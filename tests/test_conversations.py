@@ -9,20 +9,25 @@ that the test declares untrusted.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import uuid
 from contextlib import aclosing
+from pathlib import Path
 
 import pytest
 
 from ingest.pipeline import Ingestor, discover
 from rag import answer_checks
 from rag.chats import ChatStore, chat_id, chats_dir, now, t_threads
+from rag.config import Settings
 from rag.conversation import Conversation, Conversations, Engine, SharedStart
 from rag.errors import RagError
 from rag.freshness import LiveLibrary
 from rag.openai_api import answers
+from rag.retrieval import open_library
 from rag.transcript import export_markdown
 
+from conftest import SAMPLE_DATA
 from servers import Recorder
 from support_db import fresh_database, missing, postgres_cluster
 
@@ -185,9 +190,20 @@ async def test_the_engine_starts_once_for_all_and_again_after_a_failure():
 # The conversation service, with the real models ------------------------------------
 
 
+@pytest.fixture(scope="module")
+def sample_index(tmp_path_factory, embedder) -> Path:
+    """data/ ingested once for the module; each test gets a copy of its own to change."""
+    index = tmp_path_factory.mktemp("sample") / "index"
+    library = open_library(Settings(index=index, collection="test"), embedder)
+    Ingestor(library).run(discover([SAMPLE_DATA]), progress=False)
+    library.store.close()
+    return index
+
+
 @pytest.fixture
-def engine(library, sample_docs, chat_settings, embedded_model):
-    Ingestor(library).run(discover([sample_docs]), progress=False)
+def engine(sample_index, chat_settings, embedder, embedded_model):
+    shutil.copytree(sample_index, chat_settings.index)
+    library = open_library(chat_settings, embedder)
     options = chat_settings.with_overrides(temperature=0.0)
     found = Engine(options, LiveLibrary(library))
     found.models["embedded"] = embedded_model  # loaded once for the whole session
