@@ -1,6 +1,6 @@
 """The library at scale, embedded Chroma against a Chroma server, side by side in one run.
 
-    python -m benchmarks.scale [--sizes 1000,10000] [--large] [--repeat 3]
+    python -m benchmarks.scale [--sizes 1000,10000] [--large] [--repeat 3] [--questions N]
 
 For each size (``--large`` adds 100k chunks) and each store it builds a library:
 the hand-written articles of benchmarks/encyclopedia, really embedded, plus filler
@@ -100,7 +100,7 @@ def _build(settings: Settings, chunks: int, sentences: list[str]) -> float:
     return todo / seconds if seconds else 0.0
 
 
-def _query_child(repeat: int) -> None:
+def _query_child(repeat: int, limit: int | None) -> None:
     """Run in a fresh process: open, search, report as one JSON line."""
     from rag.embeddings.embedder import SentenceTransformerEmbedder
     from rag.library import evaluation
@@ -112,7 +112,7 @@ def _query_child(repeat: int) -> None:
     started = time.perf_counter()
     library = open_library(settings, embedder)
     open_ms = (time.perf_counter() - started) * 1000
-    questions = evaluation.load_questions(evalset.ARTICLE_QA)
+    questions = evaluation.load_questions(evalset.ARTICLE_QA)[:limit]
     for q in questions[:5]:
         search(library, q.question, settings.top_k)
     times = []
@@ -135,9 +135,18 @@ def _query_child(repeat: int) -> None:
     )
 
 
-def _query(env: dict[str, str], repeat: int) -> dict:
+def _query(env: dict[str, str], repeat: int, limit: int | None) -> dict:
+    extra = ["--questions", str(limit)] if limit else []
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.scale", "--query-child", "--repeat", str(repeat)],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.scale",
+            "--query-child",
+            "--repeat",
+            str(repeat),
+            *extra,
+        ],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -149,7 +158,14 @@ def _query(env: dict[str, str], repeat: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure(folder: Path, backend: str, chunks: int, sentences: list[str], repeat: int) -> dict:
+def measure(
+    folder: Path,
+    backend: str,
+    chunks: int,
+    sentences: list[str],
+    repeat: int,
+    limit: int | None = None,
+) -> dict:
     index = folder / "index"
     server = ChromaServer(folder / "server") if backend == "server" else None
     try:
@@ -162,7 +178,7 @@ def measure(folder: Path, backend: str, chunks: int, sentences: list[str], repea
             index=index, collection="scale", chroma_url=server.url if server else None
         )
         rate = _build(settings, chunks, sentences)
-        row = {"backend": backend, "ingest_per_s": rate, **_query(env, repeat)}
+        row = {"backend": backend, "ingest_per_s": rate, **_query(env, repeat, limit)}
         row["disk_mb"] = _disk_mb(index, *([server.path] if server else []))
         return row
     finally:
@@ -175,10 +191,13 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000", help="chunk counts, comma-separated")
     parser.add_argument("--large", action="store_true", help="also 100000 chunks (slow)")
     parser.add_argument("--repeat", type=int, default=3, help="passes over the questions")
+    parser.add_argument(
+        "--questions", type=int, help="only the first N article questions (a quick smoke run)"
+    )
     parser.add_argument("--query-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.query_child:
-        _query_child(args.repeat)
+        _query_child(args.repeat, args.questions)
         return
     sizes = [int(s) for s in args.sizes.split(",") if s] + ([100_000] if args.large else [])
     with tempfile.TemporaryDirectory() as tmp:
@@ -192,7 +211,14 @@ def main() -> None:
         )
         for size in sizes:
             for backend in ("embedded", "server"):
-                row = measure(root / f"{backend}-{size}", backend, size, sentences, args.repeat)
+                row = measure(
+                    root / f"{backend}-{size}",
+                    backend,
+                    size,
+                    sentences,
+                    args.repeat,
+                    args.questions,
+                )
                 print(
                     f"{row['chunks']:7d} {backend:9} {row['ingest_per_s']:9.0f} "
                     f"{row['open_ms']:8.1f} {row['median_ms']:10.1f} {row['p95_ms']:7.1f} "

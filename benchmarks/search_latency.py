@@ -1,6 +1,6 @@
 """Retrieval latency on a large index: vector, BM25 and hybrid search, timed in one run.
 
-    python -m benchmarks.search_latency [--chunks 20000]
+    python -m benchmarks.search_latency [--chunks 20000] [--repeat 3] [--questions N]
 
 Builds an index of ``--chunks`` chunks: the hand-written articles of
 benchmarks/encyclopedia, really embedded, and filler chunks made of sentences
@@ -81,7 +81,7 @@ def _timed(library, questions, settings, repeat: int) -> list[float]:
     return times
 
 
-def run(folder: Path, chunks: int, repeat: int) -> None:
+def run(folder: Path, chunks: int, repeat: int, limit: int | None = None) -> None:
     evalset.write_technical_docs(folder / "technical", 1_500_000)
     settings = Settings(index=folder / "index", collection="latency")
     library = open_library(settings)
@@ -97,7 +97,7 @@ def run(folder: Path, chunks: int, repeat: int) -> None:
         f"the lexical index (filler written in {time.perf_counter() - started:.0f} s)"
     )
 
-    questions = evaluation.load_questions(evalset.ARTICLE_QA)
+    questions = evaluation.load_questions(evalset.ARTICLE_QA)[:limit]
     library.embedder.embed(["warm up"])
     started = time.perf_counter()
     for q in questions:
@@ -120,9 +120,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=3, help="passes over the questions")
+    parser.add_argument(
+        "--questions", type=int, help="only the first N article questions (a quick smoke run)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        run(Path(tmp), args.chunks, args.repeat)
+        run(Path(tmp), args.chunks, args.repeat, args.questions)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Start-up cost: cold commands, the app's first answer and ingest speed, per embedder, in one run.
 
-    python -m benchmarks.startup [--repeat 3] [--docs 60] [--no-app]
+    python -m benchmarks.startup [--repeat 3] [--docs 60] [--no-app] [--embedder KIND]
 
 Ingests the sample documents (data/) into a temporary index, then prints side
 by side: wall time and peak memory (the child's ru_maxrss) of a cold
@@ -153,11 +153,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def ingest_speed(folder: Path, docs: int) -> list[str]:
-    """Chunks per second of the whole ingest with each embedder, on the same corpus."""
+def ingest_speed(folder: Path, docs: int, kinds: list[str] | None = None) -> list[str]:
+    """Chunks per second of the whole ingest with each embedder (or ``kinds``), on the
+    same corpus."""
     corpus = write_corpus(folder / "corpus", docs)
     lines = []
-    for kind in sorted(EMBEDDERS, key=lambda k: (k != "onnx", k)):
+    for kind in kinds or sorted(EMBEDDERS, key=lambda k: (k != "onnx", k)):
         settings = Settings(index=folder / f"index-{kind}", collection="bench", embedder=kind)
         embedder = create_embedder(settings)
         embedder.prepare()
@@ -179,7 +180,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="cold runs per command (median)")
     parser.add_argument("--docs", type=int, default=60, help="documents for the ingest speed")
     parser.add_argument("--no-app", action="store_true", help="skip the app's first answer")
+    parser.add_argument(
+        "--embedder",
+        action="append",
+        choices=sorted(EMBEDDERS),
+        help="measure only this embedder (repeatable; default: onnx against the reference)",
+    )
     args = parser.parse_args()
+    compared = args.embedder or COMPARED
 
     with tempfile.TemporaryDirectory() as tmp:
         index = Path(tmp) / "index"
@@ -190,7 +198,7 @@ def main() -> None:
             "RAG_MAX_ANSWER_TOKENS": "64",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
-        for kind in COMPARED:  # builds the ONNX export if missing: not part of any figure
+        for kind in compared:  # builds the ONNX export if missing: not part of any figure
             create_embedder(Settings(embedder=kind)).prepare()
         done = subprocess.run(
             [sys.executable, "-m", "rag.cli", "ingest", str(ROOT / "data")],
@@ -204,7 +212,7 @@ def main() -> None:
         chunks = run_cold(["-m", "rag.cli", "sources"], env).output.strip().splitlines()[-1]
         print(f"library: {chunks}; {os.cpu_count()} cores; median of {args.repeat} cold runs")
         print(f"{'':36} {'wall':>10} {'cpu':>10} {'peak memory':>12}")
-        for kind in COMPARED:
+        for kind in compared:
             print(
                 measure(
                     f"rag query ({kind})",
@@ -216,11 +224,11 @@ def main() -> None:
             )
         print(measure("rag sources", ["-m", "rag.cli", "sources"], env, args.repeat), flush=True)
         if not args.no_app:
-            for kind in COMPARED:
+            for kind in compared:
                 print(
                     f"app ({kind}): " + app_first_answer({**env, "RAG_EMBEDDER": kind}), flush=True
                 )
-        for line in ingest_speed(Path(tmp) / "ingest", args.docs):
+        for line in ingest_speed(Path(tmp) / "ingest", args.docs, args.embedder):
             print(line, flush=True)
 
 

@@ -60,6 +60,52 @@ def embedded_model():
     return load_chat_model("embedded", Settings())
 
 
+# --- the browser tests' app and Chromium ---------------------------------------
+# Defined here, once: a module that imported them would start its own app and browser.
+
+
+def serve_app(folder: Path, settings: dict[str, str]):
+    """``data/`` ingested into ``folder``, then the app with these settings; yields its
+    URL and environment."""
+    from servers import App, ingest
+
+    index = folder / "index"
+    ingest(SAMPLE_DATA, index, settings)
+    running = App(index, settings)
+    yield running.url, running.env
+    running.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory, embedded_model):
+    """The app over data/ for every browser module (starting one costs an ingest and a
+    Chainlit start); each test opens its own chat in it."""
+    # Temperature 0: the same question gets the same answer within a run.
+    settings = {"RAG_MAX_ANSWER_TOKENS": "200", "RAG_TEMPERATURE": "0"}
+    yield from serve_app(tmp_path_factory.mktemp("app"), settings)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium: our own build, as Playwright's download needs the internet."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield b
+        b.close()
+
+
 # Markers by what a test uses, so `pytest -m unit` is a quick loop (under a minute):
 # browser tests stay browser; a test that loads a model, ingests or starts processes
 # is integration; everything else is unit. A new test that starts a process or a

@@ -114,6 +114,10 @@ class App:
     def close(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=30)
+        # A stopping Chainlit deletes its app root's .files, which every app started from
+        # this folder shares: the apps still running need it back to store uploads and
+        # the passages they show.
+        (ROOT / ".files").mkdir(exist_ok=True)
 
 
 def _read(log) -> str:

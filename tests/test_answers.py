@@ -14,27 +14,48 @@ from pathlib import Path
 
 import pytest
 
-from rag.answers import answering, evidence, grounding, markdown, summaries
+from rag.answers import (
+    answering as chat,
+)
+from rag.answers import (
+    checks as answer_checks,
+)
+from rag.answers import (
+    evidence,
+    grounding,
+    prompts,
+    summaries,
+)
+from rag.answers import (
+    markdown as answer_markdown,
+)
 from rag.answers.repetition import NOTICE, LoopGuard
+from rag.config import Settings
 from rag.conversations import uploads
 from rag.ingest.pipeline import Ingestor, discover
-from rag.library.search import search
+from rag.library.chunks import Chunk, Hit
+from rag.library.search import open_library, search
 from rag.models.routing import ModelPool
+
+from support_streams import ReplayedModel
+from support_streams import load as load_recording
 
 ARTICLES = Path(__file__).resolve().parent.parent / "benchmarks" / "encyclopedia"
 
 
-@pytest.fixture
-def articles(tmp_path: Path) -> Path:
-    folder = tmp_path / "articles"
+@pytest.fixture(scope="module")
+def articles(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("encyclopedia") / "articles"
     folder.mkdir()
     for article in ARTICLES.glob("*.md"):  # the benchmark's eleven articles
         shutil.copy(article, folder / article.name)
     return folder
 
 
-@pytest.fixture
-def encyclopedia(library, articles):
+@pytest.fixture(scope="module")
+def encyclopedia(articles, embedder):
+    """The articles ingested once for the module: every test here only reads them."""
+    library = open_library(Settings(index=articles.parent / "index", collection="test"), embedder)
     Ingestor(library).run(discover([articles]), progress=False)
     return library
 
@@ -80,19 +101,70 @@ def test_an_answer_that_does_not_repeat_is_left_alone():
     assert not guard.looped
 
 
-def test_a_prompt_that_made_the_embedded_model_loop_now_ends_marked(encyclopedia, pool, settings):
-    # At temperature 0 without a repetition penalty this question made SmolLM2-135M
-    # write "The distance traveled is encoded in the dance, which is encoded in the
-    # dance. ..." until the token limit (found with benchmarks.answers --baseline).
-    options = settings.with_overrides(
-        temperature=0.0, repetition_penalty=1.0, evidence_in_prompt=False
-    )
-    question = "What does the duration of the straight run in the waggle dance indicate?"
-    turn = asyncio.run(answering.ask(question, encyclopedia, pool, options))
-    assert turn.looped, turn.text
-    assert NOTICE in turn.notices()
+def passage(text: str, chunk_id: str = "bees", private: bool = False) -> Hit:
+    extra: dict = {"private": True} if private else {}
+    chunk = Chunk(id=chunk_id, text=text, source=f"/docs/{chunk_id}.md", index=0, extra=extra)
+    return Hit(chunk, score=1.0, rank=1, similarity=0.8)
+
+
+def answer_with(model: ReplayedModel, settings, turn: chat.Turn) -> str:
+    """The pipeline's answer with ``model`` as the only model; returns what was streamed."""
+    pool = ModelPool(settings, loaded={"embedded": model})
+
+    async def read() -> str:
+        return "".join([d async for d in chat.stream_answer(turn, pool, settings)])
+
+    return asyncio.run(read())
+
+
+def as_recorded(settings, recording: dict, **changes):
+    """The settings the recording was made with, and ``changes``."""
+    return settings.with_overrides(**{**recording["settings"], **changes})
+
+
+WAGGLE = passage("The length of the straight run tells the distance to the food.")
+
+
+def test_a_recorded_looping_answer_is_cut_marked_and_its_model_stopped(settings):
+    # What the embedded model wrote at temperature 0 without a repetition penalty or
+    # the evidence note: the same sentence until the token limit. Whether it loops is
+    # a matter of the CPU's floating-point path, so the test replays the recording.
+    recording = load_recording("looping-waggle-dance")
+    raw = "".join(recording["deltas"])
+    assert feed_in_pieces(raw).looped, "the recording must hold a loop"
+    model = ReplayedModel(recording["deltas"])
+    turn = chat.Turn(recording["question"], [WAGGLE])
+
+    shown = answer_with(model, as_recorded(settings, recording, stop_loops=True), turn)
+
+    assert turn.looped and NOTICE in turn.notices()
+    assert turn.text and raw.startswith(turn.text) and len(turn.text) < len(raw) / 2
+    assert turn.text.endswith(".")  # cut at a sentence end
     assert not feed_in_pieces(turn.text + " ").looped  # what is kept repeats nothing
-    assert turn.stats.answer_tokens < options.max_answer_tokens
+    assert shown.startswith(turn.text)  # the reader saw the kept answer, then was told to cut
+    assert model.closed_early and model.sent < len(recording["deltas"]) / 2  # the model stopped
+
+
+def test_a_recorded_answer_that_ends_on_its_own_passes_unchanged(settings):
+    recording = load_recording("ends-meal-allowance")
+    raw = "".join(recording["deltas"])
+    model = ReplayedModel(recording["deltas"])
+    turn = chat.Turn(recording["question"], [passage("Meals: 55 euros a day.", "meals")])
+
+    shown = answer_with(model, as_recorded(settings, recording, stop_loops=True), turn)
+
+    assert shown == turn.text == raw and raw.strip()
+    assert not turn.looped and NOTICE not in turn.notices()
+    assert model.sent == len(recording["deltas"]) and not model.closed_early
+
+
+def test_without_the_guard_a_looping_answer_runs_to_its_end(settings):
+    recording = load_recording("looping-waggle-dance")
+    model = ReplayedModel(recording["deltas"])
+    turn = chat.Turn(recording["question"], [WAGGLE])
+    shown = answer_with(model, as_recorded(settings, recording, stop_loops=False), turn)
+    assert shown == turn.text == "".join(recording["deltas"])
+    assert not turn.looped and not model.closed_early
 
 
 # --- evidence --------------------------------------------------------------
@@ -108,10 +180,12 @@ def test_sentences_keep_abbreviations_and_their_offsets():
     ]
 
 
-def test_the_evidence_sentence_holds_the_fact_asked(encyclopedia, pool, settings, articles):
-    options = settings.with_overrides(temperature=0.0)
+def test_the_evidence_sentence_holds_the_fact_asked(encyclopedia, articles):
+    # Found with the passages, before any model writes (its score leads the next by 0.4).
     turn = asyncio.run(
-        answering.ask("how many eggs does a queen bee lay a day?", encyclopedia, pool, options)
+        chat.prepare(
+            "how many eggs does a queen bee lay a day?", encyclopedia, encyclopedia.settings
+        )
     )
     top = turn.evidence[0]
     assert "2,000 eggs a day" in top.text
@@ -121,7 +195,7 @@ def test_the_evidence_sentence_holds_the_fact_asked(encyclopedia, pool, settings
     hit = next(h for h in turn.hits if h.chunk.id == top.chunk_id)
     assert hit.chunk.text[top.start - hit.chunk.start : top.end - hit.chunk.start] == top.text
     assert set(top.as_dict()) == {"text", "source", "page", "heading", "start", "end"}
-    shown = markdown.highlighted_passage(top, turn.hits)
+    shown = answer_markdown.highlighted_passage(top, turn.hits)
     assert f"**{top.text}**" in shown
 
 
@@ -142,6 +216,61 @@ def test_a_sentence_that_refers_back_is_scored_with_the_one_before():
     assert found[1].scored_text.endswith("It was listed in 1981.")
 
 
+# The evidence note: what the model is told about the evidence sentence. Checked on
+# the prompt the model receives, which is the same on every CPU.
+
+MEALS = passage(
+    "Travel policy.\nMeals are paid at\n55 euros a day. Hotels up to 260 euros.", "meals"
+)
+DIARY = passage("My garden gate code is HEDGEHOG-4471.", "diary", private=True)
+
+
+def sentence_of(hit: Hit, text: str) -> evidence.Evidence:
+    start = hit.chunk.text.index(text)
+    return evidence.Evidence(
+        text, hit.chunk.source, None, "", start, start + len(text), 1.0, chunk_id=hit.chunk.id
+    )
+
+
+def prompt_of(settings, hits: list[Hit], top: evidence.Evidence, **model) -> str:
+    """The question's message as the model receives it, with ``top`` as the evidence."""
+    replayed = ReplayedModel(["Fine."], **model)
+    turn = chat.Turn("What is paid for meals?", hits)
+    turn.evidence = [top]
+    answer_with(replayed, settings, turn)
+    return replayed.requests[-1]["messages"][-1]["content"]
+
+
+def test_the_evidence_note_quotes_the_top_sentence_after_the_passages(settings):
+    top = sentence_of(MEALS, "Meals are paid at\n55 euros a day.")
+    sent = prompt_of(settings, [MEALS], top)
+    note = answer_checks.EVIDENCE_NOTE.format(sentence="Meals are paid at 55 euros a day.")
+    assert sent.endswith(note) and sent.index("[1] Travel policy.") < sent.index(note)
+    off = prompt_of(settings.with_overrides(evidence_in_prompt=False), [MEALS], top)
+    assert "The passages say" not in off and "[1] Travel policy." in off
+
+
+def test_the_evidence_note_never_quotes_a_passage_the_model_may_not_see(settings):
+    # A model off this machine gets no private passage, so no private evidence either.
+    secret = sentence_of(DIARY, "My garden gate code is HEDGEHOG-4471.")
+    remote = {"local": False, "name": "remote"}
+    assert "HEDGEHOG" not in prompt_of(settings, [MEALS, DIARY], secret, **remote)
+    assert "The passages say" in prompt_of(settings, [MEALS, DIARY], secret)  # local: it may
+    public = sentence_of(MEALS, "Hotels up to 260 euros.")
+    assert 'The passages say: "Hotels' in prompt_of(settings, [MEALS, DIARY], public, **remote)
+
+
+def test_the_evidence_note_is_left_out_when_it_does_not_fit(settings):
+    top = sentence_of(MEALS, "Hotels up to 260 euros.")
+    plain = prompts.build_messages("What is paid for meals?", [MEALS])
+    words = prompts.prompt_size(plain, lambda text: len(text.split()))
+    exact = {"context_window": words + settings.max_answer_tokens}  # the passages just fit
+    sent = prompt_of(settings, [MEALS], top, **exact)
+    assert "[1] Travel policy." in sent and "The passages say" not in sent
+    roomy = {"context_window": words + settings.max_answer_tokens + 40}
+    assert "The passages say" in prompt_of(settings, [MEALS], top, **roomy)
+
+
 # --- unsupported sentences -------------------------------------------------
 
 
@@ -157,8 +286,8 @@ def test_an_answer_sentence_that_contradicts_the_passages_is_marked(encyclopedia
     assert "The queen lays up to 200 eggs a day [1]." in texts
     assert any("Charles Darwin" in t for t in texts)
     assert not any("2,000" in t for t in texts)
-    shown = markdown.mark_unsupported(answer, marked)
-    assert shown.count(markdown.UNSUPPORTED_MARK) == len(marked)
+    shown = answer_markdown.mark_unsupported(answer, marked)
+    assert shown.count(answer_markdown.UNSUPPORTED_MARK) == len(marked)
 
 
 # --- whole documents -------------------------------------------------------
@@ -189,13 +318,13 @@ def test_a_summary_request_on_an_uploaded_file_uses_all_its_chunks(
         options = settings.with_overrides(temperature=0.0, max_answer_tokens=7800)
         steps: list[tuple[int, int]] = []
         turn = asyncio.run(
-            answering.prepare("Summarize this file", [encyclopedia, chat_uploads.library], options)
+            chat.prepare("Summarize this file", [encyclopedia, chat_uploads.library], options)
         )
         assert turn.summary is not None and turn.summary.name == "silk-road.md"
         turn.progress = lambda done, total: steps.append((done, total))
 
         async def answer() -> str:
-            return "".join([d async for d in answering.stream_answer(turn, pool, options)])
+            return "".join([d async for d in chat.stream_answer(turn, pool, options)])
 
         text = asyncio.run(answer())
         assert turn.summarised == len(stored)
@@ -217,7 +346,7 @@ def test_a_summary_request_on_an_uploaded_file_uses_all_its_chunks(
 # --- the terminal ----------------------------------------------------------
 
 
-def test_ask_json_returns_answer_evidence_sources_and_stats(encyclopedia, settings):
+def test_ask_json_returns_answer_evidence_sources_and_stats(encyclopedia):
     done = subprocess.run(
         [
             sys.executable,
@@ -226,9 +355,9 @@ def test_ask_json_returns_answer_evidence_sources_and_stats(encyclopedia, settin
             "ask",
             "--json",
             "--index",
-            str(settings.index),
+            str(encyclopedia.settings.index),
             "--collection",
-            settings.collection,
+            encyclopedia.settings.collection,
             "who decoded the waggle dance",
         ],
         capture_output=True,

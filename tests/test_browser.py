@@ -1,21 +1,21 @@
-"""The real Chainlit app, the real tiny model, driven in headless Chromium."""
+"""The real Chainlit app, the real tiny model, driven in headless Chromium.
+
+The app (``app_url``) and Chromium (``browser``) are fixtures of conftest.py: one of
+each serves every browser module."""
 
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from servers import ROOT, App, ingest
+from conftest import serve_app
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ANSWER = '[data-step-type="assistant_message"]'
 FINISHED = (
     "Sources:",
@@ -23,23 +23,6 @@ FINISHED = (
     "could not find this in your documents",
     "Stopped before the end",
 )
-
-
-def serve_app(folder: Path, settings: dict[str, str]):
-    """``data/`` ingested into ``folder``, then the app with these settings; yields its
-    URL and environment."""
-    index = folder / "index"
-    ingest(ROOT / "data", index, settings)
-    running = App(index, settings)
-    yield running.url, running.env
-    running.close()
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory, embedded_model):
-    # Temperature 0: the tests check the model's words, which must not vary by chance.
-    settings = {"RAG_MAX_ANSWER_TOKENS": "200", "RAG_TEMPERATURE": "0"}
-    yield from serve_app(tmp_path_factory.mktemp("app"), settings)
 
 
 @pytest.fixture(scope="module")
@@ -55,27 +38,6 @@ def rambling_app_url(tmp_path_factory, embedded_model):
         "RAG_STOP_LOOPS": "false",
     }
     yield from serve_app(tmp_path_factory.mktemp("rambling"), settings)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        # Our own Chromium build: Playwright's download needs the internet.
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield b
-        b.close()
 
 
 def open_chat(browser, url):
@@ -153,13 +115,21 @@ def retrieval_step(page) -> str:
     return page.locator("body").inner_text()
 
 
+def retrieved(step_text: str) -> list[str]:
+    """The passages the newest answer was given, best first, as its retrieval step lists
+    them (lower case): what was found, the same on any CPU. Source links show only what
+    the answer cites, which is the model's choice and varies by CPU."""
+    newest = step_text.rsplit("Searched for:", 1)[1]
+    rows = [line for line in newest.splitlines() if " — score " in line]
+    return [row.split(" — score ")[0].strip().lower() for row in rows]
+
+
 def test_a_follow_up_is_searched_with_the_question_before_it(page):
     ask(page, "How do I install Local RAG Chat on Linux?")
     ask(page, "And on Windows?")
-    assert "Searched for: How do I install Local RAG Chat on Linux? And on Windows?" in (
-        retrieval_step(page)
-    )
-    assert any("setup" in link and "windows" in link for link in source_links(page))
+    step = retrieval_step(page)
+    assert "Searched for: How do I install Local RAG Chat on Linux? And on Windows?" in step
+    assert any(r.endswith("installation > windows") for r in retrieved(step))
 
 
 def test_an_attached_pdf_answers_questions_in_its_chat_only(browser, app_url, tmp_path):
@@ -183,7 +153,7 @@ def test_an_attached_pdf_answers_questions_in_its_chat_only(browser, app_url, tm
         assert (
             "Added zephyr.pdf to this chat (1 passage)" in first.locator(ANSWER).nth(1).inner_text()
         )
-        assert any(link.startswith("[1] zephyr.pdf") for link in source_links(first))
+        assert retrieved(retrieval_step(first))[0].startswith("zephyr.pdf")
 
         # Another chat (another user) at the same time must not see that file.
         ask(second, "How long does the Zephyr-9 drone fly on one battery?")
@@ -211,8 +181,9 @@ def test_stop_keeps_the_partial_answer_and_the_next_question_is_answered(browser
         partial = answers.nth(1).inner_text()
         assert len(partial) >= 20
 
-        seen = ask(page, "What is the daily meal allowance?")
-        assert "55" in seen[-1]
+        seen = ask(page, "What is the daily meal allowance?")  # returns once it is finished
+        assert SOURCES_LINE.split(seen[-1])[0].strip()  # its words: the CPU's to choose
+        assert "Stopped before the end" not in seen[-1]
     finally:
         context.close()
 
@@ -238,6 +209,4 @@ def test_documents_ingested_while_the_app_runs_are_found(page, app_url, tmp_path
     )
     assert done.returncode == 0, done.stderr
     ask(page, "How many quokkas did the 2026 quokka census count?")
-    assert any(link.startswith("[1] quokka.md") for link in source_links(page)) or (
-        "quokka.md" in " ".join(source_links(page))
-    )
+    assert retrieved(retrieval_step(page))[0].startswith("quokka.md")

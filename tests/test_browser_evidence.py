@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_browser import ANSWER, app_url, ask, browser, page  # noqa: F401 - fixtures
+from test_browser import ANSWER, ask, page  # noqa: F401 - page is a fixture
 
 pytestmark = pytest.mark.browser
 

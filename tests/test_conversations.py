@@ -9,12 +9,15 @@ that the test declares untrusted.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import uuid
 from contextlib import aclosing
+from pathlib import Path
 
 import pytest
 
 from rag.answers import checks as answer_checks
+from rag.config import Settings
 from rag.conversations.chat_store import ChatStore
 from rag.conversations.chat_tables import chat_id, chats_dir, now, t_threads
 from rag.conversations.conversation import Conversation, Conversations, Engine, SharedStart
@@ -22,8 +25,10 @@ from rag.conversations.transcript import export_markdown
 from rag.errors import RagError
 from rag.ingest.pipeline import Ingestor, discover
 from rag.library.freshness import LiveLibrary
+from rag.library.search import open_library
 from rag.web.openai_api import answers
 
+from conftest import SAMPLE_DATA
 from servers import Recorder
 from support_db import fresh_database, missing, postgres_cluster
 
@@ -186,9 +191,20 @@ async def test_the_engine_starts_once_for_all_and_again_after_a_failure():
 # The conversation service, with the real models ------------------------------------
 
 
+@pytest.fixture(scope="module")
+def sample_index(tmp_path_factory, embedder) -> Path:
+    """data/ ingested once for the module; each test gets a copy of its own to change."""
+    index = tmp_path_factory.mktemp("sample") / "index"
+    library = open_library(Settings(index=index, collection="test"), embedder)
+    Ingestor(library).run(discover([SAMPLE_DATA]), progress=False)
+    library.store.close()
+    return index
+
+
 @pytest.fixture
-def engine(library, sample_docs, chat_settings, embedded_model):
-    Ingestor(library).run(discover([sample_docs]), progress=False)
+def engine(sample_index, chat_settings, embedder, embedded_model):
+    shutil.copytree(sample_index, chat_settings.index)
+    library = open_library(chat_settings, embedder)
     options = chat_settings.with_overrides(temperature=0.0)
     found = Engine(options, LiveLibrary(library))
     found.models["embedded"] = embedded_model  # loaded once for the whole session
