@@ -96,6 +96,7 @@ PROCESS_MODULES = {
     "test_watch",
     "test_chat_cli",
     "test_upload_formats",
+    "test_sandbox",
 }
 # Single tests elsewhere that start processes.
 PROCESS_TESTS = {

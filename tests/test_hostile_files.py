@@ -2,10 +2,17 @@
 
 Every file is built in the test, small on disk: a PDF whose content stream
 inflates to 1 GB, a DOCX with broken XML, a DOCX zip bomb, a PDF of blank
-scanned pages, a 13000x13000 PNG.
+scanned pages, a 13000x13000 PNG. The readers run in a worker process with a
+memory cap and a time limit (ingest/sandbox.py, tests/test_sandbox.py); the
+end-to-end test runs the real ``rag ingest`` on them beside a good file.
 """
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw, ImageFile, ImageFont
@@ -16,12 +23,67 @@ from ingest.readers.types import ReadOptions, Unreadable
 from docbuilders import (
     blank_scans_pdf,
     docx_with_broken_xml,
+    docx_zip_bomb,
     huge_png,
     noise_scans_pdf,
     pdf_stream_bomb,
     photo_without_text,
     text_image,
 )
+
+HOSTILE = {
+    "stream-bomb.pdf": (pdf_stream_bomb, "too large to read safely"),
+    "broken.docx": (docx_with_broken_xml, "damaged DOCX"),
+    "zip-bomb.docx": (docx_zip_bomb, "too large to read safely"),
+    "blank-scans.pdf": (lambda p: blank_scans_pdf(p, 60), "no text layer in 60 page(s)"),
+    "huge.png": (huge_png, "too large to read safely"),
+}
+PEAK_LIMIT_MB = 1536
+
+# Runs a command and prints, as the last line of stderr, the largest peak resident
+# size (MB) of any process it started. As their subreaper it inherits the processes
+# the command leaves behind (a forkserver and its reader workers) and reaps them, so
+# each one's peak is counted, whichever process started it. Linux only.
+PEAK = """
+import ctypes, os, resource, subprocess, sys
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+code = subprocess.call(sys.argv[1:])
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024, file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(sys.platform != "linux", reason="the memory cap and the measure are Linux's")
+def test_hostile_files_fail_alone_and_no_process_grows_past_1_5_gb(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    good = folder / "orchard.md"
+    good.write_text("# Orchard\n\nThe quince orchard behind the mill has forty-two trees.\n")
+    for name, (build, _) in HOSTILE.items():
+        build(folder / name)
+
+    command = [sys.executable, "-m", "rag.cli", "ingest", str(folder), "--json"]
+    command += ["--index", str(tmp_path / "index")]
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK, *command], capture_output=True, text=True, timeout=900
+    )
+
+    assert done.returncode == 1, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["added"] == [str(good)]
+    reasons = {Path(f["path"]).name: f["reason"] for f in report["failed"]}
+    assert set(reasons) == set(HOSTILE)
+    for name, (_, reason) in HOSTILE.items():
+        assert reason in reasons[name], (name, reasons[name])
+    peak_mb = int(done.stderr.strip().splitlines()[-1])
+    assert peak_mb < PEAK_LIMIT_MB
+
 
 # The same defences, one reader at a time, in this process: what each one does.
 
