@@ -69,6 +69,21 @@ class Settings(BaseSettings):
         description="Writing to the index stops with a message when its disk has less free "
         "space than this; 0 turns the check off.",
     )
+    read_memory_mb: int = Field(
+        1280,
+        ge=256,
+        description="Memory a file's reader process may use (Linux); a file that needs more "
+        "fails as too large to read safely. OCR of a page needs about 1.1 GB.",
+    )
+    read_timeout_s: float = Field(
+        600.0, gt=0, description="Seconds a file may take to read (OCR included) before it fails."
+    )
+    ocr_max_pages: int = Field(
+        100,
+        ge=1,
+        description="Scanned pages OCR reads in one file (blank pages not counted); a file "
+        "with more fails as too large to read safely.",
+    )
 
     llm: str = Field("embedded", description="Chat model spec: embedded, onnx:PATH, ...")
     llm_api_key: SecretStr | None = Field(None, description="Key for openai: servers.")

@@ -146,6 +146,7 @@ PROCESS_MODULES = {
     "test_upload_formats",
     "test_limits",
     "test_store_failures",
+    "test_sandbox",
 }
 # Single tests elsewhere that start processes.
 PROCESS_TESTS = {

@@ -6,6 +6,10 @@ package is needed on the machine.
 
 from __future__ import annotations
 
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from fpdf import FPDF
@@ -99,4 +103,119 @@ def table_html(path: Path, rows: list[list[str]] = TABLE) -> Path:
         f"{head}</tr></thead><tbody>{body}</tbody></table>"
         "<p>Prices include tax.</p></body></html>"
     )
+    return path
+
+
+# Hostile files (issue #21): small on disk, huge or endless once read. -------------
+
+
+@dataclass(frozen=True)
+class Bomb:
+    """``head + block * times + tail``, deflated without deflating it all: the block
+    is deflated once, ending on a full flush (so nothing refers back past it), and
+    that output repeated."""
+
+    raw: bytes  # raw deflate data, as a ZIP member holds it
+    crc: int  # CRC-32 of the inflated bytes, for ZIP
+    adler: int  # Adler-32 of the inflated bytes, for a zlib stream
+    size: int  # inflated size
+
+    @property
+    def zlib(self) -> bytes:
+        return b"\x78\xda" + self.raw + self.adler.to_bytes(4, "big")
+
+
+def bomb(head: bytes, block: bytes, times: int, tail: bytes) -> Bomb:
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    start = deflate.compress(head) + deflate.flush(zlib.Z_FULL_FLUSH)
+    once = deflate.compress(block) + deflate.flush(zlib.Z_FULL_FLUSH)
+    end = deflate.compress(tail) + deflate.flush()
+    adler, crc = 1, 0
+    for part in [head, *[block] * times, tail]:
+        adler, crc = zlib.adler32(part, adler), zlib.crc32(part, crc)
+    size = len(head) + len(block) * times + len(tail)
+    return Bomb(start + once * times + end, crc, adler, size)
+
+
+def pdf_stream_bomb(path: Path, inflated_mb: int = 1024) -> Path:
+    """A one-page PDF of about 1 MB whose content stream inflates to ``inflated_mb``."""
+    text = b"BT /F1 12 Tf 72 720 Td (Boom) Tj ET"
+    stream = bomb(b"", b" " * 2**24, inflated_mb // 16, text).zlib
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(stream), stream),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    count = len(objects) + 1
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % count
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (count, xref)
+    path.write_bytes(bytes(out))
+    return path
+
+
+_WORD = b'<?xml version="1.0"?><w:document xmlns:w="%s"><w:body>' % (
+    b"http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+)
+
+
+def docx_with_broken_xml(path: Path) -> Path:
+    """A real DOCX whose document part is cut off in the middle of a paragraph."""
+    return _docx_with_document(path, bomb(_WORD + b"<w:p><w:r><w:t>Cut", b"", 0, b""))
+
+
+def docx_zip_bomb(path: Path, inflated_mb: int = 1024) -> Path:
+    """A real DOCX of about 1 MB whose document part inflates to ``inflated_mb`` of
+    empty paragraphs: parsed, each becomes an object many times its size."""
+    block = b"<w:p/>" * (2**24 // 6)
+    return _docx_with_document(
+        path, bomb(_WORD, block, inflated_mb // 16, b"</w:body></w:document>")
+    )
+
+
+def _docx_with_document(path: Path, document: Bomb) -> Path:
+    """A DOCX made by python-docx, its word/document.xml replaced by ``document``.
+    Written by hand: zipfile would have to deflate the whole inflated part."""
+    good = table_docx(path.with_suffix(".good.docx"))
+    with zipfile.ZipFile(good) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    good.unlink()
+    out, central = bytearray(), bytearray()
+    for name, data in members.items():
+        part = document if name == "word/document.xml" else bomb(data, b"", 0, b"")
+        fields = struct.pack(
+            "<HHHHHIIIH", 20, 0, 8, 0, 0x21, part.crc, len(part.raw), part.size, len(name)
+        )
+        central += b"PK\x01\x02" + struct.pack("<H", 20) + fields
+        central += struct.pack("<HHHHII", 0, 0, 0, 0, 0, len(out)) + name.encode()
+        out += b"PK\x03\x04" + fields + struct.pack("<H", 0) + name.encode() + part.raw
+    end = struct.pack("<HHHHIIH", 0, 0, len(members), len(members), len(central), len(out), 0)
+    path.write_bytes(bytes(out + central + b"PK\x05\x06" + end))
+    return path
+
+
+def blank_scans_pdf(path: Path, pages: int) -> Path:
+    """Scanned pages with nothing on them: one white picture per page, stored once."""
+    return scanned_pdf(path, [Image.new("L", (1240, 1754), 255)] * pages)
+
+
+def noise_scans_pdf(path: Path, pages: int) -> Path:
+    """Scanned pages that are not blank (grey noise), each its own picture."""
+    return scanned_pdf(
+        path, [Image.effect_noise((310, 438), 40 + n).convert("L") for n in range(pages)]
+    )
+
+
+def huge_png(path: Path, side: int = 13000) -> Path:
+    """A ``side`` x ``side`` PNG of one colour: a few kB on disk, side**2 pixels decoded."""
+    Image.new("1", (side, side), 1).save(path)
     return path

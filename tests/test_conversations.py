@@ -29,6 +29,7 @@ from rag.library.search import open_library
 from rag.web.openai_api import answers
 
 from conftest import SAMPLE_DATA
+from docbuilders import docx_zip_bomb
 from servers import Recorder
 from support_db import fresh_database, missing, postgres_cluster
 
@@ -238,6 +239,21 @@ async def test_a_stored_chat_resumes_with_its_history_and_files(engine, tmp_path
     assert not folder.exists()
     with pytest.raises(RagError):
         await chats.open(conv.id)
+
+
+async def test_a_hostile_upload_fails_alone_and_the_chat_goes_on(engine, tmp_path):
+    # As the app attaches a message's files: one after the other, in this process.
+    conv = await Conversations(engine).create()
+    bomb = docx_zip_bomb(tmp_path / "upload-1")
+    notes = tmp_path / "upload-2"
+    notes.write_text("# Zephyr\n\nThe Zephyr-9 survey drone flies for 47 minutes on one battery.")
+    reports = [await conv.attach(bomb, "report.docx"), await conv.attach(notes, "zephyr.md")]
+    assert reports[0].startswith("**report.docx** could not be read: too large to read safely")
+    assert "1 passage" in reports[1]
+    assert await conv.files() == ["zephyr.md"]
+    turn = await conv.ask("How long does the Zephyr-9 drone fly on one battery?")
+    assert turn.hits[0].chunk.title == "zephyr.md"
+    conv.close()
 
 
 async def test_export_lists_questions_answers_and_sources(engine):

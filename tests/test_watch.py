@@ -14,6 +14,8 @@ import pytest
 from rag.config import Settings
 from rag.library.search import open_library, search
 
+from docbuilders import docx_with_broken_xml, docx_zip_bomb
+
 DEADLINE = 120  # seconds for any one change to show (generous: the test machine is shared)
 FIRST = 300  # the first ingest also loads the embedding model
 
@@ -122,3 +124,18 @@ def test_watch_follows_added_modified_moved_and_deleted_files(watcher):
     assert [h.chunk.source for h in search(library, "orchards", 3, lexical)] == [
         str(folder / "third.md")
     ]
+
+
+def test_hostile_files_fail_alone_and_the_watch_goes_on(watcher):
+    folder, _, process, log = watcher
+    log.wait_for("watching", timeout=FIRST)
+
+    # Built beside the folder, then moved in whole: the watcher never sees half a file.
+    docx_with_broken_xml(folder.parent / "broken.docx").rename(folder / "broken.docx")
+    log.wait_for("failed", "broken.docx", "damaged DOCX")
+    docx_zip_bomb(folder.parent / "bomb.docx").rename(folder / "bomb.docx")
+    log.wait_for("failed", "bomb.docx", "too large to read safely")
+
+    (folder / "after.md").write_text("Written after the hostile files: about kestrels.")
+    log.wait_for("added", "after.md")
+    assert process.poll() is None

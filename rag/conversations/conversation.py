@@ -190,13 +190,16 @@ class Conversation:
         return self._uploads
 
     async def attach(self, path: str | Path, name: str, consume: bool = False) -> str:
-        """Ingest a file into this conversation's private library; one sentence back.
+        """Ingest a file into this conversation's private library; one sentence back,
+        also when the file cannot be added, so the next file of a message still is.
         With ``consume`` the file given is deleted afterwards, read or not (an upload's
         temporary copy: the chat keeps its own)."""
         try:
             chat_uploads = await asyncio.to_thread(self._open_uploads, True)
             assert chat_uploads is not None  # made when missing
             return await asyncio.to_thread(uploads.add, chat_uploads, str(path), name)
+        except RagError as exc:
+            return f"**{name}** could not be added: {exc}"
         finally:
             if consume:
                 Path(path).unlink(missing_ok=True)

@@ -21,6 +21,7 @@ from rag.embeddings.embedder import Embedder
 from rag.ingest.loaders import FORMATS, Unreadable, is_supported
 from rag.ingest.pipeline import Ingestor, Target
 from rag.ingest.readers import check
+from rag.ingest.sandbox import Limits, Sandbox
 from rag.library.live import Library, open_library
 
 ORIGIN = "upload"
@@ -60,31 +61,41 @@ def add(uploads: ChatUploads, path: str, name: str) -> str:
     # Chainlit stores uploads under random names and deletes them at the session's
     # end; a copy under the real name gives sources a name people recognise.
     target = uploads.folder / "files" / _safe_name(name)
-    refusal = refused(Path(path), target.name, uploads.library.settings.max_file_mb)
+    settings = uploads.library.settings
+    refusal = refused(Path(path), target.name, settings.max_file_mb, _limits(settings))
     if refusal:
         return f"**{name}**: not added; {refusal}."
     target.parent.mkdir(exist_ok=True)
     shutil.copyfile(path, target)
+    # Read in a worker process with the settings' limits, as ingest reads: a hostile
+    # upload fails alone and cannot take the app down.
     summary = Ingestor(uploads.library, extra_metadata={"origin": ORIGIN}, private=True).run(
         Target([target], [], []), prune=False, progress=False
     )
     if summary.failed:
+        target.unlink(missing_ok=True)  # not one of the chat's files
         return f"**{name}** could not be read: {summary.failed[str(target)]}."
     chunks = summary.chunks_written
     return f"Added **{name}** to this chat ({chunks} passage{'s' if chunks != 1 else ''})."
 
 
-def refused(path: Path, name: str, max_mb: int) -> str | None:
+def refused(path: Path, name: str, max_mb: int, limits: Limits | None = None) -> str | None:
     """Why an uploaded file is not read, checked on the server before anything is copied:
     its name must be of a format ingest reads, its size within the limit, and its bytes
-    what the name says (the reader is chosen by content, never by the name alone)."""
+    what the name says (the reader is chosen by content, never by the name alone).
+    Checked in a reader process too: telling a DOCX from a ZIP reads the archive's index."""
     if not is_supported(Path(name)):
         return f"this format is not supported ({FORMATS})"
     try:
-        check(path, max_mb * 2**20, name)
+        with Sandbox(limits or Limits()) as sandbox:
+            sandbox.call(check, path, max_mb * 2**20, name)
     except Unreadable as exc:
         return str(exc)
     return None
+
+
+def _limits(settings: Settings) -> Limits:
+    return Limits(settings.read_memory_mb, settings.read_timeout_s)
 
 
 def names(uploads: ChatUploads) -> list[str]:

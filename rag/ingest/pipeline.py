@@ -8,6 +8,10 @@ next writer (rag/library/store/). Files are read and embedded outside the writer
 and each batch is stored under it, so readers and other ingests wait for one
 batch at most.
 
+Files are read in a worker process with a memory cap and a time limit
+(rag/ingest/sandbox.py): whatever a file does to its reader, from an exception to a
+decompression bomb, is that file's failure with its reason, and the run goes on.
+
 Private status is sticky: a document ingested as private stays private when
 ingested again without saying so; only an explicit ``private=False``
 (``rag ingest --shareable``) makes it shareable.
@@ -21,7 +25,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
@@ -32,7 +36,8 @@ from tqdm import tqdm
 from rag.embeddings.embedder import Embedder
 from rag.errors import RagError
 from rag.ingest.chunking import Piece, chunk_sections
-from rag.ingest.loaders import ReadOptions, Unreadable, is_supported, load
+from rag.ingest.loaders import Loaded, ReadOptions, Unreadable, is_supported, load
+from rag.ingest.sandbox import Limits, Sandbox
 from rag.ingest.summary import Summary
 from rag.library.chunks import Chunk
 from rag.library.documents import Document
@@ -118,6 +123,7 @@ class Ingestor:
     extra_metadata: dict[str, str | int | float | bool] = field(default_factory=dict)
     batch_chunks: int = 256
     read_options: ReadOptions | None = None  # None: the library's settings decide
+    limits: Limits | None = None  # of the reader's process; None: the settings decide
     # True: private; False: shareable; None: as stored (new documents are shareable).
     private: bool | None = None
 
@@ -132,7 +138,11 @@ class Ingestor:
         if self.chunk_overlap is None:
             self.chunk_overlap = settings.chunk_overlap
         if self.read_options is None:
-            self.read_options = ReadOptions(settings.ocr, settings.max_file_mb * 2**20)
+            self.read_options = ReadOptions(
+                settings.ocr, settings.max_file_mb * 2**20, settings.ocr_max_pages
+            )
+        if self.limits is None:
+            self.limits = Limits(settings.read_memory_mb, settings.read_timeout_s)
 
     def options(self, private: bool) -> str:
         # Same text as before the documents table, so existing indexes stay unchanged;
@@ -161,13 +171,16 @@ class Ingestor:
                 f"reads ({room} tokens): set it to {room} or less."
             )
 
-    def prepare(self, path: Path, stored: Document | None) -> Prepared:
+    def prepare(
+        self, path: Path, stored: Document | None, sandbox: Sandbox | None = None
+    ) -> Prepared:
+        """The file's chunks, read in ``sandbox`` (or a sandbox of its own)."""
         private = self.is_private(stored)
         try:
             file_hash = content_hash(path, self.options(private))
             if stored and stored.version == file_hash:
                 return Prepared(path, file_hash, private=private)
-            loaded = load(path, self.read_options)
+            loaded = self._read(path, sandbox)
         except (Unreadable, OSError) as exc:
             return Prepared(path, "", error=str(exc))
         self.check_chunk_size()
@@ -186,6 +199,13 @@ class Ingestor:
             ocr_pages=loaded.ocr_pages,
             ocr_seconds=loaded.ocr_seconds,
         )
+
+    def _read(self, path: Path, sandbox: Sandbox | None) -> Loaded:
+        assert self.limits is not None  # set in __post_init__
+        if sandbox is None:
+            with Sandbox(self.limits) as own:
+                return own.call(load, path, self.read_options)
+        return sandbox.call(load, path, self.read_options)
 
     def _chunks(
         self, source: str, file_hash: str, pieces: list[Piece], private: bool
@@ -234,11 +254,35 @@ class Ingestor:
             disable=not (sys.stderr.isatty() if progress is None else progress),
             file=sys.stderr,
         )
+        assert self.limits is not None  # set in __post_init__
+        # One reader process for the run (started by the first file that must be read),
+        # replaced only after a file fails it.
+        sandbox = Sandbox(self.limits)
+        work = lambda path: self.prepare(path, stored.get(str(path)), sandbox)  # noqa: E731
+        reads = prefetch(work, target.files)
+        try:
+            self._consume(reads, stored, summary, bar, started)
+        finally:
+            sandbox.close()  # first: a file still being read (Ctrl-C) stops at once
+            reads.close()  # then the reads queued behind it, which now fail at once
+        if prune:
+            summary.removed = self.prune(target)
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    def _consume(
+        self,
+        reads: Iterator[Prepared],
+        stored: dict[str, Document],
+        summary: Summary,
+        bar: tqdm,
+        started: float,
+    ) -> None:
+        """Records each file read, and stores the chunks in batches as they come."""
         pending: list[Prepared] = []
         waiting = 0  # chunks in pending
         with bar:
-            work = lambda path: self.prepare(path, stored.get(str(path)))  # noqa: E731
-            for prepared in prefetch(work, target.files):
+            for prepared in reads:
                 self._record(prepared, stored, summary)
                 if prepared.chunks is not None:
                     pending.append(prepared)
@@ -253,10 +297,6 @@ class Ingestor:
                     refresh=False,
                 )
             summary.chunks_written += self.write(pending)
-        if prune:
-            summary.removed = self.prune(target)
-        summary.seconds = time.perf_counter() - started
-        return summary
 
     @staticmethod
     def _record(prepared: Prepared, stored: dict[str, Document], summary: Summary) -> None:
@@ -303,9 +343,12 @@ def forget(library: Library, paths: Iterable[Path]) -> list[str]:
     return gone
 
 
-def prefetch(fn: Callable[[T], R], items: Iterable[T], ahead: int = 8) -> Iterator[R]:
-    """``map(fn, items)`` run one step ahead in a thread, so reading overlaps embedding."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-read") as pool:
+def prefetch(fn: Callable[[T], R], items: Iterable[T], ahead: int = 8) -> Generator[R, None, None]:
+    """``map(fn, items)`` run one step ahead in a thread, so reading overlaps embedding.
+    Left early (an error, Ctrl-C), it drops the calls not begun and returns without
+    waiting for the one under way: its caller stops that one (``Sandbox.close``)."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-read")
+    try:
         window: deque[Future[R]] = deque()
         for item in items:
             window.append(pool.submit(fn, item))
@@ -313,3 +356,5 @@ def prefetch(fn: Callable[[T], R], items: Iterable[T], ahead: int = 8) -> Iterat
                 yield window.popleft().result()
         while window:
             yield window.popleft().result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)

@@ -26,8 +26,8 @@ def read(path: Path, options: ReadOptions) -> Loaded:
                 build.heading(level, item.text.strip())
             else:
                 build.paragraph(item.text)
-    except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise Unreadable(f"damaged DOCX: {exc}") from exc
+    except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile, SyntaxError) as exc:
+        raise Unreadable(f"damaged DOCX: {exc}") from exc  # SyntaxError: lxml's XML errors
     sections = build.done()
     if not sections:
         raise Unreadable("empty document")

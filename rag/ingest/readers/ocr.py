@@ -26,6 +26,9 @@ class Read:
 
 
 _lock = threading.Lock()  # one engine, shared by ingest threads and chats
+# Pixels on an image's long side that OCR reads: RapidOCR scales larger images down to
+# this (Global.max_side_len) before it detects and reads anything.
+LONG_SIDE = 2000
 
 
 @cache
@@ -68,9 +71,29 @@ def _engine() -> Any:
     )
 
 
+_BLANK_SIDE = 800  # pixels: enough to keep a word in 12 points, cheap to count
+_INK = 64  # shades from the background that count as something drawn
+_SPECKS = 8  # this many drawn pixels (dust on the glass) still make a blank page
+
+
+def blank(picture: Image) -> bool:
+    """Whether a picture has nothing on it to read: all but a few specks of it one
+    background shade. Costs a histogram of a small copy, where OCR of a page costs
+    seconds: blank scanned pages (a whole PDF of them, say) are skipped."""
+    small = picture.convert("L")
+    small.thumbnail((_BLANK_SIDE, _BLANK_SIDE))
+    counts = small.histogram()
+    background = max(range(256), key=counts.__getitem__)
+    drawn = sum(n for shade, n in enumerate(counts) if abs(shade - background) > _INK)
+    return drawn <= _SPECKS
+
+
 def read(image: Image) -> Read:
     """The text lines found in ``image``, top to bottom, one per line."""
     started = time.perf_counter()
+    if max(image.size) > LONG_SIDE:  # scaled here, before RapidOCR copies it at full size
+        image = image.copy()
+        image.thumbnail((LONG_SIDE, LONG_SIDE))
     with _lock:
         result = _engine()(image.convert("RGB"))  # RapidOCR converts PIL images itself
     lines = [t.strip() for t in (result.txts or ()) if t and t.strip()]

@@ -1,23 +1,28 @@
 """PDFs: text per page with page numbers, two engines, tables, and OCR for scans.
 
 pypdf reads first. When it cannot parse the file, PDFium (pypdfium2), which
-repairs more kinds of damage, gets a try before the file is called damaged.
-Pages with ruled lines are given to pdfplumber, which finds tables; those pages
-keep their text with each table as a Markdown table. Pages without a text layer
-are rendered by PDFium and read by OCR.
+repairs more kinds of damage, gets a try before the file is called damaged; but
+not when pypdf stopped at one of its limits against decompression bombs: PDFium
+has none, and would inflate the bomb. Pages with ruled lines are given to
+pdfplumber, which finds tables; those pages keep their text with each table as
+a Markdown table. Pages without a text layer are rendered by PDFium and read by
+OCR, blank ones skipped, at most ``ocr_max_pages`` of them per file.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rag.ingest.readers import ocr
 from rag.ingest.readers.types import Loaded, ReadOptions, Section, SectionBuilder, Unreadable
 
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
 _DRAWS_LINES = re.compile(rb"(?:^|\s)(?:re|l)(?:\s|$)")  # rectangle and line-to operators
-_OCR_LONG_SIDE = 2000  # pixels; RapidOCR scales larger images down to this anyway
 
 
 class _Encrypted(Exception):
@@ -25,11 +30,17 @@ class _Encrypted(Exception):
 
 
 def read(path: Path, options: ReadOptions) -> Loaded:
+    from pypdf.errors import LimitReachedError
+
     engine = "pypdf"
     try:
         texts, ruled = _pypdf_pages(path)
     except _Encrypted as exc:
         raise Unreadable(f"encrypted PDF: {exc}") from exc
+    except LimitReachedError as exc:
+        raise Unreadable(
+            f"too large to read safely: a stream inflates past the limit ({exc})"
+        ) from exc
     except Exception as first:
         try:
             texts, ruled, engine = _pdfium_pages(path), [], "pdfium"
@@ -48,22 +59,21 @@ def read(path: Path, options: ReadOptions) -> Loaded:
     for n, text in enumerate(texts, start=1):
         if text.strip():
             sections.extend(tabled.get(n) or [Section(text, page=n)])
-    blank = [n for n, text in enumerate(texts, start=1) if not text.strip()]
-    scanned: list[Section] = []
-    seconds = 0.0
-    if blank and options.ocr and ocr.available():
-        scanned, seconds = _ocr_pages(path, blank)
-    sections = sorted(sections + scanned, key=lambda s: s.page or 0)
-    without = len(blank) - len(scanned)
+    untexted = [n for n, text in enumerate(texts, start=1) if not text.strip()]
+    scans = _Scans()
+    if untexted and options.ocr and ocr.available():
+        scans = _ocr_pages(path, untexted, options.ocr_max_pages)
+    sections = sorted(sections + scans.sections, key=lambda s: s.page or 0)
+    without = len(untexted) - len(scans.sections)
     if not sections:
-        raise Unreadable(_no_text(len(texts), options))
-    return Loaded(
-        sections, without, engine, ocr_pages=len(blank) if seconds else 0, ocr_seconds=seconds
-    )
+        raise Unreadable(_no_text(len(texts), options, scans.blank))
+    return Loaded(sections, without, engine, ocr_pages=scans.read, ocr_seconds=scans.seconds)
 
 
-def _no_text(pages: int, options: ReadOptions) -> str:
+def _no_text(pages: int, options: ReadOptions, blank: int = 0) -> str:
     if options.ocr and ocr.available():
+        if blank == pages:
+            return f"no text layer in {pages} page(s), and all of them blank"
         return f"no text layer in {pages} page(s) and OCR found no text either"
     if options.ocr:
         return f"no text layer in {pages} page(s): scanned? install rapidocr to read it"
@@ -142,23 +152,43 @@ def _text_between(build: SectionBuilder, page: Any, box: tuple, top: float, bott
         build.paragraph(paragraph)
 
 
-def _ocr_pages(path: Path, numbers: list[int]) -> tuple[list[Section], float]:
+@dataclass
+class _Scans:
+    sections: list[Section] = field(default_factory=list)
+    read: int = 0  # pages OCR read
+    blank: int = 0  # pages skipped as blank
+    seconds: float = 0.0
+
+
+def _ocr_pages(path: Path, numbers: list[int], budget: int) -> _Scans:
+    """OCR of the pages ``numbers``, blank ones skipped; refused whole, before any
+    OCR, when more than ``budget`` pages are left to read."""
     import pypdfium2 as pdfium
 
-    sections, seconds = [], 0.0
     try:
         document = pdfium.PdfDocument(path)
     except Exception:
-        return [], 0.0
+        return _Scans()
     try:
-        for n in numbers:
-            page = document[n - 1]
-            width, height = page.get_size()
-            scale = min(3.0, _OCR_LONG_SIDE / max(width, height, 1))
-            found = ocr.read(page.render(scale=scale).to_pil())
-            seconds += found.seconds
+        # A small grey rendering tells a blank page in milliseconds; OCR takes seconds.
+        wanted = [n for n in numbers if not ocr.blank(_render(document[n - 1], 800, grey=True))]
+        if len(wanted) > budget:
+            raise Unreadable(
+                f"too large to read safely: {len(wanted)} scanned pages to read by OCR, "
+                f"more than the {budget} allowed in one file (RAG_OCR_MAX_PAGES)"
+            )
+        scans = _Scans(read=len(wanted), blank=len(numbers) - len(wanted))
+        for n in wanted:
+            found = ocr.read(_render(document[n - 1], ocr.LONG_SIDE))
+            scans.seconds += found.seconds
             if found.text.strip():
-                sections.append(Section(found.text, page=n, ocr=True))
+                scans.sections.append(Section(found.text, page=n, ocr=True))
     finally:
         document.close()
-    return sections, seconds
+    return scans
+
+
+def _render(page: Any, long_side: int, grey: bool = False) -> Image:
+    width, height = page.get_size()
+    scale = min(3.0, long_side / max(width, height, 1))
+    return page.render(scale=scale, grayscale=grey).to_pil()

@@ -46,6 +46,7 @@ class Loaded:
 class ReadOptions:
     ocr: bool = True  # read scanned pages and images where an OCR engine is installed
     max_bytes: int = 100 * 1024 * 1024
+    ocr_max_pages: int = 100  # scanned pages OCR reads in one file, blank ones not counted
 
 
 @dataclass
