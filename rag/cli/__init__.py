@@ -846,6 +846,3 @@ def _main(argv: Sequence[str] | None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
 
-
-if __name__ == "__main__":
-    sys.exit(main())
