@@ -7,10 +7,15 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rag.cli.base import AddCommand, Subcommands
 from rag.config import Settings
 from rag.errors import ModelUnavailable, RagError
+
+if TYPE_CHECKING:  # imported where a command runs: they load the library and the models
+    from rag.chat import Turn
+    from rag.conversation import Conversation
 
 
 def _add_ask(sub: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -44,7 +49,7 @@ async def _ask(question: str, settings: Settings, as_json: bool = False) -> int:
     return 0
 
 
-async def _answer(conv, question: str, as_json: bool = False) -> None:
+async def _answer(conv: Conversation, question: str, as_json: bool = False) -> None:
     """One streamed answer of a conversation, then its notices, evidence and sources."""
     turn = await conv.prepare(question)
     turn.progress = _progress
@@ -78,7 +83,7 @@ async def _answer(conv, question: str, as_json: bool = False) -> None:
         print(f"  [{n}] {hit.chunk.label()}  ({hit.chunk.source})")
 
 
-def _turn_json(turn) -> dict:
+def _turn_json(turn: Turn) -> dict[str, Any]:
     st = turn.stats
     cited, shown = turn.shown_sources(uncited=len(turn.context))
     return {

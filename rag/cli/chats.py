@@ -5,11 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 from rag.cli.base import AddCommand, Subcommands
 from rag.config import Settings
+
+if TYPE_CHECKING:
+    from rag.conversation import Conversations
+
+T = TypeVar("T")
 
 
 def _add_chats(sub: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -31,10 +37,10 @@ def _add_chats(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p.set_defaults(run=cmd_chats_delete)
 
 
-def _chats_call(settings: Settings, call) -> Any:
+def _chats_call(settings: Settings, call: Callable[[Conversations], Awaitable[T]]) -> T:
     from rag.conversation import Conversations, Engine
 
-    async def run():
+    async def run() -> T:
         chats = Conversations(Engine(settings, live=None))  # no library: nothing is searched
         try:
             return await call(chats)

@@ -7,10 +7,13 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rag.cli.base import AddCommand, Subcommands
 from rag.config import Settings
+
+if TYPE_CHECKING:  # the store module loads Chroma: only commands that need it import it
+    from rag.store import LibraryStore
 
 
 def _add_ingest(sub: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -71,7 +74,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     return summary.exit_code
 
 
-def _store(settings: Settings, bring_in_step: bool = True):
+def _store(settings: Settings, bring_in_step: bool = True) -> LibraryStore:
     """The index alone, for commands that never embed: no model to load."""
     from rag.store import open_store
 

@@ -6,9 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rag.cli.base import AddCommand, Subcommands
 from rag.config import Settings
+
+if TYPE_CHECKING:
+    from rag.chunks import Hit
 
 
 def _add_query(sub: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -26,7 +30,7 @@ def _add_query(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p.set_defaults(run=cmd_query)
 
 
-def _hit_json(hit) -> dict:
+def _hit_json(hit: Hit) -> dict[str, Any]:
     c = hit.chunk
     return {
         "rank": hit.rank,
