@@ -17,10 +17,15 @@ import socket
 from collections.abc import Iterable
 from contextvars import ContextVar
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from rag.config import Settings
 from rag.errors import RagError
+
+if TYPE_CHECKING:  # the types only: Starlette loads with the app or server that uses it
+    from starlette.applications import Starlette
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 WILDCARD_BINDS = ("0.0.0.0", "::", "")
@@ -134,11 +139,15 @@ class HostOriginGuard:
     HTTP and WebSocket alike, and adds a Content-Security-Policy to every HTTP answer."""
 
     def __init__(
-        self, app, hosts: frozenset[str] | None, origins: Iterable[str] = (), csp: str | None = None
+        self,
+        app: ASGIApp,
+        hosts: frozenset[str] | None,
+        origins: Iterable[str] = (),
+        csp: str | None = None,
     ) -> None:
         self.app, self.hosts, self.origins, self.csp = app, hosts, tuple(origins), csp
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
@@ -158,10 +167,10 @@ class HostOriginGuard:
             send = self._with_csp(send)
         await self.app(scope, receive, send)
 
-    def _with_csp(self, send):
+    def _with_csp(self, send: Send) -> Send:
         policy = (self.csp or "").encode()
 
-        async def sending(message) -> None:
+        async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
                 kept = [
                     (k, v)
@@ -174,7 +183,7 @@ class HostOriginGuard:
         return sending
 
 
-async def _refuse(scope, send, reason: str, status: int = 403) -> None:
+async def _refuse(scope: Scope, send: Send, reason: str, status: int = 403) -> None:
     if scope["type"] == "websocket":
         # Closing before accepting makes the server answer the handshake with 403.
         await send({"type": "websocket.close", "code": 1008, "reason": reason})
@@ -196,7 +205,7 @@ async def _refuse(scope, send, reason: str, status: int = 403) -> None:
 # --- rag serve: the API key ---
 
 
-def guard(server, settings: Settings, bind_host: str, page_html: str) -> None:
+def guard(server: Starlette, settings: Settings, bind_host: str, page_html: str) -> None:
     """Put the Host/Origin check and the CSP in front of an ASGI app (once): for the
     browser app, ``page_html`` is its page, whose inline scripts the CSP allows."""
     if not any(m.cls is HostOriginGuard for m in server.user_middleware):
@@ -295,11 +304,13 @@ class ProxyGate:
     (anyone else's X-Forwarded-* is ignored), the login header only from a trusted proxy
     and only once, and cookies marked Secure when the browser came over HTTPS."""
 
-    def __init__(self, app, proxies: TrustedProxies, login_header: str | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, proxies: TrustedProxies, login_header: str | None = None
+    ) -> None:
         self.app, self.proxies = app, proxies
         self.login_header = login_header.lower().encode("latin-1") if login_header else None
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
@@ -327,7 +338,7 @@ class ProxyGate:
             _CLIENT.reset(address)
 
 
-def _forwarded(scope, proxies: TrustedProxies, peer: str):
+def _forwarded(scope: Scope, proxies: TrustedProxies, peer: str) -> Scope:
     """The scope as the client sees it, from a trusted proxy's X-Forwarded-For/-Proto."""
     values: dict[bytes, list[str]] = {b"x-forwarded-for": [], b"x-forwarded-proto": []}
     for key, value in scope.get("headers", []):
@@ -343,10 +354,10 @@ def _forwarded(scope, proxies: TrustedProxies, peer: str):
     return scope
 
 
-def _secure_cookies(send):
+def _secure_cookies(send: Send) -> Send:
     """Adds Secure to every cookie set: over HTTPS a login cookie never goes out in clear."""
 
-    async def sending(message) -> None:
+    async def sending(message: Message) -> None:
         if message["type"] == "http.response.start":
             headers = [
                 (k, v + b"; Secure")
@@ -361,7 +372,7 @@ def _secure_cookies(send):
     return sending
 
 
-def gate(server, settings: Settings, login_header: str | None) -> None:
+def gate(server: Starlette, settings: Settings, login_header: str | None) -> None:
     """Put ``ProxyGate`` in front of an ASGI app (once)."""
     if not any(m.cls is ProxyGate for m in server.user_middleware):
         server.add_middleware(
