@@ -16,12 +16,17 @@ import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rag import answer_checks, prompts
 from rag.chunks import Chunk
 from rag.config import Settings
 from rag.errors import ModelUnavailable, RagError
 from rag.models.base import ChatModel, Message
+
+if TYPE_CHECKING:  # the library's type only: summaries never open one
+    from rag.library import Library
+    from rag.routing import ModelPool
 
 Progress = Callable[[int, int], object]  # may be a coroutine function
 
@@ -53,7 +58,7 @@ PART_TOKENS = 160  # the answer budget of each part summary
 class Request:
     """A whole-document question, resolved to one document of one library."""
 
-    library: object  # rag.library.Library
+    library: Library
     source: str
 
     @property
@@ -61,14 +66,14 @@ class Request:
         return Path(self.source).name
 
 
-def document_chunks(library, source: str) -> list[Chunk]:
+def document_chunks(library: Library, source: str) -> list[Chunk]:
     """Every chunk of one document, in reading order (the documents table knows
     which version is complete)."""
     found = library.store.document_chunks(source)
     return sorted(found, key=lambda c: (c.page or 0, c.index))
 
 
-def _sources(library) -> list[str]:
+def _sources(library: Library) -> list[str]:
     return list(library.store.documents())
 
 
@@ -76,7 +81,7 @@ def requested(question: str) -> bool:
     return bool(_ASKS.search(question))
 
 
-def find(question: str, libraries: Sequence) -> Request | None:
+def find(question: str, libraries: Sequence[Library]) -> Request | None:
     """The document a summary request is about, or None when it is no such request
     or names no document we can tell (blocking: reads the store).
 
@@ -101,7 +106,7 @@ def find(question: str, libraries: Sequence) -> Request | None:
     return Request(*everything[0]) if len(everything) == 1 else None
 
 
-def locate(library, path: str) -> Request:
+def locate(library: Library, path: str) -> Request:
     """The indexed document a command line names: a path, or a file name."""
     sources = _sources(library)
     full = str(Path(path).expanduser().resolve())
@@ -155,7 +160,9 @@ def pack(
     return parts
 
 
-async def _complete(model: ChatModel, messages, max_tokens: int, settings: Settings) -> str:
+async def _complete(
+    model: ChatModel, messages: Sequence[Message], max_tokens: int, settings: Settings
+) -> str:
     text = ""
     async for delta in model.stream(
         messages,
@@ -216,7 +223,7 @@ async def summarise(
     await _report(progress, total, total)
 
 
-async def stream_turn(turn, pool, settings: Settings) -> AsyncIterator[str]:
+async def stream_turn(turn, pool: ModelPool, settings: Settings) -> AsyncIterator[str]:
     """Answer ``turn`` (whose ``summary`` is set) with a summary of the whole document,
     by the first model that loads; ``turn.progress`` hears each step."""
     request: Request = turn.summary
