@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import replace
 
 from rag.answers import checks as answer_checks
@@ -142,7 +142,9 @@ def _address(turn: Turn, model: ChatModel, settings: Settings) -> None:
     turn.stats.prompt_tokens = sum(model.count_tokens(m["content"]) for m in turn.messages)
 
 
-async def _start(turn: Turn, pool: ModelPool, settings: Settings):
+async def _start(
+    turn: Turn, pool: ModelPool, settings: Settings
+) -> tuple[ChatModel, AsyncIterator[str], str]:
     """The first model that produces a first token, with that token and its stream."""
     for spec in pool.candidates(turn.question):
         try:

@@ -9,7 +9,7 @@ rag/answers/evidence.py and rag/answers/grounding.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from rag.answers import evidence, grounding, prompts, repetition
 from rag.answers.turn import Turn
@@ -70,7 +70,9 @@ def evidence_note(turn: Turn, settings: Settings) -> str:
     return EVIDENCE_NOTE.format(sentence=" ".join(top.text.split()))
 
 
-def point_to_evidence(turn: Turn, settings: Settings, count_tokens, budget: int) -> None:
+def point_to_evidence(
+    turn: Turn, settings: Settings, count_tokens: Callable[[str], int], budget: int
+) -> None:
     """Add the evidence note to the prompt's question if it still fits ``budget``."""
     note = evidence_note(turn, settings)
     if not note or not turn.messages:

@@ -64,7 +64,10 @@ def claims(answer: str) -> list[tuple[int, int]]:
 
 
 def support(
-    sentence: str, vector: Sequence[float], passage_vectors, passage_words: set[str]
+    sentence: str,
+    vector: Sequence[float],
+    passage_vectors: Sequence[Sequence[float]],
+    passage_words: set[str],
 ) -> float:
     similarity = max((sum(x * y for x, y in zip(vector, p)) for p in passage_vectors), default=0.0)
     words = evidence.content_words(sentence)

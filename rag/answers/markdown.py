@@ -7,9 +7,13 @@ The browser app shows these strings; nothing here knows Chainlit.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rag.answers.evidence import Evidence
 from rag.library.chunks import Hit
+
+if TYPE_CHECKING:  # the turn is only read here; the answering pipeline is not needed
+    from rag.answers.turn import Turn
 
 UNSUPPORTED_MARK = " *(not found in the passages)*"
 
@@ -67,12 +71,14 @@ def unsupported_notice(unsupported: Sequence) -> str:
     )
 
 
-def progress(turn, done: int, total: int) -> str:
+def progress(turn: Turn, done: int, total: int) -> str:
     """A line streamed while a whole document is summarised; ``finished`` replaces it."""
-    return f"*Reading {turn.summary.name}: step {done} of {total}…*\n\n" if done < total else ""
+    if turn.summary is None or done >= total:  # only a summary reports steps
+        return ""
+    return f"*Reading {turn.summary.name}: step {done} of {total}…*\n\n"
 
 
-def finished(turn) -> str:
+def finished(turn: Turn) -> str:
     """The whole answer as shown once complete: the text (a loop cut off), marks on
     unsupported sentences, the notices, then the evidence sentences."""
     parts = [mark_unsupported(turn.text, turn.unsupported)]

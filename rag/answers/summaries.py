@@ -21,6 +21,7 @@ from rag.answers.turn import Progress, Request, Turn
 from rag.config import Settings
 from rag.errors import ModelUnavailable, RagError
 from rag.library.chunks import Chunk
+from rag.library.live import Library
 from rag.models.base import ChatModel, Message
 from rag.models.routing import ModelPool
 
@@ -48,14 +49,14 @@ SYSTEM = "You summarise documents faithfully, using only the text given."
 PART_TOKENS = 160  # the answer budget of each part summary
 
 
-def document_chunks(library, source: str) -> list[Chunk]:
+def document_chunks(library: Library, source: str) -> list[Chunk]:
     """Every chunk of one document, in reading order (the documents table knows
     which version is complete)."""
     found = library.store.document_chunks(source)
     return sorted(found, key=lambda c: (c.page or 0, c.index))
 
 
-def _sources(library) -> list[str]:
+def _sources(library: Library) -> list[str]:
     return list(library.store.documents())
 
 
@@ -63,7 +64,7 @@ def requested(question: str) -> bool:
     return bool(_ASKS.search(question))
 
 
-def find(question: str, libraries: Sequence) -> Request | None:
+def find(question: str, libraries: Sequence[Library]) -> Request | None:
     """The document a summary request is about, or None when it is no such request
     or names no document we can tell (blocking: reads the store).
 
@@ -88,7 +89,7 @@ def find(question: str, libraries: Sequence) -> Request | None:
     return Request(*everything[0]) if len(everything) == 1 else None
 
 
-def locate(library, path: str) -> Request:
+def locate(library: Library, path: str) -> Request:
     """The indexed document a command line names: a path, or a file name."""
     sources = _sources(library)
     full = str(Path(path).expanduser().resolve())
@@ -142,7 +143,9 @@ def pack(
     return parts
 
 
-async def _complete(model: ChatModel, messages, max_tokens: int, settings: Settings) -> str:
+async def _complete(
+    model: ChatModel, messages: Sequence[Message], max_tokens: int, settings: Settings
+) -> str:
     text = ""
     async for delta in model.stream(
         messages,

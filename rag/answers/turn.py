@@ -13,6 +13,7 @@ from rag.answers.evidence import Evidence
 from rag.answers.grounding import Unsupported
 from rag.embeddings.embedder import Embedder
 from rag.library.chunks import Hit
+from rag.library.live import Library
 from rag.models.base import Message
 
 Progress = Callable[[int, int], object]  # may be a coroutine function
@@ -22,7 +23,7 @@ Progress = Callable[[int, int], object]  # may be a coroutine function
 class Request:
     """A whole-document question, resolved to one document of one library."""
 
-    library: object  # rag.library.live.Library
+    library: Library
     source: str
 
     @property

@@ -22,6 +22,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -30,6 +31,9 @@ from rag.errors import ModelUnavailable
 from rag.models.base import ChatModel, Message, estimate_tokens
 from rag.models.openai_compat import OpenAICompatibleChat
 from rag.models.threaded import stream_in_thread, wait_for_turn
+
+if TYPE_CHECKING:  # the SDK itself loads only when a model runs in this process
+    from foundry_local_sdk import FoundryLocalManager, IModel, Request
 
 INSTALL_HINT = (
     "Install Foundry Local (Windows: `winget install Microsoft.FoundryLocal`, macOS: "
@@ -116,7 +120,7 @@ def _no_telemetry() -> Iterator[None]:
             os.environ["CI"] = saved
 
 
-def _manager(settings: Settings):
+def _manager(settings: Settings) -> FoundryLocalManager:
     with _no_telemetry():
         from foundry_local_sdk import Configuration, FoundryLocalManager, LogLevel
 
@@ -134,10 +138,13 @@ def _manager(settings: Settings):
                     catalog_urls=[(catalog, None)] if catalog else None,
                 )
             )
-        return FoundryLocalManager.instance
+        manager = FoundryLocalManager.instance
+    if manager is None:  # initialize() sets it or raises; never None here
+        raise ModelUnavailable("The Foundry Local SDK did not start in this process.")
+    return manager
 
 
-def _register(manager, folder: Path):
+def _register(manager: FoundryLocalManager, folder: Path) -> IModel:
     from foundry_local_sdk import CatalogType, ModelInfoBuilder
 
     local = manager.get_catalog(CatalogType.LOCAL)
@@ -151,7 +158,7 @@ def _register(manager, folder: Path):
     return model
 
 
-def _resolve(manager, alias: str):
+def _resolve(manager: FoundryLocalManager, alias: str) -> IModel:
     from foundry_local_sdk import CatalogType
 
     model = manager.get_catalog(CatalogType.LOCAL).get_model(alias)
@@ -172,7 +179,7 @@ class FoundryInProcessChat:
 
     local = True
 
-    def __init__(self, model, name: str) -> None:
+    def __init__(self, model: IModel, name: str) -> None:
         self._model = model
         self.name = name
         self.context_window = int(model.context_length or 4096)
@@ -217,7 +224,14 @@ class FoundryInProcessChat:
             name="foundry",
         )
 
-    def _generate(self, request, messages, max_tokens, temperature, cancel) -> Iterator[str]:
+    def _generate(
+        self,
+        request: Request,
+        messages: Sequence[Message],
+        max_tokens: int,
+        temperature: float,
+        cancel: threading.Event,
+    ) -> Iterator[str]:
         from foundry_local_sdk import (
             ChatSession,
             FoundryLocalException,

@@ -12,12 +12,21 @@ import json
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 from rag.errors import ModelUnavailable
 from rag.models.base import Message
 from rag.models.threaded import stream_in_thread, wait_for_turn
 
+if TYPE_CHECKING:  # the runtime loads with the first model, not on import
+    import onnxruntime_genai as og
+
 PROMPT_SLICE = 64  # tokens; about 0.15 s of prompt evaluation each on two cores
+
+
+class Sampling(TypedDict):
+    temperature: float
+    repetition_penalty: float | None
 
 
 class OnnxGenAIChat:
@@ -54,8 +63,10 @@ class OnnxGenAIChat:
         temperature: float,
         repetition_penalty: float | None = None,
     ) -> AsyncIterator[str]:
-        sampling = {"temperature": temperature, "repetition_penalty": repetition_penalty}
-        running: list = []  # the live generator, so a cancel can interrupt native work
+        sampling: Sampling = {"temperature": temperature, "repetition_penalty": repetition_penalty}
+        running: list[
+            og.Generator
+        ] = []  # the live generator, so a cancel can interrupt native work
 
         def terminate() -> None:
             for generator in running:
@@ -77,7 +88,14 @@ class OnnxGenAIChat:
 
         return stream_in_thread(produce, on_cancel=terminate, name="onnx-genai")
 
-    def _generate(self, messages, max_tokens, sampling, cancel, running) -> Iterator[str]:
+    def _generate(
+        self,
+        messages: Sequence[Message],
+        max_tokens: int,
+        sampling: Sampling,
+        cancel: threading.Event,
+        running: list[og.Generator],
+    ) -> Iterator[str]:
         og = self._og
         # The chat template comes from the model folder, so each model gets its own format.
         prompt = self._tokenizer.apply_chat_template(

@@ -10,13 +10,22 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import AsyncIterator, Sequence
+from typing import TypedDict, cast
 from urllib.parse import urlparse
 
 import openai
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from rag.errors import ModelUnavailable
 from rag.hosts import is_ip
 from rag.models.base import Message, estimate_tokens, frequency_penalty
+
+
+class Penalty(TypedDict, total=False):
+    """The request fields that ask a server for a repetition penalty (see ``_penalty``)."""
+
+    extra_body: dict[str, float]
+    frequency_penalty: float
 
 
 def on_host(url: str, hosts: Sequence[str]) -> bool:
@@ -83,7 +92,7 @@ class OpenAICompatibleChat:
         finally:
             await response.close()  # tells the server to stop generating
 
-    def _penalty(self, repetition_penalty: float | None) -> dict:
+    def _penalty(self, repetition_penalty: float | None) -> Penalty:
         """How to ask this server for a repetition penalty.
 
         Servers on this machine (llama.cpp's llama-server, llama-cpp-python, LM Studio,
@@ -103,12 +112,19 @@ class OpenAICompatibleChat:
         additive = frequency_penalty(repetition_penalty)
         return {"frequency_penalty": additive} if additive else {}  # 0 is the API's default
 
-    async def _open(self, messages, max_tokens, temperature, penalty):
+    async def _open(
+        self,
+        messages: Sequence[Message],
+        max_tokens: int,
+        temperature: float,
+        penalty: Penalty,
+    ) -> openai.AsyncStream[ChatCompletionChunk]:
         for attempt in range(self._retries + 1):
             try:
                 return await self._client.chat.completions.create(
                     model=self.model,
-                    messages=list(messages),
+                    # {role, content} with the roles the API knows: its own message types
+                    messages=cast("list[ChatCompletionMessageParam]", list(messages)),
                     max_tokens=max_tokens,
                     temperature=temperature,
                     stream=True,

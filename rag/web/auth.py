@@ -13,7 +13,7 @@ import hmac
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,13 +45,13 @@ def login_policy(settings: Settings, bind_host: str) -> LoginPolicy:
     return LoginPolicy(value)
 
 
-def header_user(headers, name: str) -> str | None:
+def header_user(headers: Mapping[str, str], name: str) -> str | None:
     """The user a trusted reverse proxy names in ``name``; none when the header is absent."""
     value = (headers.get(name) or "").strip()
     return value or None
 
 
-def request_user(policy: LoginPolicy, headers) -> str | None:
+def request_user(policy: LoginPolicy, headers: Mapping[str, str]) -> str | None:
     """Who is asking, when no password is involved. Without a login (loopback) everyone
     is the one local user, so chat history still has an owner; with header login the
     trusted proxy names the user (no header, no entry)."""

@@ -17,11 +17,16 @@ import socket
 from collections.abc import Iterable
 from contextvars import ContextVar
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from rag.config import Settings
 from rag.errors import RagError
 from rag.hosts import host_name, is_ip, is_loopback
+
+if TYPE_CHECKING:  # the types only: Starlette loads with the app or server that uses it
+    from starlette.applications import Starlette
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 WILDCARD_BINDS = ("0.0.0.0", "::", "")
@@ -107,11 +112,15 @@ class HostOriginGuard:
     HTTP and WebSocket alike, and adds a Content-Security-Policy to every HTTP answer."""
 
     def __init__(
-        self, app, hosts: frozenset[str] | None, origins: Iterable[str] = (), csp: str | None = None
+        self,
+        app: ASGIApp,
+        hosts: frozenset[str] | None,
+        origins: Iterable[str] = (),
+        csp: str | None = None,
     ) -> None:
         self.app, self.hosts, self.origins, self.csp = app, hosts, tuple(origins), csp
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
@@ -131,10 +140,10 @@ class HostOriginGuard:
             send = self._with_csp(send)
         await self.app(scope, receive, send)
 
-    def _with_csp(self, send):
+    def _with_csp(self, send: Send) -> Send:
         policy = (self.csp or "").encode()
 
-        async def sending(message) -> None:
+        async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
                 kept = [
                     (k, v)
@@ -147,7 +156,7 @@ class HostOriginGuard:
         return sending
 
 
-async def _refuse(scope, send, reason: str, status: int = 403) -> None:
+async def _refuse(scope: Scope, send: Send, reason: str, status: int = 403) -> None:
     if scope["type"] == "websocket":
         # Closing before accepting makes the server answer the handshake with 403.
         await send({"type": "websocket.close", "code": 1008, "reason": reason})
@@ -169,7 +178,7 @@ async def _refuse(scope, send, reason: str, status: int = 403) -> None:
 # --- rag serve: the API key ---
 
 
-def guard(server, settings: Settings, bind_host: str, page_html: str) -> None:
+def guard(server: Starlette, settings: Settings, bind_host: str, page_html: str) -> None:
     """Put the Host/Origin check and the CSP in front of an ASGI app (once): for the
     browser app, ``page_html`` is its page, whose inline scripts the CSP allows."""
     if not any(m.cls is HostOriginGuard for m in server.user_middleware):
@@ -268,11 +277,13 @@ class ProxyGate:
     (anyone else's X-Forwarded-* is ignored), the login header only from a trusted proxy
     and only once, and cookies marked Secure when the browser came over HTTPS."""
 
-    def __init__(self, app, proxies: TrustedProxies, login_header: str | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, proxies: TrustedProxies, login_header: str | None = None
+    ) -> None:
         self.app, self.proxies = app, proxies
         self.login_header = login_header.lower().encode("latin-1") if login_header else None
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
@@ -300,7 +311,7 @@ class ProxyGate:
             _CLIENT.reset(address)
 
 
-def _forwarded(scope, proxies: TrustedProxies, peer: str):
+def _forwarded(scope: Scope, proxies: TrustedProxies, peer: str) -> Scope:
     """The scope as the client sees it, from a trusted proxy's X-Forwarded-For/-Proto."""
     values: dict[bytes, list[str]] = {b"x-forwarded-for": [], b"x-forwarded-proto": []}
     for key, value in scope.get("headers", []):
@@ -316,10 +327,10 @@ def _forwarded(scope, proxies: TrustedProxies, peer: str):
     return scope
 
 
-def _secure_cookies(send):
+def _secure_cookies(send: Send) -> Send:
     """Adds Secure to every cookie set: over HTTPS a login cookie never goes out in clear."""
 
-    async def sending(message) -> None:
+    async def sending(message: Message) -> None:
         if message["type"] == "http.response.start":
             headers = [
                 (k, v + b"; Secure")
@@ -334,7 +345,7 @@ def _secure_cookies(send):
     return sending
 
 
-def gate(server, settings: Settings, login_header: str | None) -> None:
+def gate(server: Starlette, settings: Settings, login_header: str | None) -> None:
     """Put ``ProxyGate`` in front of an ASGI app (once)."""
     if not any(m.cls is ProxyGate for m in server.user_middleware):
         server.add_middleware(

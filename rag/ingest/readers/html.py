@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rag.ingest.readers.text import read_text
 from rag.ingest.readers.types import Loaded, ReadOptions, SectionBuilder, Unreadable
+
+if TYPE_CHECKING:  # BeautifulSoup loads with the first HTML file
+    from bs4 import Tag
 
 # Tables and headings are swapped for marks in the text (a private-use character
 # never found in real pages), then rebuilt from the marks in reading order.
@@ -50,7 +54,7 @@ def read(path: Path, options: ReadOptions) -> Loaded:
     return Loaded(sections)
 
 
-def _rows(table) -> list[list[str]]:
+def _rows(table: Tag) -> list[list[str]]:
     rows = []
     for tr in table.find_all("tr"):
         if tr.find_parent("table") is not table:

@@ -1,0 +1,82 @@
+"""``rag user add|remove|list|logout``: who may log in to the app."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rag.cli.base import AddCommand, Subcommands
+from rag.config import Settings
+from rag.errors import RagError
+
+
+def _add_user(sub: Subcommands, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("user", help="manage who may log in to the app")
+    user_sub = p.add_subparsers(dest="action", required=True)
+    p = user_sub.add_parser(
+        "add", parents=[common], help="add a user or set a new password (asked, or read from stdin)"
+    )
+    p.add_argument("name")
+    p.set_defaults(run=cmd_user_add)
+    p = user_sub.add_parser("remove", parents=[common], help="remove a user")
+    p.add_argument("name")
+    p.set_defaults(run=cmd_user_remove)
+    p = user_sub.add_parser("list", parents=[common], help="list the users")
+    p.set_defaults(run=cmd_user_list)
+    p = user_sub.add_parser(
+        "logout", parents=[common], help="end every session of a user, in every running app"
+    )
+    p.add_argument("name")
+    p.set_defaults(run=cmd_user_logout)
+
+
+def _read_password() -> str:
+    """Asked twice on a terminal; otherwise the first line of stdin (for scripts)."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        raise RagError("The two passwords differ; nothing changed.")
+    return first
+
+
+def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.web.users import Users, users_path
+
+    users = Users(users_path(settings))
+    new = users.add(args.name, _read_password())
+    print(f"{'Added' if new else 'Changed the password of'} {args.name} ({users.path}).")
+    return 0
+
+
+def cmd_user_remove(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.web.users import Users, users_path
+
+    if Users(users_path(settings)).remove(args.name):
+        print(f"Removed {args.name}.")
+        return 0
+    print(f"There is no user {args.name}.", file=sys.stderr)
+    return 1
+
+
+def cmd_user_list(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.web.users import Users, users_path
+
+    for name in Users(users_path(settings)).names():
+        print(name)
+    return 0
+
+
+def cmd_user_logout(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.web.users import Users, users_path
+
+    Users(users_path(settings)).logout(args.name)
+    print(f"Every session of {args.name} has ended; the next request logs in again.")
+    return 0
+
+
+COMMANDS: dict[str, AddCommand] = {
+    "user": _add_user,
+}
