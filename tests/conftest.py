@@ -85,9 +85,11 @@ def app_url(tmp_path_factory, embedded_model):
     yield from serve_app(tmp_path_factory.mktemp("app"), settings)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Chromium: our own build, as Playwright's download needs the internet."""
+    """Headless Chromium: our own build, as Playwright's download needs the internet.
+    Per module: while Playwright's sync API is open it holds an event loop in this
+    thread, and every later test that runs asyncio would fail."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
