@@ -28,7 +28,7 @@ os.environ.setdefault("RAG_FOUNDRY_CATALOG_URL", "http://127.0.0.1:9/asset-galle
 
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
-    """The default embedder (ONNX Runtime); tests/test_embedder_contract.py holds it to
+    """The default embedder (ONNX Runtime); tests/embeddings/test_embedder_contract.py holds it to
     the sentence-transformers reference."""
     return create_embedder(Settings())
 

@@ -74,6 +74,26 @@ def ingest(folder: Path, index: Path, env: dict[str, str] | None = None) -> None
     assert done.returncode == 0, done.stderr
 
 
+def rag(*args, index: Path, stdin: str | None = None, env: dict | None = None):
+    """``rag *args`` as a person runs it, in its own process, on ``index``."""
+    # Temperature 0: answers checked here must not vary by chance.
+    full_env = {
+        **os.environ,
+        "RAG_INDEX": str(index),
+        "RAG_COLLECTION": "test",
+        "RAG_TEMPERATURE": "0",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "rag.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=600,
+    )
+
+
 class App:
     """``chainlit run app.py`` on a free port, stopped by ``close``. ``env`` adds to
     (and ``unset`` takes from) this process's environment."""

@@ -20,7 +20,7 @@ from rag.repetition import NOTICE, LoopGuard
 from rag.retrieval import search
 from rag.routing import ModelPool
 
-ARTICLES = Path(__file__).resolve().parent.parent / "benchmarks" / "encyclopedia"
+ARTICLES = Path(__file__).resolve().parents[2] / "benchmarks" / "encyclopedia"
 
 
 @pytest.fixture

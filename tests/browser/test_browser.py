@@ -2,121 +2,10 @@
 
 from __future__ import annotations
 
-import re
-import shutil
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-import pytest
-
-from servers import ROOT, App, ingest
-
-pytestmark = pytest.mark.browser
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ANSWER = '[data-step-type="assistant_message"]'
-FINISHED = (
-    "Sources:",
-    "Retrieved passages",
-    "could not find this in your documents",
-    "Stopped before the end",
-)
-
-
-def serve_app(folder: Path, settings: dict[str, str]):
-    """``data/`` ingested into ``folder``, then the app with these settings; yields its
-    URL and environment."""
-    index = folder / "index"
-    ingest(ROOT / "data", index, settings)
-    running = App(index, settings)
-    yield running.url, running.env
-    running.close()
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory, embedded_model):
-    # Temperature 0: the tests check the model's words, which must not vary by chance.
-    settings = {"RAG_MAX_ANSWER_TOKENS": "200", "RAG_TEMPERATURE": "0"}
-    yield from serve_app(tmp_path_factory.mktemp("app"), settings)
-
-
-@pytest.fixture(scope="module")
-def rambling_app_url(tmp_path_factory, embedded_model):
-    """The app with the prompt and decoding of before #13 (no evidence note, no loop
-    guard) and room for 2,000 tokens: the tiny model then writes on for many seconds,
-    long enough to be stopped on any machine. With today's prompt its answers are
-    short, and on a fast machine they can end before a click on Stop lands."""
-    settings = {
-        "RAG_MAX_ANSWER_TOKENS": "2000",
-        "RAG_TEMPERATURE": "0",
-        "RAG_EVIDENCE_IN_PROMPT": "false",
-        "RAG_STOP_LOOPS": "false",
-    }
-    yield from serve_app(tmp_path_factory.mktemp("rambling"), settings)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        # Our own Chromium build: Playwright's download needs the internet.
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield b
-        b.close()
-
-
-def open_chat(browser, url):
-    context = browser.new_context()
-    page = context.new_page()
-    page.goto(url)
-    page.wait_for_selector(ANSWER, timeout=120_000)  # the welcome message
-    return context, page
-
-
-@pytest.fixture
-def page(browser, app_url):
-    context, page = open_chat(browser, app_url[0])
-    yield page
-    context.close()
-
-
-SOURCES_LINE = re.compile(r"(Sources|Retrieved passages \(the answer cites none\)):")
-
-
-def ask(page, question: str, timeout: float = 120) -> list[str]:
-    """Send a question; return every distinct text the new answer showed while it grew."""
-    page.wait_for_selector("#chat-submit", timeout=timeout * 1000)  # the last run is over
-    before = page.locator(ANSWER).count()
-    page.fill("#chat-input", question)
-    page.keyboard.press("Enter")
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        answers = page.locator(ANSWER)
-        if answers.count() > before:
-            text = answers.last.inner_text()  # after any notes, e.g. on attached files
-            if not seen or seen[-1] != text:
-                seen.append(text)
-            if any(end in text for end in FINISHED):
-                if SOURCES_LINE.search(text):  # the passages arrive just after the text
-                    left = max(deadline - time.monotonic(), 1)
-                    answers.last.locator("a.element-link").first.wait_for(timeout=left * 1000)
-                return seen
-        time.sleep(0.03)
-    raise AssertionError(f"no finished answer within {timeout} s; last seen: {seen[-1:]}")
+from support_browser import ANSWER, ask, open_chat, retrieval_step, source_links
 
 
 def test_welcome_names_the_model_and_the_library(page):
@@ -137,20 +26,6 @@ def test_a_question_streams_an_answer_with_openable_sources(page):
     panel = page.locator("#side-view-content")
     panel.wait_for(timeout=10_000)
     assert "Notes on the Hollow Brook tea garden" in panel.inner_text()
-
-
-def source_links(page) -> list[str]:
-    last = page.locator(ANSWER).last
-    return [link.inner_text().lower() for link in last.locator("a.element-link").all()]
-
-
-def retrieval_step(page) -> str:
-    """The text of the newest retrieval step, opened as a person would."""
-    step = page.locator("#step-Retrieval").last
-    step.click()
-    # Opened: the newest step's text, which starts with the query searched, is shown.
-    page.locator("text=Searched for:").last.wait_for(state="visible", timeout=10_000)
-    return page.locator("body").inner_text()
 
 
 def test_a_follow_up_is_searched_with_the_question_before_it(page):

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-
 from docbuilders import table_docx, text_image
-from test_browser import ANSWER, app_url, ask, browser, open_chat, source_links  # noqa: F401
-
-pytestmark = pytest.mark.browser
+from support_browser import ANSWER, ask, open_chat, source_links
 
 
-def test_an_attached_docx_and_png_are_read_in_the_chat(browser, app_url, tmp_path):  # noqa: F811
+def test_an_attached_docx_and_png_are_read_in_the_chat(browser, app_url, tmp_path):
     docx = table_docx(tmp_path / "prices.docx")
     receipt = tmp_path / "receipt.png"
     text_image(["KIOSK RECEIPT", "1 x Tamarind candy 2.80"]).save(receipt)

@@ -3,14 +3,10 @@ highlighted: the real app, the real tiny model, headless Chromium."""
 
 from __future__ import annotations
 
-import pytest
-
-from test_browser import ANSWER, app_url, ask, browser, page  # noqa: F401 - fixtures
-
-pytestmark = pytest.mark.browser
+from support_browser import ANSWER, ask
 
 
-def test_the_evidence_sentence_is_shown_and_opens_its_passage_highlighted(page):  # noqa: F811
+def test_the_evidence_sentence_is_shown_and_opens_its_passage_highlighted(page):
     seen = ask(page, "When was the Hollow Brook tea garden planted?")
     answer = seen[-1]
     assert "Evidence from your documents:" in answer

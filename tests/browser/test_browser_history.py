@@ -16,9 +16,7 @@ from pathlib import Path
 import pytest
 
 from servers import App, ingest
-from test_browser import ANSWER, ROOT, ask, browser, retrieval_step, source_links  # noqa: F401
-
-pytestmark = pytest.mark.browser
+from support_browser import ANSWER, ROOT, ask, retrieval_step, source_links
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +29,7 @@ def app(tmp_path_factory, embedded_model):
     running.close()
 
 
-def open_as(browser, url: str, user: str, path: str = "/"):  # noqa: F811
+def open_as(browser, url: str, user: str, path: str = "/"):
     context = browser.new_context(extra_http_headers={"X-User": user})
     page = context.new_page()
     page.goto(url + path)
@@ -59,7 +57,7 @@ def attach(page, path: Path) -> None:
     page.wait_for_selector(f"text={path.name}", timeout=30_000)
 
 
-def test_a_chat_is_listed_reopened_and_continued(browser, app):  # noqa: F811
+def test_a_chat_is_listed_reopened_and_continued(browser, app):
     url = app[0]
     context, page = open_as(browser, url, "ann")
     try:
@@ -96,7 +94,7 @@ def zephyr_pdf(folder: Path) -> Path:
 ZEPHYR = "How long does the Zephyr-9 drone fly on one battery?"
 
 
-def test_attached_files_survive_a_reconnect_and_a_resume_and_stay_private(browser, app, tmp_path):  # noqa: F811
+def test_attached_files_survive_a_reconnect_and_a_resume_and_stay_private(browser, app, tmp_path):
     url, _, index = app
     context, page = open_as(browser, url, "ann")
     other_context, other = open_as(browser, url, "bob")
@@ -139,7 +137,7 @@ def test_attached_files_survive_a_reconnect_and_a_resume_and_stay_private(browse
         other_context.close()
 
 
-def test_deleting_a_chat_deletes_its_files_from_disk(browser, app, tmp_path):  # noqa: F811
+def test_deleting_a_chat_deletes_its_files_from_disk(browser, app, tmp_path):
     url, _, index = app
     context, page = open_as(browser, url, "carol")
     try:
@@ -180,7 +178,7 @@ def test_deleting_a_chat_deletes_its_files_from_disk(browser, app, tmp_path):  #
         context.close()
 
 
-def test_a_chat_exports_as_markdown_and_the_app_cites_as_rag_ask(browser, app):  # noqa: F811
+def test_a_chat_exports_as_markdown_and_the_app_cites_as_rag_ask(browser, app):
     url, env, _ = app
     question = "What is the daily meal allowance?"
     context, page = open_as(browser, url, "dave")

@@ -8,13 +8,9 @@ import sys
 
 import pytest
 
-import test_browser
 from servers import App, ingest
+from support_browser import ANSWER, ask
 from support_security import Listener, ScriptedModel, image_doc
-from test_browser import ANSWER, ask
-
-pytestmark = pytest.mark.browser
-browser = test_browser.browser  # the same headless Chromium fixture
 
 
 @pytest.fixture(scope="module")

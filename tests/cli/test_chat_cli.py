@@ -1,5 +1,5 @@
 """`rag chat` and `rag chats` as a person runs them, and the same answer from every door:
-`rag ask`, `rag compare` (and, in tests/test_browser_history.py, the app)."""
+`rag ask`, `rag compare` (and, in tests/browser/test_browser_history.py, the app)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
-from test_cli import rag
+
+from servers import rag
 
 QUESTION = "What is the daily meal allowance?"
 
@@ -15,7 +16,7 @@ QUESTION = "What is the daily meal allowance?"
 @pytest.fixture(scope="module")
 def index(tmp_path_factory):
     index = tmp_path_factory.mktemp("chatcli") / "index"
-    done = rag("ingest", str(Path(__file__).parent.parent / "data"), index=index)
+    done = rag("ingest", str(Path(__file__).resolve().parents[2] / "data"), index=index)
     assert done.returncode == 0, done.stderr
     return index
 

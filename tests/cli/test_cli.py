@@ -1,41 +1,20 @@
 """The ``rag`` command as a person runs it: a real process, real index, real models."""
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from servers import rag
 from testdocs import write_pdf
-
-
-def rag(*args, index: Path, stdin: str | None = None, env: dict | None = None):
-    # Temperature 0: answers checked here must not vary by chance.
-    full_env = {
-        **os.environ,
-        "RAG_INDEX": str(index),
-        "RAG_COLLECTION": "test",
-        "RAG_TEMPERATURE": "0",
-        **(env or {}),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "rag.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=600,
-    )
 
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory):
     """The sample documents, ingested once for this module by the real command."""
     index = tmp_path_factory.mktemp("cli") / "index"
-    done = rag("ingest", str(Path(__file__).parent.parent / "data"), index=index)
+    done = rag("ingest", str(Path(__file__).resolve().parents[2] / "data"), index=index)
     assert done.returncode == 0, done.stderr
     assert "4 new" in done.stdout
     return index
@@ -180,7 +159,7 @@ def test_model_download_offline_says_what_to_do(tmp_path):
     assert "Traceback" not in done.stderr
 
 
-SAMPLE_QA = Path(__file__).parent.parent / "benchmarks" / "qa" / "sample.jsonl"
+SAMPLE_QA = Path(__file__).resolve().parents[2] / "benchmarks" / "qa" / "sample.jsonl"
 
 
 def test_query_can_be_restricted_to_sources(index):

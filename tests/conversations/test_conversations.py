@@ -536,7 +536,7 @@ async def test_a_look_alike_chat_id_sees_nothing_of_another_users_chat(engine, t
     question = "What is Alice's locker code?"
     # Alice's exact id never reaches the app's door: Chainlit refuses a connection that
     # names another user's chat, and the app gives each new chat an id of its own
-    # (tests/test_security.py, the look-alike chat id in the app).
+    # (tests/web/test_security.py, the look-alike chat id in the app).
     for twin in [*twins(alice.id), alice.id]:
 
         async def in_the_app(twin=twin):  # a new chat under the id the client sent

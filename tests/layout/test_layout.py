@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CODE = sorted(
     p for folder in ("rag", "ingest", "benchmarks") for p in (ROOT / folder).rglob("*.py")
 ) + sorted(ROOT.glob("*.py"))

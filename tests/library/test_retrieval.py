@@ -11,7 +11,7 @@ from rag.chunks import Chunk
 from rag.lexical import LexicalIndex, lexical_path, match_expression
 from rag.retrieval import open_library, search
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_QA = ROOT / "benchmarks" / "qa" / "sample.jsonl"
 MODES = ("vector", "lexical", "hybrid")
 

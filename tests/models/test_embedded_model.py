@@ -19,7 +19,7 @@ import pytest
 from rag.config import Settings
 from rag.models.embedded import embedded_model_dir, prepare_embedded_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "What is the capital of France? Answer in one word."
 MAX_LENGTH = 256
 

@@ -121,7 +121,7 @@ def api(tmp_path_factory, embedded_model):
 
     index = tmp_path_factory.mktemp("api") / "index"
     env = {"RAG_INDEX": str(index), "RAG_TEMPERATURE": "0"}
-    data = Path(__file__).resolve().parent.parent / "data"
+    data = Path(__file__).resolve().parents[2] / "data"
     subprocess.run(
         [sys.executable, "-m", "ingest", str(data)],
         env={**os.environ, **env},

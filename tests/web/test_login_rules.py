@@ -1,6 +1,6 @@
 """The rules behind the login defences (issue 20), in process: how guessing is slowed, whom
 a forwarded address is believed from, and when a login cookie stops holding.
-tests/test_login_security.py attacks the running app with each of them."""
+tests/web/test_login_security.py attacks the running app with each of them."""
 
 from __future__ import annotations
 

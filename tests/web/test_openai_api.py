@@ -36,7 +36,7 @@ from rag.retrieval import open_library
 from servers import Recorder, start_rag_server
 from support_security import alice_chat
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data"
 README = ROOT / "README.md"
 MEALS = [{"role": "user", "content": "What is the daily meal allowance?"}]
