@@ -6,9 +6,15 @@ temporary folder so tests never see each other's documents.
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing.process
 import os
 import shutil
+import socket
+import subprocess
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
@@ -27,7 +33,7 @@ os.environ.setdefault("RAG_FOUNDRY_CATALOG_URL", "http://127.0.0.1:9/asset-galle
 
 
 @pytest.fixture(scope="session")
-def embedder() -> Embedder:
+def embedder(models) -> Embedder:
     """The default embedder (ONNX Runtime); tests/embeddings/test_embedder_contract.py holds it to
     the sentence-transformers reference."""
     return create_embedder(Settings())
@@ -53,74 +59,106 @@ def sample_docs(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def embedded_model():
+def embedded_model(models):
     """The real tiny chat model, built on first use into the per-user cache."""
     from rag.models.spec import load_chat_model
 
     return load_chat_model("embedded", Settings())
 
 
-# Markers by what a test uses, so `pytest -m unit` is a quick loop (under a minute):
-# browser tests stay browser; a test that loads a model, ingests or starts processes
-# is integration; everything else is unit. A new test that starts a process or a
-# server without these fixtures: mark it `pytest.mark.integration` (kept as it is).
-HEAVY_FIXTURES = {
-    "embedder",
-    "library",
-    "embedded_model",
-    "indexed",
-    "index",
-    "chat_model",
-    "served_model",
-    "model_dir",
-    "model",
-    "tokenizer",
-    "reference",
-    "app_url",
-    "postgres",
-    "chat_settings",
-    "chroma_server",
-}
-# Modules whose tests run the real commands or servers as processes.
-PROCESS_MODULES = {
-    "test_cli",
-    "test_benchmarks",
-    "test_imports",
-    "test_embedded_model",
-    "test_security",
-    "test_login_security",
-    "test_chroma_guard",
-    "test_openai_api",
-    "test_private_sticky",
-    "test_store_concurrency",
-    "test_store_consistency",
-    "test_store_contract",
-    "test_watch",
-    "test_chat_cli",
-    "test_upload_formats",
-    "test_limits",
-    "test_store_failures",
-}
-# Single tests elsewhere that start processes.
-PROCESS_TESTS = {
-    "test_ingest_killed_mid_run_then_rerun_matches_a_clean_ingest",
-    "test_two_processes_build_the_export_once",
-    "test_kill_9_at_random_moments_never_leaves_check_unclean_after_the_next_run",
-    "test_foundry_without_service_or_model_says_how_to_install",
-}
+# Markers from what a test uses, so that `pytest -m unit` is a quick loop (under a minute):
+# - a test under tests/browser/ is browser;
+# - a test is integration when it, or any fixture it uses, asks for `models` (loads a real
+#   model) or `processes` (starts processes or servers, or opens sockets), or when it is
+#   marked `pytest.mark.integration` (a whole module: `pytestmark = ...`);
+# - everything else is unit, and a unit test that starts a process or connects a socket
+#   fails, so that such a test cannot be marked unit by mistake.
+BROWSER = Path(__file__).resolve().parent / "browser"
+DECLARATIONS = {"models", "processes"}
+
+
+@pytest.fixture(scope="session")
+def models() -> None:
+    """Ask for this in a test or fixture that loads a real model: it makes the test
+    integration."""
+
+
+@pytest.fixture(scope="session")
+def processes() -> None:
+    """Ask for this in a test or fixture that starts processes or servers, or opens sockets:
+    it makes the test integration, where starting them is allowed."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
+        if item.path.is_relative_to(BROWSER):
+            item.add_marker(pytest.mark.browser)
         if item.get_closest_marker("browser") or item.get_closest_marker("integration"):
             continue
-        module = getattr(getattr(item, "module", None), "__name__", "").rpartition(".")[2]
-        heavy = HEAVY_FIXTURES & set(getattr(item, "fixturenames", ()))
-        if (
-            heavy
-            or module in PROCESS_MODULES
-            or getattr(item, "originalname", item.name) in PROCESS_TESTS
-        ):
+        if DECLARATIONS & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
         else:
             item.add_marker(pytest.mark.unit)
+
+
+STARTS_A_PROCESS = (
+    "this test starts a process or opens a socket ({what}), but it is marked unit: ask for the "
+    "`processes` fixture (or mark it `pytest.mark.integration`), see tests/conftest.py"
+)
+
+
+class StartsAProcess(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def unit_guard(item: pytest.Item) -> Iterator[list[str]]:
+    """While a unit test sets up and runs, starting a process or connecting an internet
+    socket raises, and is remembered so that code which catches the error still fails."""
+    refused: list[str] = []
+    if not item.get_closest_marker("unit"):
+        yield refused
+        return
+
+    def refuse(what: str) -> Callable[..., NoReturn]:
+        def refused_call(*args: object, **kwargs: object) -> NoReturn:
+            refused.append(STARTS_A_PROCESS.format(what=what))
+            raise StartsAProcess(refused[-1])
+
+        return refused_call
+
+    def connect(original: Callable[..., Any]) -> Callable[..., Any]:
+        def guarded(sock: socket.socket, address: Any) -> Any:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                return refuse(f"socket connect to {address!r}")()
+            return original(sock, address)
+
+        return guarded
+
+    with pytest.MonkeyPatch.context() as patch:
+        # Popen covers subprocess.run and friends and asyncio's subprocesses.
+        patch.setattr(subprocess.Popen, "_execute_child", refuse("subprocess"))
+        patch.setattr(multiprocessing.process.BaseProcess, "start", refuse("multiprocessing"))
+        for name in ("fork", "system", "posix_spawn", "posix_spawnp"):
+            patch.setattr(os, name, refuse(f"os.{name}"))
+        patch.setattr(socket.socket, "connect", connect(socket.socket.connect))
+        patch.setattr(socket.socket, "connect_ex", connect(socket.socket.connect_ex))
+        yield refused
+
+
+def guarded(item: pytest.Item) -> Generator[None, object, object]:
+    with unit_guard(item) as refused:
+        result = yield
+    if refused:
+        pytest.fail(refused[0], pytrace=False)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
+    return (yield from guarded(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    return (yield from guarded(item))

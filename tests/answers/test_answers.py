@@ -216,7 +216,7 @@ def test_a_summary_request_on_an_uploaded_file_uses_all_its_chunks(
 # --- the terminal ----------------------------------------------------------
 
 
-def test_ask_json_returns_answer_evidence_sources_and_stats(encyclopedia, settings):
+def test_ask_json_returns_answer_evidence_sources_and_stats(encyclopedia, settings, processes):
     done = subprocess.run(
         [
             sys.executable,
@@ -248,7 +248,7 @@ def test_ask_json_returns_answer_evidence_sources_and_stats(encyclopedia, settin
 
 
 @pytest.fixture
-def recording_server():
+def recording_server(processes):
     """A stand-in OpenAI-compatible server that records each request body and streams
     one word: what a server receives is the point, and no server here would show it."""
     import threading

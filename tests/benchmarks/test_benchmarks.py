@@ -4,6 +4,10 @@ import re
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.integration  # each benchmark runs as its own process
+
 
 def test_ingest_benchmark_prints_its_ratios():
     done = subprocess.run(

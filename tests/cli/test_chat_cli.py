@@ -10,6 +10,8 @@ import pytest
 
 from servers import rag
 
+pytestmark = pytest.mark.integration  # every test runs the `rag` command as a process
+
 QUESTION = "What is the daily meal allowance?"
 
 

@@ -9,6 +9,8 @@ import pytest
 from servers import rag
 from testdocs import write_pdf
 
+pytestmark = pytest.mark.integration  # every test runs the `rag` command as a process
+
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory):

@@ -19,6 +19,8 @@ import pytest
 from ingest.pipeline import Ingestor, discover
 from rag.cli import _parser
 
+pytestmark = pytest.mark.integration  # each command runs in a fresh interpreter
+
 HEAVY = ("torch", "transformers", "sentence_transformers")
 MODEL_RUNTIMES = ("onnxruntime", "onnxruntime_genai")
 

@@ -28,7 +28,7 @@ from support_db import fresh_database, missing, postgres_cluster
 
 
 @pytest.fixture(scope="session")
-def postgres():
+def postgres(processes):
     reason = missing()
     if reason:
         pytest.skip(f"PostgreSQL tests skipped: {reason}")
@@ -36,7 +36,7 @@ def postgres():
         yield url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 async def chat_settings(request, settings, tmp_path):
     """Settings whose chat history is in a fresh database of the given kind."""
     if request.param == "sqlite":
@@ -309,7 +309,7 @@ def routed_to(engine, remote: Recorder) -> Engine:
     return found
 
 
-async def test_private_history_never_reaches_a_remote_model(private_engine):
+async def test_private_history_never_reaches_a_remote_model(private_engine, processes):
     remote = Recorder()
     try:
         engine = routed_to(private_engine, remote)
@@ -328,7 +328,7 @@ async def test_private_history_never_reaches_a_remote_model(private_engine):
     assert any("earlier exchange" in n for n in second.notices())
 
 
-async def test_sent_back_private_answers_stay_private_in_the_api(private_engine):
+async def test_sent_back_private_answers_stay_private_in_the_api(private_engine, processes):
     conv = Conversation(private_engine)
     await private_engine.open_store()
     first = await conv.ask("What is my secret garden gate code?")
@@ -351,7 +351,7 @@ async def test_sent_back_private_answers_stay_private_in_the_api(private_engine)
     assert turn.withheld_turns == 1
 
 
-async def test_general_answers_do_not_carry_private_history(private_engine):
+async def test_general_answers_do_not_carry_private_history(private_engine, processes):
     remote = Recorder()
     try:
         options = private_engine.settings.with_overrides(

@@ -43,7 +43,7 @@ MIN_COSINE = {"sentence-transformers": 0.9999, "onnx": 0.9999, "onnx-int8": 0.95
 
 
 @pytest.fixture(scope="module")
-def reference() -> SentenceTransformerEmbedder:
+def reference(models) -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder()
 
 
@@ -58,7 +58,7 @@ def kind(request) -> str:
 
 
 @pytest.fixture(scope="module")
-def embedder(kind) -> Embedder:
+def embedder(kind, models) -> Embedder:
     made = create_embedder(Settings(embedder=kind))
     made.prepare()
     return made
@@ -141,7 +141,7 @@ def test_an_index_built_by_the_reference_is_the_one_onnx_builds(reference, sampl
     assert again.chunks_written == 0 and len(again.unchanged) == 4
 
 
-def test_two_processes_build_the_export_once(tmp_path):
+def test_two_processes_build_the_export_once(tmp_path, processes):
     # A leftover of an interrupted build must be cleaned, not taken as finished.
     import os
     import subprocess

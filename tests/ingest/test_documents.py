@@ -216,7 +216,7 @@ def test_text_names_share_their_readers_and_size_is_limited(tmp_path):
         load(big, ReadOptions(max_bytes=2**20))
 
 
-def test_no_ocr_on_the_command_line(tmp_path):
+def test_no_ocr_on_the_command_line(tmp_path, processes):
     import json
     import subprocess
     import sys
@@ -268,7 +268,7 @@ def _can_cut_the_network() -> bool:
 
 @needs_ocr
 @pytest.mark.skipif(not _can_cut_the_network(), reason="cannot run a process without network")
-def test_ocr_runs_without_any_network(tmp_path):
+def test_ocr_runs_without_any_network(tmp_path, processes):
     """In a process with no network at all, OCR still reads: its models ship in the wheel."""
     import subprocess
     import sys

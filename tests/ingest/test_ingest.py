@@ -187,7 +187,7 @@ def _kill_when_writing(proc, index, delay: float = 0.0, documents: int = 0) -> i
     return written
 
 
-def test_ingest_killed_mid_run_then_rerun_matches_a_clean_ingest(tmp_path):
+def test_ingest_killed_mid_run_then_rerun_matches_a_clean_ingest(tmp_path, processes):
     corpus = _corpus(tmp_path / "corpus")
     index = tmp_path / "killed"
     written = _kill_when_writing(_run_ingest(corpus, index), index, documents=1)
@@ -211,7 +211,9 @@ def test_ingest_killed_mid_run_then_rerun_matches_a_clean_ingest(tmp_path):
     assert _check(index)[0] == 0
 
 
-def test_kill_9_at_random_moments_never_leaves_check_unclean_after_the_next_run(tmp_path):
+def test_kill_9_at_random_moments_never_leaves_check_unclean_after_the_next_run(
+    tmp_path, processes
+):
     import random
 
     rng = random.Random(12)

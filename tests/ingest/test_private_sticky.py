@@ -5,6 +5,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.integration  # the `rag` command as a process
+
 
 def rag(*args, index):
     env = {**os.environ, "RAG_INDEX": str(index), "RAG_COLLECTION": "test"}

@@ -54,7 +54,7 @@ class LogReader:
 
 
 @pytest.fixture
-def watcher(tmp_path):
+def watcher(tmp_path, processes):
     folder = tmp_path / "notes"
     folder.mkdir()
     (folder / "first.md").write_text("# First\n\nThe first note mentions lighthouses.\n")

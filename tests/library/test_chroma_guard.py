@@ -20,6 +20,8 @@ import pytest
 from servers import free_port, wait_until_up
 from support_store import ChromaServer
 
+pytestmark = pytest.mark.integration  # a real Chroma server process in every test
+
 COLLECTIONS = "/api/v2/tenants/default_tenant/databases/default_database/collections"
 TOKEN_AUTH = {
     "CHROMA_SERVER_AUTHN_PROVIDER": "chromadb.auth.token_authn.TokenAuthenticationServerProvider",

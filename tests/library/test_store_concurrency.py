@@ -11,9 +11,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from servers import start_rag_server
 from support_store import chroma_server  # noqa: F401 - a fixture, used by name
+
+pytestmark = pytest.mark.integration  # ingests, searches and servers in separate processes
 
 # Searches in a loop until told to stop; every result must be a chunk that exists.
 SEARCHER = """

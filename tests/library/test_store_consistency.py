@@ -46,7 +46,7 @@ def _word_index_ids(settings):
 
 
 def test_opening_the_library_between_the_writes_of_a_batch_loses_no_words(
-    library, settings, tmp_path, monkeypatch
+    library, settings, tmp_path, monkeypatch, processes
 ):
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -71,7 +71,9 @@ def test_opening_the_library_between_the_writes_of_a_batch_loses_no_words(
     assert len(_word_index_ids(settings)) == 3
 
 
-def test_rag_check_reports_and_repairs_without_loading_a_model(library, settings, tmp_path):
+def test_rag_check_reports_and_repairs_without_loading_a_model(
+    library, settings, tmp_path, processes
+):
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.txt").write_text("Apples ripen in the autumn sun.\n")

@@ -23,7 +23,7 @@ MODEL = "contract-model"
 _names = itertools.count()
 
 
-@pytest.fixture(params=["embedded", "server"])
+@pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.integration)])
 def open_one(request, tmp_path):
     """Opens stores on one library: each call is another process (or, for the server,
     another machine with its own word-index cache when ``machine`` differs)."""
@@ -179,7 +179,7 @@ def test_a_collection_built_with_another_model_is_refused(open_one):
         open_one("b", model="another-model")
 
 
-def test_an_unknown_scheme_or_absent_server_says_what_to_do(tmp_path: Path):
+def test_an_unknown_scheme_or_absent_server_says_what_to_do(tmp_path: Path, processes):
     with pytest.raises(RagError, match="http"):
         open_store(Settings(index=tmp_path, chroma_url="ftp://x:1"))
     with pytest.raises(RagError, match="chroma run"):

@@ -18,10 +18,13 @@ import time
 from pathlib import Path
 
 import chromadb
+import pytest
 from chromadb.config import Settings as ChromaSettings
 
 from support_disk import fill, small_disk
 from support_store import ChromaServer
+
+pytestmark = pytest.mark.integration  # `rag` and `chroma run` as processes, on a real small disk
 
 ENTRIES = 240  # short log lines, one chunk each: a few seconds to embed
 ROOMS = ("boiler", "library", "kitchen", "attic", "cellar", "garage", "studio", "porch")

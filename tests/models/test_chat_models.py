@@ -25,7 +25,7 @@ LONG = [{"role": "user", "content": "Write a long story about a dragon who learn
 
 
 @pytest.fixture(scope="session")
-def served_model(embedded_model, tmp_path_factory):
+def served_model(embedded_model, tmp_path_factory, processes):
     """The embedded model behind ``rag serve``, reached with the OpenAI client."""
     index = tmp_path_factory.mktemp("served") / "index"
     proc, base = start_rag_server({"RAG_INDEX": str(index)})

@@ -29,7 +29,7 @@ def _cache_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def model_dir() -> Path:
+def model_dir(models) -> Path:
     return prepare_embedded_model(_cache_dir(), log=lambda line: print(line, flush=True))
 
 
@@ -113,7 +113,7 @@ def test_second_prepare_does_not_rebuild(model_dir):
     assert model_dir.stat().st_mtime_ns == before
 
 
-def test_concurrent_builds_share_one_result(tmp_path):
+def test_concurrent_builds_share_one_result(tmp_path, processes):
     # A leftover of an interrupted build must be cleaned, not taken as ready.
     stale = (
         embedded_model_dir(tmp_path).parent / f".build-{embedded_model_dir(tmp_path).name}-stale"

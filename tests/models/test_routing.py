@@ -34,7 +34,9 @@ def pool_with_fallback(settings, primary: str, embedded_model) -> tuple[ModelPoo
     return ModelPool(options, loaded={"embedded": embedded_model}), options
 
 
-async def test_a_refused_primary_falls_back_and_says_so(indexed, settings, embedded_model):
+async def test_a_refused_primary_falls_back_and_says_so(
+    indexed, settings, embedded_model, processes
+):
     refused = f"openai:phi@http://127.0.0.1:{free_port()}/v1"
     pool, options = pool_with_fallback(settings, refused, embedded_model)
     turn = await chat.ask("What is the daily meal allowance?", indexed, pool, options)
@@ -44,7 +46,9 @@ async def test_a_refused_primary_falls_back_and_says_so(indexed, settings, embed
     assert any("Answered by" in n for n in turn.notices())
 
 
-async def test_a_hanging_primary_times_out_then_falls_back(indexed, settings, embedded_model):
+async def test_a_hanging_primary_times_out_then_falls_back(
+    indexed, settings, embedded_model, processes
+):
     silent = Silent()
     try:
         pool, options = pool_with_fallback(settings, f"openai:phi@{silent.base}", embedded_model)
@@ -55,13 +59,13 @@ async def test_a_hanging_primary_times_out_then_falls_back(indexed, settings, em
     assert "timed out" in turn.skipped[0]
 
 
-async def test_no_model_left_is_one_clear_error(indexed, settings):
+async def test_no_model_left_is_one_clear_error(indexed, settings, processes):
     options = settings.with_overrides(llm=f"openai:phi@http://127.0.0.1:{free_port()}/v1")
     with pytest.raises(ModelUnavailable, match="No model could answer"):
         await chat.ask("What is the daily meal allowance?", indexed, ModelPool(options), options)
 
 
-async def test_private_text_never_reaches_a_remote_model(library, tmp_path, settings):
+async def test_private_text_never_reaches_a_remote_model(library, tmp_path, settings, processes):
     public, private = tmp_path / "public", tmp_path / "private"
     public.mkdir(), private.mkdir()
     (public / "garden.md").write_text("# Garden\n\nThe public garden opens at nine o'clock.")
@@ -86,7 +90,7 @@ async def test_private_text_never_reaches_a_remote_model(library, tmp_path, sett
     assert any("withheld" in n for n in turn.notices())
 
 
-async def test_private_text_does_reach_a_local_model(library, tmp_path, settings):
+async def test_private_text_does_reach_a_local_model(library, tmp_path, settings, processes):
     private = tmp_path / "private"
     private.mkdir()
     (private / "diary.md").write_text("# Diary\n\nMy secret garden code is HEDGEHOG-4471.")
@@ -112,7 +116,7 @@ def test_code_questions_are_routed(settings):
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory, embedded_model):
+def api(tmp_path_factory, embedded_model, processes):
     """``rag serve`` over the sample documents, with a key, in its own process."""
     import os
     import subprocess

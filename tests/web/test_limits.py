@@ -25,6 +25,8 @@ from openai.types.shared import ErrorObject
 from servers import ingest, start_rag_server
 from support_security import image_doc
 
+pytestmark = pytest.mark.integration  # one real `rag serve` process answers every test
+
 MAX_BODY = 50_000  # bytes: RAG_MAX_REQUEST_MB below
 MAX_QUESTION = 2000  # characters
 DEADLINE = 60  # seconds any wait in these tests may last before it fails

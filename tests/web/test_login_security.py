@@ -14,6 +14,8 @@ import pytest
 from servers import App
 from support_security import Refused, socketio_ask, socketio_welcome
 
+pytestmark = pytest.mark.integration  # every test attacks the running app
+
 # The app and the test share this machine; a second loopback address is "another client"
 # (Linux routes all of 127.0.0.0/8 to lo), one that RAG_TRUSTED_PROXIES does not list.
 STRANGER = "127.0.0.2"

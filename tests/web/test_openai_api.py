@@ -66,7 +66,7 @@ def ingest(index: Path, collection: str, *paths: Path, private: bool = False) ->
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory) -> Path:
+def index(tmp_path_factory, processes) -> Path:
     """One index, two libraries: the policies and guides, and the notes."""
     index = tmp_path_factory.mktemp("api") / "index"
     ingest(index, "library", DATA / "policies", DATA / "guides")
@@ -75,7 +75,7 @@ def index(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def api(index):
+def api(index, processes):
     proc, base = start_rag_server(
         {"RAG_INDEX": str(index), "RAG_TEMPERATURE": "0", "RAG_MAX_ANSWER_TOKENS": "64"},
         "--collection",
@@ -366,7 +366,7 @@ def test_bad_requests_get_openai_error_shapes(api, client):
 
 
 @pytest.fixture(scope="module")
-def remote_api(tmp_path_factory):
+def remote_api(tmp_path_factory, processes):
     """``rag serve`` with a key, whose model is "remote": a recording stand-in on loopback
     (a cloud API cannot run here) that the settings declare off this machine."""
     root = tmp_path_factory.mktemp("remote")
@@ -671,7 +671,7 @@ def test_open_webui_requests_are_answered(api):
     ChatCompletion.model_validate(title.json())
 
 
-def test_foundry_local_behind_rag_serve(index, tmp_path):
+def test_foundry_local_behind_rag_serve(index, tmp_path, processes):
     """The README's Foundry recipe with the model that is on this machine: the tiny model's
     folder registered with the Foundry Local SDK (phi-4-mini would need a download)."""
     from rag.models.embedded import prepare_embedded_model
@@ -765,7 +765,7 @@ class _BreaksOffHandler(BaseHTTPRequestHandler):
         pass
 
 
-def test_an_answer_that_breaks_off_ends_with_an_error_event(tmp_path):
+def test_an_answer_that_breaks_off_ends_with_an_error_event(tmp_path, processes):
     model = BreaksOff()
     proc, base = start_rag_server(
         {"RAG_INDEX": str(tmp_path / "index"), "RAG_LLM": f"openai:m@{model.base}"}

@@ -44,7 +44,7 @@ ENV_KEY = "env-key-" + "4" * 32
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def app(tmp_path_factory, processes):
     base = tmp_path_factory.mktemp("secapp")
     docs = base / "docs"
     docs.mkdir()
@@ -196,7 +196,7 @@ def _as_usual(*args: str, stdin: str = "", env: dict[str, str]) -> subprocess.Co
     )
 
 
-def test_what_ingest_and_a_chat_with_a_file_write_is_the_owners_alone(tmp_path):
+def test_what_ingest_and_a_chat_with_a_file_write_is_the_owners_alone(tmp_path, processes):
     docs, index = tmp_path / "docs", tmp_path / "index"
     docs.mkdir()
     (docs / "tea.md").write_text("# Tea\n\nThe first flush is picked in early spring.")
@@ -215,7 +215,7 @@ def test_what_ingest_and_a_chat_with_a_file_write_is_the_owners_alone(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def served(tmp_path_factory, processes):
     index = tmp_path_factory.mktemp("secserve") / "index"
     key_file = index.parent / "key"
     key_file.write_text(FILE_KEY + "\n")
@@ -273,7 +273,7 @@ def test_rapid_wrong_keys_get_429_and_the_right_one_works_after_the_wait(served)
         assert answer.status_code == 200
 
 
-def test_serve_refuses_a_key_shorter_than_32_characters(tmp_path):
+def test_serve_refuses_a_key_shorter_than_32_characters(tmp_path, processes):
     (tmp_path / "key").write_text("k" * 31 + "\n")
     done = _serve("--api-key-file", str(tmp_path / "key"), "--index", str(tmp_path / "index"))
     assert done.returncode == 2
@@ -282,7 +282,7 @@ def test_serve_refuses_a_key_shorter_than_32_characters(tmp_path):
     assert done.returncode == 2 and "at least 32 characters" in done.stderr
 
 
-def test_serve_reads_its_key_from_the_environment(tmp_path):
+def test_serve_reads_its_key_from_the_environment(tmp_path, processes):
     proc, base = start_rag_server(
         {"RAG_INDEX": str(tmp_path / "index"), "RAG_SERVE_API_KEY": ENV_KEY}
     )
@@ -331,7 +331,7 @@ def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     )
 
 
-def test_serve_refuses_a_network_bind_without_a_key(tmp_path):
+def test_serve_refuses_a_network_bind_without_a_key(tmp_path, processes):
     done = _serve(
         "--host", "0.0.0.0", "--index", str(tmp_path / "index"), env={"RAG_SERVE_API_KEY": ""}
     )
@@ -344,7 +344,7 @@ def test_serve_refuses_a_network_bind_without_a_key(tmp_path):
     security.check_bind("127.0.0.1", None, insecure_no_key=False)
 
 
-def test_an_empty_key_file_is_an_error(tmp_path):
+def test_an_empty_key_file_is_an_error(tmp_path, processes):
     (tmp_path / "key").write_text("\n")
     done = _serve("--api-key-file", str(tmp_path / "key"), "--index", str(tmp_path / "index"))
     assert done.returncode == 2
@@ -365,7 +365,7 @@ def _rag(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
     )
 
 
-def test_users_are_stored_hashed_and_managed_by_command(tmp_path):
+def test_users_are_stored_hashed_and_managed_by_command(tmp_path, processes):
     index = str(tmp_path / "index")
     added = _rag("user", "add", "alice", "--index", index, stdin="correct horse\n")
     assert added.returncode == 0, added.stderr
@@ -405,7 +405,7 @@ def test_the_login_secret_is_made_once_and_kept_private(tmp_path):
     assert auth.auth_secret(tmp_path, "none") != secret
 
 
-def test_an_app_beyond_loopback_without_users_does_not_start(tmp_path):
+def test_an_app_beyond_loopback_without_users_does_not_start(tmp_path, processes):
     # No RAG_AUTH: bound to every interface, a login is the default. The app stops at
     # import, before it listens.
     env = {**os.environ, "RAG_INDEX": str(tmp_path / "index")}
@@ -435,7 +435,7 @@ def test_an_app_beyond_loopback_without_users_does_not_start(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def proxied_app(tmp_path_factory):
+def proxied_app(tmp_path_factory, processes):
     base = tmp_path_factory.mktemp("proxyapp")
     running = App(
         base / "index",
