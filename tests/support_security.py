@@ -8,6 +8,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -91,46 +92,6 @@ def socketio_welcome(
     raise AssertionError(f"connected but no message within {timeout} s")
 
 
-def socketio_ask(
-    url: str, cookie: str, question: str, before_asking=lambda: None, timeout: float = 120
-) -> str:
-    """Opens a chat over the WebSocket transport as ``socketio_welcome`` does, calls
-    ``before_asking`` once welcomed, asks ``question`` and returns the next message."""
-    from websockets.sync.client import connect
-
-    ws_url = url.replace("http", "ws", 1) + "/ws/socket.io/?EIO=4&transport=websocket"
-    auth = json.dumps({"sessionId": str(uuid.uuid4()), "clientType": "webapp"})
-    with connect(ws_url, origin=url, additional_headers={"Cookie": cookie}) as ws:
-        assert ws.recv(timeout=10).startswith("0")
-        ws.send("40" + auth)
-        ws.send('42["connection_successful"]')
-        deadline = time.monotonic() + timeout
-
-        def packets():
-            while time.monotonic() < deadline:
-                yield ws.recv(timeout=max(0.1, deadline - time.monotonic()))
-
-        events = _events(packets(), lambda: ws.send("3"))
-        for event, data in events:
-            if event == "new_message" and data.get("output"):
-                break
-        before_asking()
-        step = {
-            "id": str(uuid.uuid4()),
-            "name": "User",
-            "type": "user_message",
-            "output": question,
-            "createdAt": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-        }
-        ws.send("42" + json.dumps(["client_message", {"message": step, "fileReferences": []}]))
-        for event, data in events:
-            # Whatever the app says first: an error, a retrieval step, an answer.
-            said = event in ("new_message", "update_message") and data.get("output")
-            if said and data.get("type") != "user_message":
-                return data["output"]
-    raise AssertionError(f"no answer within {timeout} s")
-
-
 def socketio_chat(
     url: str,
     cookie: str,
@@ -138,11 +99,13 @@ def socketio_chat(
     *,
     thread_id: str | None = None,
     session_id: str | None = None,
+    before_asking: Callable[[], object] = lambda: None,
     timeout: float = 300,
 ) -> list[tuple[str, object]]:
     """One question in a new chat of the app over Socket.IO (a WebSocket), as its web page
     asks it, with the chat id a client may send (``thread_id``, meant to resume a chat);
-    returns every event the app sent until it had answered."""
+    calls ``before_asking`` once welcomed, and returns every event the app sent until it
+    had answered (``first_reply`` picks what it said)."""
     from websockets.sync.client import connect
 
     auth = {"sessionId": session_id or str(uuid.uuid4()), "clientType": "webapp"}
@@ -154,7 +117,7 @@ def socketio_chat(
         "type": "user_message",
         "name": "User",
         "output": question,
-        "createdAt": "2025-01-01T00:00:00.000Z",
+        "createdAt": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
     }
     ws_url = url.replace("http", "ws", 1) + "/ws/socket.io/?EIO=4&transport=websocket"
     seen: list[tuple[str, object]] = []
@@ -176,12 +139,27 @@ def socketio_chat(
             seen.append((event, data))
             data = data if isinstance(data, dict) else {}
             if not asked and event == "new_message" and data.get("output"):  # the welcome
+                before_asking()
                 payload = {"message": message, "fileReferences": []}
                 ws.send("42" + json.dumps(["client_message", payload]))
                 asked = True
             elif event == "update_message" and data.get("name") == "on_message":
                 return seen  # the step Chainlit wraps the answer in has ended
     raise AssertionError(f"no answer within {timeout} s; events: {seen}")
+
+
+def first_reply(events: list[tuple[str, object]]) -> str:
+    """What the app said first after the question (an error, a retrieval step, an answer),
+    out of ``socketio_chat``'s events."""
+    welcomed = False
+    for event, data in events:
+        if not isinstance(data, dict) or not data.get("output"):
+            continue
+        if not welcomed:
+            welcomed = event == "new_message"
+        elif event in ("new_message", "update_message") and data.get("type") != "user_message":
+            return data["output"]
+    raise AssertionError(f"the app said nothing after the question; events: {events}")
 
 
 async def alice_chat(index: Path, embedder, tmp: Path, secret: str) -> str:

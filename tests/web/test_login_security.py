@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from servers import App
-from support_security import Refused, socketio_ask, socketio_welcome
+from support_security import Refused, first_reply, socketio_chat, socketio_welcome
 
 pytestmark = pytest.mark.integration  # every test attacks the running app
 
@@ -121,8 +121,8 @@ def test_a_chat_left_open_answers_nothing_once_the_login_ends(password_app, inde
     def log_dave_out() -> None:
         _rag("user", "logout", "dave", "--index", str(index))
 
-    reply = socketio_ask(url, dave, "What does the library hold?", before_asking=log_dave_out)
-    assert reply == "Your login has ended: reload the page."
+    events = socketio_chat(url, dave, "What does the library hold?", before_asking=log_dave_out)
+    assert first_reply(events) == "Your login has ended: reload the page."
 
 
 def test_a_new_password_or_a_logout_ends_every_session(password_app, index):
