@@ -21,12 +21,12 @@ from rag.embeddings import (
     create_embedder,
 )
 
-from conftest import SAMPLE_DATA
+from servers import ROOT
 
 # Real text: the sample documents cut into passages, plus the awkward cases.
 _PASSAGES = [
     text[i : i + 800]
-    for path in sorted(SAMPLE_DATA.glob("*.md"))
+    for path in sorted((ROOT / "data").glob("*.md"))
     for text in [path.read_text(encoding="utf-8")]
     for i in range(0, len(text), 600)
 ]
