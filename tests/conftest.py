@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ import pytest
 from rag.config import Settings
 from rag.embeddings.embedder import Embedder, create_embedder
 from rag.library.search import Library, open_library
+
+from support_markers import unit_guard
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = ROOT / "data"
@@ -27,8 +30,8 @@ os.environ.setdefault("RAG_FOUNDRY_CATALOG_URL", "http://127.0.0.1:9/asset-galle
 
 
 @pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    """The default embedder (ONNX Runtime); tests/test_embedder_contract.py holds it to
+def embedder(models) -> Embedder:
+    """The default embedder (ONNX Runtime); tests/embeddings/test_embedder_contract.py holds it to
     the sentence-transformers reference."""
     return create_embedder(Settings())
 
@@ -53,123 +56,61 @@ def sample_docs(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def embedded_model():
+def embedded_model(models):
     """The real tiny chat model, built on first use into the per-user cache."""
     from rag.models.spec import load_chat_model
 
     return load_chat_model("embedded", Settings())
 
 
-# --- the browser tests' app and Chromium ---------------------------------------
-# Defined here, once: a module that imported them would start its own app and browser.
-
-
-def serve_app(folder: Path, settings: dict[str, str]):
-    """``data/`` ingested into ``folder``, then the app with these settings; yields its
-    URL and environment."""
-    from servers import App, ingest
-
-    index = folder / "index"
-    ingest(SAMPLE_DATA, index, settings)
-    running = App(index, settings)
-    yield running.url, running.env
-    running.close()
+# Markers from what a test uses, so that `pytest -m unit` is a quick loop (under a minute):
+# - a test under tests/browser/ is browser;
+# - a test is integration when it, or any fixture it uses, asks for `models` (loads a real
+#   model) or `processes` (starts processes or servers, or opens sockets), or when it is
+#   marked `pytest.mark.integration` (a whole module: `pytestmark = ...`);
+# - everything else is unit, and a unit test that starts a process or connects a socket
+#   fails (tests/support_markers.py), so that such a test cannot be marked unit by mistake.
+BROWSER = Path(__file__).resolve().parent / "browser"
+DECLARATIONS = {"models", "processes"}
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory, embedded_model):
-    """The app over data/ for every browser module (starting one costs an ingest and a
-    Chainlit start); each test opens its own chat in it."""
-    # Temperature 0: the same question gets the same answer within a run.
-    settings = {"RAG_MAX_ANSWER_TOKENS": "200", "RAG_TEMPERATURE": "0"}
-    yield from serve_app(tmp_path_factory.mktemp("app"), settings)
+def models() -> None:
+    """Ask for this in a test or fixture that loads a real model: it makes the test
+    integration."""
 
 
-@pytest.fixture(scope="module")
-def browser():
-    """Headless Chromium: our own build, as Playwright's download needs the internet.
-    Per module: while Playwright's sync API is open it holds an event loop in this
-    thread, and every later test that runs asyncio would fail."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield b
-        b.close()
-
-
-# Markers by what a test uses, so `pytest -m unit` is a quick loop (under a minute):
-# browser tests stay browser; a test that loads a model, ingests or starts processes
-# is integration; everything else is unit. A new test that starts a process or a
-# server without these fixtures: mark it `pytest.mark.integration` (kept as it is).
-HEAVY_FIXTURES = {
-    "embedder",
-    "library",
-    "embedded_model",
-    "indexed",
-    "index",
-    "chat_model",
-    "served_model",
-    "model_dir",
-    "model",
-    "tokenizer",
-    "reference",
-    "app_url",
-    "postgres",
-    "chat_settings",
-    "chroma_server",
-}
-# Modules whose tests run the real commands or servers as processes.
-PROCESS_MODULES = {
-    "test_cli",
-    "test_benchmarks",
-    "test_imports",
-    "test_embedded_model",
-    "test_security",
-    "test_login_security",
-    "test_chroma_guard",
-    "test_openai_api",
-    "test_private_sticky",
-    "test_store_concurrency",
-    "test_store_consistency",
-    "test_store_contract",
-    "test_watch",
-    "test_chat_cli",
-    "test_upload_formats",
-    "test_limits",
-    "test_store_failures",
-    "test_sandbox",
-}
-# Single tests elsewhere that start processes.
-PROCESS_TESTS = {
-    "test_ingest_killed_mid_run_then_rerun_matches_a_clean_ingest",
-    "test_two_processes_build_the_export_once",
-    "test_kill_9_at_random_moments_never_leaves_check_unclean_after_the_next_run",
-    "test_foundry_without_service_or_model_says_how_to_install",
-}
+@pytest.fixture(scope="session")
+def processes() -> None:
+    """Ask for this in a test or fixture that starts processes or servers, or opens sockets:
+    it makes the test integration, where starting them is allowed."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
+        if item.path.is_relative_to(BROWSER):
+            item.add_marker(pytest.mark.browser)
         if item.get_closest_marker("browser") or item.get_closest_marker("integration"):
             continue
-        module = getattr(getattr(item, "module", None), "__name__", "").rpartition(".")[2]
-        heavy = HEAVY_FIXTURES & set(getattr(item, "fixturenames", ()))
-        if (
-            heavy
-            or module in PROCESS_MODULES
-            or getattr(item, "originalname", item.name) in PROCESS_TESTS
-        ):
+        if DECLARATIONS & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
         else:
             item.add_marker(pytest.mark.unit)
+
+
+def guarded(item: pytest.Item) -> Generator[None, object, object]:
+    with unit_guard(item) as refused:
+        result = yield
+    if refused:
+        pytest.fail(refused[0], pytrace=False)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
+    return (yield from guarded(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    return (yield from guarded(item))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -17,7 +18,10 @@ from pathlib import Path
 
 import httpx
 
+from rag.answers.prompts import cited_numbers
+
 ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DATA = ROOT / "data"
 
 
 def free_port() -> int:
@@ -72,6 +76,26 @@ def ingest(folder: Path, index: Path, env: dict[str, str] | None = None) -> None
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
+
+
+def rag(*args, index: Path, stdin: str | None = None, env: dict | None = None):
+    """``rag *args`` as a person runs it, in its own process, on ``index``."""
+    # Temperature 0: answers checked here must not vary by chance.
+    full_env = {
+        **os.environ,
+        "RAG_INDEX": str(index),
+        "RAG_COLLECTION": "test",
+        "RAG_TEMPERATURE": "0",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "rag.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=600,
+    )
 
 
 class App:
@@ -189,3 +213,33 @@ class Silent:
         for conn in self.held:
             conn.close()
         self.sock.close()
+
+
+def printed_sources(stdout: str) -> tuple[str, list[int]]:
+    """The answer ``rag ask`` printed and the numbers of the sources listed after it,
+    checked against its citations: the passages it cites or, citing none, all it was
+    given (which ones it cites is the model's choice, and varies by CPU)."""
+    heading = "\nSources:" if "\nSources:" in stdout else "\nRetrieved (not cited):"
+    answer, _, sources = stdout.partition(heading)
+    numbers = [int(n) for n in re.findall(r"^  \[(\d+)\] .+  \(/.+\)$", sources, re.M)]
+    assert numbers, stdout
+    if heading == "\nSources:":
+        assert numbers == [n for n in cited_numbers(answer, 99) if n <= max(numbers)]
+    else:
+        assert numbers == list(range(1, len(numbers) + 1))
+    return answer, numbers
+
+
+def check_sources_text(text: str, rag: dict) -> str:
+    """The sources a text-only client gets after the answer: the passages the answer
+    cites or, citing none, all it was given, each named as its number's passage. What
+    the model cites is its own choice (and varies by CPU), so that is read from its
+    answer, never assumed. Returns the answer before the sources."""
+    found = re.search(r"\n\n(Sources|Retrieved \(not cited\)):\n((?:- \[\d+\] .+(?:\n|$))+)$", text)
+    assert found, text
+    answer, listed = text[: found.start()], re.findall(r"^- \[(\d+)\] (.+)$", found[2], re.M)
+    labels = {s["number"]: s["label"] for s in rag["sources"]}
+    assert all(labels[int(n)] == label for n, label in listed), (listed, labels)
+    cited = cited_numbers(answer, len(labels))
+    assert [int(n) for n, _ in listed] == (cited if found[1] == "Sources" else sorted(labels))
+    return answer

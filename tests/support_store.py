@@ -72,7 +72,7 @@ class ChromaServer:
 
 
 @pytest.fixture(scope="session")
-def chroma_server(tmp_path_factory) -> Iterator[ChromaServer]:
+def chroma_server(tmp_path_factory, processes) -> Iterator[ChromaServer]:
     server = ChromaServer(tmp_path_factory.mktemp("chroma-server") / "data")
     yield server
     server.stop()
