@@ -101,11 +101,12 @@ def socketio_chat(
     session_id: str | None = None,
     before_asking: Callable[[], object] = lambda: None,
     timeout: float = 300,
+    on_event: Callable[[str, object], object] = lambda event, data: None,
 ) -> list[tuple[str, object]]:
     """One question in a new chat of the app over Socket.IO (a WebSocket), as its web page
     asks it, with the chat id a client may send (``thread_id``, meant to resume a chat);
     calls ``before_asking`` once welcomed, and returns every event the app sent until it
-    had answered (``first_reply`` picks what it said)."""
+    had answered (``first_reply`` picks what it said); ``on_event`` sees each as it comes."""
     from websockets.sync.client import connect
 
     auth = {"sessionId": session_id or str(uuid.uuid4()), "clientType": "webapp"}
@@ -137,6 +138,7 @@ def socketio_chat(
 
         for event, data in _events(packets(), lambda: ws.send("3")):
             seen.append((event, data))
+            on_event(event, data)
             data = data if isinstance(data, dict) else {}
             if not asked and event == "new_message" and data.get("output"):  # the welcome
                 before_asking()

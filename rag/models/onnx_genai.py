@@ -1,4 +1,5 @@
-"""A chat model run in this process by ONNX Runtime GenAI.
+"""A chat model run in this process by ONNX Runtime GenAI (in the child process of
+rag/models/worker.py, since its native calls hold the GIL).
 
 One model serves every chat of the process. Generation is CPU-bound and each
 generator holds a large key-value cache, so generations take turns: a lock

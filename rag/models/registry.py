@@ -45,10 +45,10 @@ class Embedded:
 
     def load(self, arg: str, settings: Settings) -> ChatModel:
         from rag.models.embedded import EMBEDDED_MODEL_NAME, prepare_embedded_model
-        from rag.models.onnx_genai import OnnxGenAIChat
+        from rag.models.worker import ProcessChat
 
         folder = prepare_embedded_model(settings.cache_dir)
-        return OnnxGenAIChat(folder, name=f"{EMBEDDED_MODEL_NAME} (embedded)")
+        return ProcessChat(folder, name=f"{EMBEDDED_MODEL_NAME} (embedded)")
 
     def describe(self, arg: str, settings: Settings) -> str:
         from rag.models.embedded import embedded_model_dir, is_ready
@@ -71,9 +71,9 @@ class Onnx:
         return f"{Path(arg).name} (ONNX, in-process)"
 
     def load(self, arg: str, settings: Settings) -> ChatModel:
-        from rag.models.onnx_genai import OnnxGenAIChat
+        from rag.models.worker import ProcessChat
 
-        return OnnxGenAIChat(Path(arg).expanduser())
+        return ProcessChat(Path(arg).expanduser())
 
     def describe(self, arg: str, settings: Settings) -> str:
         folder = Path(arg).expanduser()

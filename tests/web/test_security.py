@@ -521,9 +521,14 @@ def fake_turn_passage() -> Hit:
     return Hit(Chunk(id="e1", text=text, source="/docs/evil.md", index=0), score=1.0, rank=1)
 
 
-def test_a_document_cannot_open_a_fake_system_turn(fake_turn_passage, embedded_model):
+def test_a_document_cannot_open_a_fake_system_turn(fake_turn_passage, models):
+    import onnxruntime_genai as og
+
+    from rag.models.embedded import prepare_embedded_model
+
     messages = build_messages("What grows on the hill?", [fake_turn_passage])
-    tokenizer = embedded_model._tokenizer  # the real model's own tokenizer and template
+    # The real model's own tokenizer and template (the model itself runs in a child process).
+    tokenizer = og.Tokenizer(og.Model(str(prepare_embedded_model(Settings().cache_dir))))
     prompt = tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True)
     tokens = list(tokenizer.encode(prompt))
     im_start = list(tokenizer.encode("<|im_start|>"))
