@@ -18,6 +18,7 @@ from rag.conversations import transcript
 from rag.conversations.conversation import Conversation, Engine, SharedStart, profiles
 from rag.conversations.records import metadata
 from rag.errors import RagError
+from rag.models.queue import reporting
 from rag.models.spec import label
 from rag.sanitize import streamed
 from rag.web import limits, security
@@ -121,11 +122,16 @@ async def answer(message: cl.Message) -> None:
     export_button = cl.Action(name="export", payload={}, label="Export chat as Markdown")
     reply = cl.Message(content="", actions=[export_button])
     turn.progress = lambda n, of: reply.stream_token(answer_markdown.progress(turn, n, of))
+    # A question that waits for its model says its place in line (#25).
+    queued = reporting(lambda place: reply.stream_token(answer_markdown.waiting(place)))
     try:
-        async with aclosing(conv.stream(turn)) as deltas:  # closed at once by Stop
-            async for delta in deltas:
-                await reply.stream_token(*streamed(turn.text, delta))  # images made links
+        with queued:
+            async with aclosing(conv.stream(turn)) as deltas:  # closed at once by Stop
+                async for delta in deltas:
+                    await reply.stream_token(*streamed(turn.text, delta))  # images made links
     except RagError as exc:
+        if not turn.text and reply.content:  # only the place in line was shown
+            await reply.remove()
         await cl.ErrorMessage(content=str(exc)).send()
         return
     except asyncio.CancelledError:

@@ -88,6 +88,19 @@ class Settings(BaseSettings):
     llm: str = Field("embedded", description="Chat model spec: embedded, onnx:PATH, ...")
     llm_api_key: SecretStr | None = Field(None, description="Key for openai: servers.")
     llm_timeout: float = Field(60.0, gt=0, description="Seconds to wait for a server.")
+    llm_concurrency: int | None = Field(
+        None,
+        ge=1,
+        description="Answers an openai: or foundry: model server gives at once; unset: what "
+        "the server says (llama.cpp's slots), else 1. Models in this process answer one at "
+        "a time.",
+    )
+    queue_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds a question waits in line for its model before it is told the "
+        "model is busy (and a fallback model, if any, is tried).",
+    )
     foundry_url: str | None = Field(
         None, description="A running Foundry Local service; found with the foundry CLI if unset."
     )

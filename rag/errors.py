@@ -11,3 +11,7 @@ class RagError(Exception):
 
 class ModelUnavailable(RagError):
     """The chat model cannot be reached or loaded."""
+
+
+class ModelBusy(ModelUnavailable):
+    """A question waited in line for its model longer than RAG_QUEUE_TIMEOUT_S."""

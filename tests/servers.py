@@ -243,3 +243,80 @@ def check_sources_text(text: str, rag: dict) -> str:
     cited = cited_numbers(answer, len(labels))
     assert [int(n) for n, _ in listed] == (cited if found[1] == "Sources" else sorted(labels))
     return answer
+
+
+class HeldModel(ThreadingHTTPServer):
+    """An OpenAI-style model server on loopback that starts each answer ("Held ") and
+    holds the rest until ``release`` is set: the test sees how many answers run at
+    once. With ``slots`` it says how many it gives at once, as llama.cpp's server does
+    at ``/props``."""
+
+    def __init__(self, slots: int | None = None) -> None:
+        self.slots = slots
+        self.active = 0  # answers begun and not yet finished
+        self.most = 0  # the most at once
+        self.release = threading.Event()
+        self._count = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _HeldHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def running(self, change: int) -> None:
+        with self._count:
+            self.active += change
+            self.most = max(self.most, self.active)
+
+    def close(self) -> None:
+        self.release.set()
+        self.shutdown()
+        self.server_close()
+
+
+class _HeldHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.path == "/props" and self.server.slots:
+            self._json({"total_slots": self.server.slots})
+        elif self.path == "/v1/models":
+            self._json({"object": "list", "data": [{"id": "m", "object": "model"}]})
+        else:
+            self.send_error(404)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.server.running(+1)
+        try:
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.end_headers()
+            self._chunk("Held ")
+            self.server.release.wait(timeout=120)  # a deadline, should the test fail
+            self._chunk("answer.")
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+        finally:
+            self.server.running(-1)
+
+    def _chunk(self, text: str) -> None:
+        chunk = {
+            "id": "x",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
+        }
+        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.flush()
+
+    def _json(self, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass

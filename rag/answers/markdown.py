@@ -78,6 +78,12 @@ def progress(turn: Turn, done: int, total: int) -> str:
     return f"*Reading {turn.summary.name}: step {done} of {total}…*\n\n"
 
 
+def waiting(place: int) -> str:
+    """A line streamed while the question waits in line for its model (place 1 is
+    next); ``finished`` replaces it."""
+    return f"*Waiting for the model: place {place} in line…*\n\n"
+
+
 def finished(turn: Turn) -> str:
     """The whole answer as shown once complete: the text (a loop cut off), marks on
     unsupported sentences, the notices, then the evidence sentences."""

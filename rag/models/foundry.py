@@ -29,7 +29,7 @@ import httpx
 from rag.config import Settings
 from rag.errors import ModelUnavailable
 from rag.models.base import ChatModel, Message, estimate_tokens
-from rag.models.openai_compat import OpenAICompatibleChat
+from rag.models.openai_compat import OpenAICompatibleChat, server_slots
 from rag.models.threaded import stream_in_thread, wait_for_turn
 
 if TYPE_CHECKING:  # the SDK itself loads only when a model runs in this process
@@ -102,6 +102,7 @@ def _served(base: str, alias: str, settings: Settings) -> ChatModel:
         context_window=settings.llm_context_window,
         name=f"{alias} (Foundry Local)",
         local_hosts=settings.llm_local_hosts,
+        parallel=settings.llm_concurrency or server_slots(base) or 1,
     )
 
 

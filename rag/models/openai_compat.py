@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TypedDict, cast
 from urllib.parse import urlparse
 
+import httpx
 import openai
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
@@ -42,6 +43,20 @@ def on_host(url: str, hosts: Sequence[str]) -> bool:
         return False
 
 
+def server_slots(base_url: str, api_key: str | None = None) -> int | None:
+    """How many answers the server gives at once, where it says: llama.cpp's server
+    lists its slots (``--parallel``) as ``total_slots`` at ``/props``."""
+    root = base_url.rstrip("/").removesuffix("/v1")
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        reply = httpx.get(f"{root}/props", timeout=3, headers=headers)
+        said = reply.json() if reply.is_success else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    slots = said.get("total_slots") if isinstance(said, dict) else None
+    return slots if isinstance(slots, int) and slots > 0 else None
+
+
 class OpenAICompatibleChat:
     def __init__(
         self,
@@ -54,8 +69,10 @@ class OpenAICompatibleChat:
         retries: int = 2,
         name: str | None = None,
         local_hosts: Sequence[str] = ("localhost", "127.0.0.1", "::1"),
+        parallel: int = 1,
     ) -> None:
         self.model = model
+        self.parallel = parallel  # answers at once (rag/models/queue.py)
         self.base_url = base_url
         self.name = name or f"{model} @ {base_url}"
         self.context_window = context_window

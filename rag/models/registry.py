@@ -120,7 +120,7 @@ class OpenAICompatible:
         return f"{model} ({url})"
 
     def load(self, arg: str, settings: Settings) -> ChatModel:
-        from rag.models.openai_compat import OpenAICompatibleChat
+        from rag.models.openai_compat import OpenAICompatibleChat, server_slots
 
         model, base_url = arg.split("@", 1)
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
@@ -131,6 +131,7 @@ class OpenAICompatible:
             timeout=settings.llm_timeout,
             context_window=settings.llm_context_window,
             local_hosts=settings.llm_local_hosts,
+            parallel=settings.llm_concurrency or server_slots(base_url, key) or 1,
         )
 
     def describe(self, arg: str, settings: Settings) -> str:

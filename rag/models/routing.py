@@ -12,6 +12,7 @@ import threading
 
 from rag.config import Settings
 from rag.models.base import ChatModel
+from rag.models.queue import Gate, QueuedChat, parallel
 from rag.models.spec import load_chat_model, parse
 
 _CODE_HINTS = re.compile(
@@ -44,8 +45,11 @@ class ModelPool:
         return list(dict.fromkeys([routed, *self.specs] if routed else self.specs))
 
     def load(self, spec: str) -> ChatModel:
-        """Blocking: call through ``asyncio.to_thread`` from async code."""
+        """Blocking: call through ``asyncio.to_thread`` from async code. Each model comes
+        behind its gate: as many answers at once as it gives, the others wait in line."""
         with self._lock:
             if spec not in self.loaded:
-                self.loaded[spec] = load_chat_model(spec, self.settings)
+                model = load_chat_model(spec, self.settings)
+                gate = Gate(parallel(model), self.settings.queue_timeout_s)
+                self.loaded[spec] = QueuedChat(model, gate)
             return self.loaded[spec]

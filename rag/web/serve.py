@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
 
 import anyio
 from sse_starlette.sse import EventSourceResponse
@@ -27,6 +28,7 @@ from rag.conversations.conversation import Conversations, Engine
 from rag.errors import ModelUnavailable, RagError
 from rag.library.search import Library, open_library
 from rag.models.base import aclose
+from rag.models.queue import reporting
 from rag.models.routing import ModelPool
 from rag.web import limits, security
 from rag.web.openai_api import protocol
@@ -39,6 +41,7 @@ __all__ = ["RAG_MODEL", "create_app", "describe", "model_id", "open_libraries"]
 
 CONVERSATION_HEADER = "x-conversation-id"  # continue (or start) a stored chat by its id
 SOURCES_HEADER = "x-rag-sources"  # "text": end the answer with its sources, for any rag model
+QUEUED_COMMENT = "queued: place"  # an SSE comment while a streamed question waits in line
 MAX_INPUTS = 2048  # texts per embeddings request, as OpenAI allows
 # After SIGTERM a stream has this long to send its error event before it is cut
 # (uvicorn waits limits.SHUTDOWN_SECONDS for every request in flight).
@@ -146,25 +149,25 @@ def create_app(
             conversations,
             chat_id,
         )
-        try:
-            # Wait for the first piece before answering, so a model that cannot
-            # answer is a 503, not a stream that breaks off.
-            first = await anext(answer.text, "")
-        except ModelUnavailable as exc:
-            raise unavailable(str(exc)) from exc
-        except RagError as exc:  # e.g. a conversation id of another user's chat
-            raise bad_request(str(exc), "messages") from exc
+        # Wait for the first piece before answering, so a model that cannot answer is
+        # a 503, not a stream that breaks off; unless the question waits in line for
+        # its model: then a stream starts at once and says its place (rag/models/queue.py).
+        places: asyncio.Queue[int] = asyncio.Queue()
+        with reporting(places.put_nowait):
+            step = asyncio.ensure_future(anext(answer.text, ""))
+        place = await _next_place(step, places)
         call = protocol.new_id()
+        usage = bool(req.stream_options and req.stream_options.include_usage)
+        stopping = anyio.Event()  # set by sse-starlette when the server shuts down
+        if req.stream and place is not None:
+
+            def then(first: str) -> AsyncIterator[dict]:
+                return _events(call, req.model, first, answer, usage, stopping)
+
+            return _event_stream(_queued(place, step, places, then), stopping)
+        first = await _first(step)
         if req.stream:
-            usage = bool(req.stream_options and req.stream_options.include_usage)
-            stopping = anyio.Event()  # set by sse-starlette when the server shuts down
-            return EventSourceResponse(
-                _events(call, req.model, first, answer, usage, stopping),
-                sep="\n",
-                ping=15,
-                shutdown_event=stopping,
-                shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
-            )
+            return _event_stream(_events(call, req.model, first, answer, usage, stopping), stopping)
         try:
             text = first + "".join([delta async for delta in answer.text])
         except ModelUnavailable as exc:
@@ -290,6 +293,61 @@ def _answer(
         chat_id=chat_id,
         sources_in_text=target.sources_in_text or sources_in_text,
     )
+
+
+def _event_stream(events: AsyncIterator[dict], stopping: anyio.Event) -> EventSourceResponse:
+    return EventSourceResponse(
+        events,
+        sep="\n",
+        ping=15,
+        shutdown_event=stopping,
+        shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
+    )
+
+
+async def _next_place(step: asyncio.Future[str], places: asyncio.Queue[int]) -> int | None:
+    """The next place in line the request is told, or None once its first words came."""
+    if not places.empty():
+        return places.get_nowait()
+    told = asyncio.ensure_future(places.get())
+    either: set[asyncio.Future[Any]] = {step, told}
+    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    if told.done():
+        return told.result()
+    told.cancel()
+    return None
+
+
+async def _first(step: asyncio.Future[str]) -> str:
+    try:
+        return await step
+    except ModelUnavailable as exc:
+        raise unavailable(str(exc)) from exc
+    except RagError as exc:  # e.g. a conversation id of another user's chat
+        raise bad_request(str(exc), "messages") from exc
+
+
+async def _queued(
+    place: int | None,
+    step: asyncio.Future[str],
+    places: asyncio.Queue[int],
+    then: Callable[[str], AsyncIterator[dict]],
+) -> AsyncIterator[dict]:
+    """A stream that starts while its question waits in line: a comment per place
+    (OpenAI clients skip comments; a person's client may show them), then the answer;
+    a wait that ends without one (RAG_QUEUE_TIMEOUT_S) ends in an error event."""
+    try:
+        while place is not None:
+            yield {"comment": f"{QUEUED_COMMENT} {place}"}
+            place = await _next_place(step, places)
+        first = await _first(step)
+    except ApiError as exc:
+        yield {"data": json.dumps(exc.body())}
+        return
+    finally:
+        step.cancel()  # a client gone while in line leaves the line
+    async for event in then(first):
+        yield event
 
 
 def _extra(answer: Answer) -> dict:
