@@ -70,7 +70,12 @@ class ChatStore(ChatSteps):
         folder.chmod(0o700)
         engine = create_async_engine(database_url(settings))
         store = cls(engine, folder)
-        await store.migrate()
+        try:
+            await store.migrate()
+        except sa.exc.DBAPIError:
+            # Another process (a replica starting at the same moment) or engine made the
+            # tables or stamped the version meanwhile (#25): the second look finds them.
+            await store.migrate()
         return store
 
     async def close(self) -> None:

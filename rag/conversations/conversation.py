@@ -84,6 +84,7 @@ class Engine:
         self.store = store
         self.models: dict[str, ChatModel] = {}
         self.pools: dict[str, ModelPool] = {}
+        self._opening = asyncio.Lock()
 
     @classmethod
     def open(cls, settings: Settings, library: Library | None = None) -> Engine:
@@ -113,11 +114,14 @@ class Engine:
         return found
 
     async def open_store(self) -> ChatStore:
-        """Connect to the chat history; old chats (retention) and orphaned files go."""
-        if self.store is None:
-            self.store = await ChatStore.connect(self.settings)
-            await self.store.expire(self.settings.chat_retention_days)
-            await self.store.sweep_files()
+        """Connect to the chat history; old chats (retention) and orphaned files go.
+        Requests that come at once (``rag serve``'s first ones) connect once."""
+        async with self._opening:
+            if self.store is None:
+                store = await ChatStore.connect(self.settings)
+                await store.expire(self.settings.chat_retention_days)
+                await store.sweep_files()
+                self.store = store
         return self.store
 
     @property

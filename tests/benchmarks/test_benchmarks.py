@@ -149,3 +149,32 @@ def test_answer_benchmark_prints_each_model_and_its_baseline():
         assert re.search(
             rf"^{re.escape(variant)} +(\d\.\d{{3}} +){{4}}\d+\.\d\ds +\d+\.\d$", done.stdout, re.M
         ), (variant, done.stdout)
+
+
+def test_load_benchmark_prints_each_setup_side_by_side():
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.load",
+            "--conversations",
+            "2",
+            "--questions",
+            "1",
+            "--tokens",
+            "8",
+            "--replicas",
+            "1",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr
+    for setup in ("embedded, 1 replica", "embedded, 2 replicas"):
+        # Two questions at once to a fresh server: both answered (its first requests
+        # once raced to create the chat store's tables).
+        assert re.search(
+            rf"^{setup} +2 +0 +\d+\.\d\d s +\d+\.\d\d s +\d+\.\d$", done.stdout, re.M
+        ), done.stdout
