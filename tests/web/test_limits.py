@@ -35,6 +35,7 @@ LIMITS = {
     "RAG_MAX_QUESTION_CHARS": str(MAX_QUESTION),
     "RAG_REQUEST_TIMEOUT": "1",
     "RAG_MAX_CONNECTIONS": "4",
+    "RAG_LLM_CONCURRENCY": "8",  # the scripted model holds several streams at once
 }
 
 
