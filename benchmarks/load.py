@@ -14,6 +14,10 @@ cut off, left after a failed turn, or still waiting at ``--max-seconds``), the
 median and 95th percentile time to the first word of an answer (from the request;
 a question waiting in line waits here), and whole answers per minute over the run.
 
+``--app`` adds the app: the same conversations over its Socket.IO connection, as
+its web page asks, with one and two ``chainlit run`` replicas (first word: the
+first streamed piece of the answer, not the line that says its place in line).
+
 ``--served`` adds one more model: a ``rag serve`` of the embedded model used as the
 ``openai:`` server behind the replicas (the server a machine without llama.cpp has).
 A llama.cpp server started with ``--parallel 4`` is measured with
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import socket
@@ -32,10 +37,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from websockets.asyncio.client import connect
+from websockets.typing import Origin
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = [
@@ -73,17 +81,22 @@ def start_serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
             cwd=ROOT,
         )
     base = f"http://127.0.0.1:{port}/v1"
+    wait_until_up(proc, f"{base}/models", log, "rag serve")
+    return proc, base
+
+
+def wait_until_up(proc: subprocess.Popen, url: str, log: Path, what: str) -> None:
     deadline = time.monotonic() + START_SECONDS
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"rag serve exited: {log.read_text()}")
+            raise SystemExit(f"{what} exited: {log.read_text()}")
         try:
-            httpx.get(f"{base}/models", timeout=2)
-            return proc, base
+            httpx.get(url, timeout=2)
+            return
         except httpx.HTTPError:
             time.sleep(0.3)
     proc.kill()
-    raise SystemExit(f"rag serve did not start within {START_SECONDS} s: {log.read_text()}")
+    raise SystemExit(f"{what} did not start within {START_SECONDS} s: {log.read_text()}")
 
 
 def stop(procs: list[subprocess.Popen]) -> None:
@@ -131,16 +144,77 @@ async def conversation(n: int, base: str, questions: int, tally: Tally) -> None:
             messages.append({"role": "assistant", "content": answer})
 
 
-async def drive(bases: list[str], args: argparse.Namespace) -> tuple[Tally, float]:
+async def app_conversation(n: int, url: str, questions: int, tally: Tally) -> None:
+    """One conversation with the app over Socket.IO (engine.io v4 spoken by hand, as
+    tests/support_security.py does): a new chat, then one question after another."""
+    async with httpx.AsyncClient() as client:
+        cookies = (await client.post(f"{url}/auth/header")).cookies
+    cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    ws_url = url.replace("http", "ws", 1) + "/ws/socket.io/?EIO=4&transport=websocket"
+    asked, sent, first = 0, 0.0, None
+    async with connect(ws_url, origin=Origin(url), additional_headers={"Cookie": cookie}) as ws:
+        await ws.recv()  # engine.io open
+        await ws.send("40" + json.dumps({"sessionId": str(uuid.uuid4()), "clientType": "webapp"}))
+        await ws.send('42["connection_successful"]')
+        async for packet in ws:
+            if packet == "2":
+                await ws.send("3")  # engine.io ping
+            if not isinstance(packet, str) or not packet.startswith("42"):
+                continue
+            event, *rest = json.loads(packet[2:])
+            data = rest[0] if rest and isinstance(rest[0], dict) else {}
+            waiting = str(data.get("token", "")).startswith("*Waiting for the model")
+            if event == "stream_token" and first is None and asked and not waiting:
+                first = time.perf_counter() - sent  # a word, not the place in line
+            welcomed = event == "new_message" and data.get("output") and not asked
+            ended = event == "update_message" and data.get("name") == "on_message"
+            if ended:
+                if first is None:
+                    tally.problems.add("an app answer with no streamed text")
+                    return
+                tally.first_words.append(first)
+                tally.answers += 1
+            if (welcomed or ended) and asked < questions:
+                question = QUESTIONS[(n + asked) % len(QUESTIONS)]
+                message = {"id": str(uuid.uuid4()), "threadId": "", "type": "user_message"}
+                message |= {"name": "User", "output": question, "createdAt": "2026-01-01T00:00:00Z"}
+                payload = {"message": message, "fileReferences": []}
+                await ws.send("42" + json.dumps(["client_message", payload]))
+                asked, sent, first = asked + 1, time.perf_counter(), None
+            elif ended:
+                return
+
+
+def start_app(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+    """``chainlit run app.py`` on a free port; returns it and its URL once it answers."""
+    port = free_port()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chainlit", "run", "app.py", "--headless", "--port", str(port)],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(proc, url, log, "the app")
+    return proc, url
+
+
+async def drive(bases: list[str], args: argparse.Namespace, app: bool) -> tuple[Tally, float]:
     tally = Tally()
     started = time.perf_counter()
+    talk = app_conversation if app else conversation
     talks = [
-        asyncio.create_task(conversation(n, bases[n % len(bases)], args.questions, tally))
+        asyncio.create_task(talk(n, bases[n % len(bases)], args.questions, tally))
         for n in range(args.conversations)
     ]
-    _, late = await asyncio.wait(talks, timeout=args.max_seconds)
+    done, late = await asyncio.wait(talks, timeout=args.max_seconds)
     for task in late:
         task.cancel()
+    for task in done:
+        if (exc := task.exception()) is not None:
+            tally.problems.add(f"{type(exc).__name__}: {exc}")
     await asyncio.gather(*late, return_exceptions=True)
     tally.errors = args.conversations * args.questions - tally.answers  # whatever failed
     return tally, time.perf_counter() - started
@@ -154,16 +228,17 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def measure(
-    spec: str, replicas: int, env: dict[str, str], work: Path, args: argparse.Namespace
+    spec: str, replicas: int, env: dict[str, str], work: Path, args: argparse.Namespace, app: bool
 ) -> tuple[str, set[str]]:
     procs: list[subprocess.Popen] = []
+    start = start_app if app else start_serve
     try:
         bases = []
         for r in range(replicas):
-            proc, base = start_serve({**env, "RAG_LLM": spec}, work / f"serve-{r}.log")
+            proc, base = start({**env, "RAG_LLM": spec}, work / f"server-{r}.log")
             procs.append(proc)
             bases.append(base)
-        tally, seconds = asyncio.run(drive(bases, args))
+        tally, seconds = asyncio.run(drive(bases, args, app))
     finally:
         stop(procs)
     p50 = statistics.median(tally.first_words) if tally.first_words else float("nan")
@@ -190,6 +265,7 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--llm", action="append", help="chat model spec (repeatable)")
     parser.add_argument("--served", action="store_true", help="add rag serve as openai: server")
+    parser.add_argument("--app", action="store_true", help="also through the app's socket")
     parser.add_argument("--max-seconds", type=float, default=600, help="per setup")
     args = parser.parse_args()
     models = args.llm or ["embedded"]
@@ -216,18 +292,21 @@ def main() -> None:
             if args.served:
                 named["openai: rag serve (embedded)"] = served_model(env, work, servers)
             print(
-                f"Load through rag serve: {args.conversations} conversations at once, "
+                f"Load through rag serve{' and the app' if args.app else ''}: "
+                f"{args.conversations} conversations at once, "
                 f"{args.questions} question(s) each, up to {args.tokens} tokens per answer, "
                 f"{os.cpu_count()} CPU cores"
             )
-            print(f"{'setup':<40} answers errors first word p50    p95  answers/min")
+            print(f"{'setup':<45} answers errors first word p50    p95  answers/min")
             problems: set[str] = set()
-            for label, spec in named.items():
-                for replicas in args.replicas:
-                    setup = f"{label}, {replicas} replica{'s' if replicas > 1 else ''}"
-                    row, seen = measure(spec, replicas, env, work, args)
-                    problems |= seen
-                    print(f"{setup:<40} {row}", flush=True)
+            doors = [("", False)] + ([("app, ", True)] if args.app else [])
+            for (door, app), (label, spec), replicas in itertools.product(
+                doors, named.items(), args.replicas
+            ):
+                setup = f"{door}{label}, {replicas} replica{'s' if replicas > 1 else ''}"
+                row, seen = measure(spec, replicas, env, work, args, app)
+                problems |= seen
+                print(f"{setup:<45} {row}", flush=True)
             for problem in sorted(problems):
                 print(f"error: {problem}")
         finally:

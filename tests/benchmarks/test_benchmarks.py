@@ -151,28 +151,18 @@ def test_answer_benchmark_prints_each_model_and_its_baseline():
         ), (variant, done.stdout)
 
 
+LOAD = ["--conversations", "2", "--questions", "1", "--tokens", "8", "--replicas", "1", "--app"]
+
+
 def test_load_benchmark_prints_each_setup_side_by_side():
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.load",
-            "--conversations",
-            "2",
-            "--questions",
-            "1",
-            "--tokens",
-            "8",
-            "--replicas",
-            "1",
-            "2",
-        ],
+        [sys.executable, "-m", "benchmarks.load", *LOAD],
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert done.returncode == 0, done.stderr
-    for setup in ("embedded, 1 replica", "embedded, 2 replicas"):
+    for setup in ("embedded, 1 replica", "app, embedded, 1 replica"):
         # Two questions at once to a fresh server: both answered (its first requests
         # once raced to create the chat store's tables).
         assert re.search(
