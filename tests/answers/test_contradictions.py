@@ -236,3 +236,30 @@ def test_ask_json_says_the_answer_is_contradicted(sample, scripted_server):
     assert wrong["text"] == WRONG and wrong["says"].startswith("260 euros in London")
     assert out["leads_with"] == "evidence"
     assert "260 euros in London" in out["evidence"][0]["text"]
+
+
+def test_every_door_shows_the_same_citations(sample):
+    from rag.cli.ask import _turn_json
+    from rag.conversations import records, transcript
+    from rag.web.openai_api.answers import rag_field
+
+    turn = answer(
+        sample, "The daily meal allowance is 55 euros.", sample.settings, "meal allowance?"
+    )
+    cited = turn.cited_text()
+    [n] = turn.citations[0].numbers
+    assert f"[{n}]" in cited
+    app_text, passages = transcript.finished(turn)
+    assert f"[{n}]" in app_text and passages[0][0].startswith(f"[{n}] ")
+    cli = _turn_json(turn)
+    assert cli["answer"] == cited and cli["citations"][0]["passages"] == [n]
+    api = rag_field(turn, "sample")
+    assert api["answer"] == cited and [s["number"] for s in api["sources"] if s["cited"]] == [n]
+    stored = records.metadata(turn)
+    assert stored["answer"] == cited and stored["sources"][0]["n"] == n
+    entries = [
+        records.Entry("user", turn.question),
+        records.Entry("assistant", stored["answer"], sources=stored["sources"]),
+    ]
+    exported = transcript.export_markdown({"id": "c"}, entries)
+    assert cited in exported and f"- [{n}] " in exported
