@@ -251,6 +251,10 @@ def test_every_door_shows_the_same_citations(sample):
     assert f"[{n}]" in cited
     app_text, passages = transcript.finished(turn)
     assert f"[{n}]" in app_text and passages[0][0].startswith(f"[{n}] ")
+    # The cited passage's panel shows the evidence sentence it holds in bold.
+    top = turn.evidence[0]
+    assert top.chunk_id == turn.context[n - 1].chunk.id
+    assert f"**{top.text}**" in passages[0][1]
     cli = _turn_json(turn)
     assert cli["answer"] == cited and cli["citations"][0]["passages"] == [n]
     api = rag_field(turn, "sample")
