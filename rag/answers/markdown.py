@@ -55,7 +55,7 @@ def leading_evidence(turn: Turn) -> int:
 def why_led(turn: Turn) -> str:
     if turn.contradicted:
         return WHY_LED["contradicted"]
-    if turn.unsupported and not turn.citations:
+    if not turn.citations:  # nothing in it found in the passages
         return WHY_LED["unusable"]
     return WHY_LED["always"]
 

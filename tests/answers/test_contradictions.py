@@ -267,3 +267,12 @@ def test_every_door_shows_the_same_citations(sample):
     ]
     exported = transcript.export_markdown({"id": "c"}, entries)
     assert cited in exported and f"- [{n}] " in exported
+
+
+def test_an_answer_with_nothing_usable_is_led_by_the_evidence(sample):
+    turn = answer(sample, "I am not sure.", sample.settings, "What is the daily meal allowance?")
+    assert turn.lead_with_evidence and not turn.contradicted
+    shown = answer_markdown.finished(turn)
+    assert shown.startswith(answer_markdown.QUOTE_HEADING)
+    assert "55 euros" in shown.split(answer_markdown.MODEL_HEADING)[0]
+    assert answer_markdown.WHY_LED["unusable"] in shown
