@@ -54,6 +54,7 @@ class Turn:
     hits: list[Hit]  # everything retrieved, best first
     history: list[Message] = field(default_factory=list)
     model: str = ""  # the model that answered
+    spec: str = ""  # its spec (RAG_LLM form), e.g. "embedded"
     context: list[Hit] = field(default_factory=list)  # passages in the prompt, numbered from 1
     messages: list[Message] = field(default_factory=list)
     search_query: str = ""  # what retrieval looked for: the question, or it with context

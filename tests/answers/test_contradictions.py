@@ -159,9 +159,8 @@ def test_a_contradicted_answer_is_led_by_the_evidence_quoted_from_the_document(s
 
 
 def test_a_right_answer_without_citations_gets_the_passage_that_supports_it(sample):
-    turn = answer(
-        sample, "The daily meal allowance is 55 euros.", sample.settings, "meal allowance?"
-    )
+    checked = sample.settings.with_overrides(evidence_first="checked")
+    turn = answer(sample, "The daily meal allowance is 55 euros.", checked, "meal allowance?")
     assert not turn.contradicted and not turn.unsupported and not turn.lead_with_evidence
     [citation] = turn.citations
     assert citation.attributed
@@ -170,6 +169,16 @@ def test_a_right_answer_without_citations_gets_the_passage_that_supports_it(samp
     assert turn.cited_text() == f"The daily meal allowance is 55 euros [{n}]."
     assert turn.shown_sources()[0] is True and turn.sources()[0][0] == n
     assert f"[{n}]" in answer_markdown.finished(turn)
+
+
+def test_the_evidence_leads_the_tiny_models_answers_and_checked_ones_of_others():
+    fine = checks.Checked(claims=[(0, 10)])
+    auto = Settings()
+    assert auto.evidence_first == "auto"
+    assert checks.leads(fine, True, auto, "embedded")
+    assert not checks.leads(fine, True, auto, "openai:m@http://127.0.0.1:1/v1")
+    assert checks.leads(checks.Checked(), True, auto, "openai:m@http://127.0.0.1:1/v1")
+    assert not checks.leads(fine, False, auto, "embedded")  # nothing to quote
 
 
 def test_the_evidence_leads_every_answer_or_none_as_set(sample):
