@@ -280,6 +280,9 @@ class Conversation:
             turn.history,
             search_query=turn.search_query,
             grounded=turn.grounded,
+            # The same evidence and checks (citations attributed alike), as `rag ask`.
+            evidence=list(turn.evidence),
+            embedder=turn.embedder,
         )
 
     async def remember(self, turn: Turn) -> tuple[Entry, Entry]:
