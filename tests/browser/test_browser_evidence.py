@@ -51,7 +51,7 @@ def test_a_clicked_citation_opens_exactly_its_passage(page):
     )
     links = page.locator(f"{ANSWER} a.element-link")
     citation = next(
-        (links.nth(i) for i in range(links.count()) if links.nth(i).inner_text().startswith("[")),
+        (links.nth(i) for i in range(links.count()) if text(links.nth(i)).startswith("[")),
         None,
     )
     assert citation is not None, page.locator(ANSWER).last.inner_text()
