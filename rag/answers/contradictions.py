@@ -195,9 +195,13 @@ def _number_contradiction(
             if any(m.value == q.value for m, _ in meant):
                 differs = None
                 break  # a sentence the answer is about says the same
+            # An answer that also gives the document's figure in that unit restates
+            # the evidence ("180 euros in most cities and 260 euros in London").
+            given = {x.value for x in items if x.unit == q.unit}
             if meant and differs is None and _about(plain, candidate.text):
                 m, stretch = meant[0]
-                differs = (_says(candidate.text, m, stretch), candidate)
+                if m.value not in given:
+                    differs = (_says(candidate.text, m, stretch), candidate)
         if differs is not None:
             return differs
     return None

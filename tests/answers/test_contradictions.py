@@ -87,6 +87,8 @@ def test_the_london_limit_given_as_180_euros_is_contradicted_with_the_documents_
     [
         "The hotel limit in London is 260 euros.",
         "Hotels may cost 180 euros in most cities and 260 euros in London.",
+        # What the tiny model once wrote: muddled, but it gives the document's figure.
+        "The hotel limit in London is 180 euros in most cities and 260 euros in London.",
         "The limit is higher in London than elsewhere.",
     ],
 )
