@@ -9,6 +9,12 @@ temperature 0 and prints, per model and variant, side by side:
 - answer accuracy: a gold answer is contained in the answer (case and thousands
   separators ignored);
 - evidence accuracy: a gold answer is inside the top evidence sentence;
+- shown: accuracy of what the reader is shown first (the evidence sentence when
+  it leads, RAG_EVIDENCE_FIRST; else the answer), and led: how often it leads;
+- caught: wrong answers marked contradicted, of all wrong ones; alarms: right
+  answers marked contradicted, of all right ones;
+- covered: share of the answer sentences that claim something which carry a
+  citation (the model's or one attributed after generation) or a mark;
 - looping: share of answers that repeat themselves (stopped by the guard, or,
   with the guard off, found by the same test afterwards);
 - unsupported: share of answer sentences that no passage supports;
@@ -19,10 +25,12 @@ The models are the embedded one and every ``--llm`` (or ``RAG_LLM``) given.
 evidence note, no repetition penalty, no loop guard), so the margin comes from
 one run; ``--variant repetition_penalty=1.1`` adds other settings.
 
-Two cheap calibrations that need no chat model:
-``--evidence`` compares ways of picking the evidence sentence, and ``--claims``
+Three cheap calibrations that need no chat model:
+``--evidence`` compares ways of picking the evidence sentence, ``--claims``
 prints how well the grounding test separates true from false claims
-(benchmarks/qa/claims.jsonl) at several thresholds.
+(benchmarks/qa/claims.jsonl) at several thresholds, and ``--contradictions``
+checks true, false and contradicting claims (benchmarks/qa/contradictions.jsonl,
+over the encyclopedia and the sample documents) as answers are checked.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.answers import answering as chat
-from rag.answers import evidence, grounding, repetition
+from rag.answers import checks, evidence, grounding, markdown, repetition
 from rag.config import Settings
 from rag.errors import ModelUnavailable
 from rag.ingest.pipeline import Ingestor, discover
@@ -50,6 +58,8 @@ HERE = Path(__file__).resolve().parent
 ARTICLES = HERE / "encyclopedia"
 QA = HERE / "qa" / "answers.jsonl"
 CLAIMS = HERE / "qa" / "claims.jsonl"
+CONTRADICTIONS = HERE / "qa" / "contradictions.jsonl"
+SAMPLE_DOCUMENTS = HERE.parent / "data"
 
 # What "before #13" means: the prompt without the evidence note, no penalty sent,
 # nothing stops a loop.
@@ -76,9 +86,16 @@ class Figures:
     label: str
     right: int = 0
     evidence_right: int = 0
+    shown_right: int = 0  # what the reader sees first: the evidence when it leads
+    led: int = 0  # answers led by the evidence
     looped: int = 0
     sentences: int = 0
     unsupported: int = 0
+    covered: int = 0  # sentences cited or marked
+    wrong_answers: int = 0
+    caught: int = 0  # wrong answers marked contradicted
+    right_answers: int = 0
+    false_alarms: int = 0  # right answers marked contradicted
     first_token: list[float] = field(default_factory=list)
     rates: list[float] = field(default_factory=list)
     asked: int = 0
@@ -89,17 +106,39 @@ class Figures:
         ttft = statistics.median(self.first_token) if self.first_token else float("nan")
         rate = statistics.median(self.rates) if self.rates else float("nan")
         share = self.unsupported / self.sentences if self.sentences else 0.0
+        covered = self.covered / self.sentences if self.sentences else 1.0
         return (
             f"{self.label:{width}} {self.right / n:7.3f} {self.evidence_right / n:8.3f} "
-            f"{self.looped / n:7.3f} {share:11.3f} {ttft:8.2f}s {rate:8.1f}"
+            f"{self.shown_right / n:6.3f} {self.led / n:5.2f} "
+            f"{self.caught:3d}/{self.wrong_answers:<3d} "
+            f"{self.false_alarms:3d}/{self.right_answers:<3d} "
+            f"{covered:7.3f} {self.looped / n:7.3f} {share:11.3f} {ttft:8.2f}s {rate:8.1f}"
         )
 
 
 def header(width: int) -> str:
     return (
-        f"{'model / variant':{width}} {'answer':>7} {'evidence':>8} {'looping':>7} "
+        f"{'model / variant':{width}} {'answer':>7} {'evidence':>8} {'shown':>6} {'led':>5} "
+        f"{'caught':>7} {'alarms':>7} {'covered':>7} {'looping':>7} "
         f"{'unsupported':>11} {'1st tok':>9} {'tok/s':>8}"
     )
+
+
+def count_checks(figures: Figures, turn: chat.Turn, answers: list[str]) -> None:
+    """What the reader is shown first, and how the checks did, for one answer."""
+    right = contains(turn.text, answers)
+    top = turn.evidence[markdown.leading_evidence(turn)] if turn.evidence else None
+    shown = top.text if turn.lead_with_evidence and top is not None else turn.text
+    figures.shown_right += contains(shown, answers)
+    figures.led += turn.lead_with_evidence
+    figures.wrong_answers += not right
+    figures.right_answers += right
+    figures.caught += not right and bool(turn.contradicted)
+    figures.false_alarms += right and bool(turn.contradicted)
+    marked = {u.start for u in turn.unsupported} | {c.start for c in turn.contradicted}
+    cited = {c.start for c in turn.citations}
+    figures.sentences += len(turn.claims)
+    figures.covered += sum(1 for a, _ in turn.claims if a in marked or a in cited)
 
 
 def loops(text: str) -> bool:
@@ -121,8 +160,8 @@ async def measure(label: str, questions: list[dict], library, settings: Settings
             figures.wrong.append(f"{q['question']} -> {turn.text[:120]!r}")
         if turn.evidence and contains(turn.evidence[0].text, q["answers"]):
             figures.evidence_right += 1
+        count_checks(figures, turn, q["answers"])
         figures.looped += turn.looped or loops(turn.text)
-        figures.sentences += len(grounding.claims(turn.text))
         figures.unsupported += len(turn.unsupported)
         if turn.stats.first_token_s is not None:
             figures.first_token.append(turn.stats.first_token_s)
@@ -244,6 +283,38 @@ def claim_calibration(library) -> None:
         print(f"{threshold:9.2f} {kept:5d}/{true:<4d} {marked:6d}/{len(rows) - true:<4d}")
 
 
+def contradiction_calibration(
+    settings: Settings, library, folder: Path, limit: int | None = None
+) -> None:
+    """Claims checked as answers are: true ones must pass, contradicting ones be caught."""
+    sample = open_library(settings.with_overrides(index=folder / "sample", collection="sample"))
+    if sample.store.count() == 0:
+        Ingestor(sample).run(discover([SAMPLE_DOCUMENTS]), progress=False)
+    libraries = {"encyclopedia": library, "data": sample}
+    rows = load(CONTRADICTIONS, limit)
+    counts: dict[str, list[int]] = {}
+    for row in rows:
+        lib = libraries[row["documents"]]
+        hits = search(lib, row["question"], settings.top_k)
+        found = evidence.best(row["question"], hits, lib.embedder, 2)
+        result = checks.checked(
+            row["claim"], row["question"], hits, found, lib.embedder, settings.unsupported_below
+        )
+        unsupported, wrong = result.unsupported, result.contradicted
+        flagged = counts.setdefault(row["kind"], [0, 0])
+        flagged[0] += 1
+        flagged[1] += bool(wrong)
+        marked = "contradicted" if wrong else ("unsupported" if unsupported else "passed")
+        if (row["kind"] == "contradicting") != bool(wrong):
+            says = f" (says {wrong[0].says!r})" if wrong else ""
+            print(f"    {row['kind']} claim {marked}{says}: {row['claim']}")
+    print(f"{len(rows)} claims over the sample documents and the encyclopedia")
+    print(f"{'kind':14} {'claims':>6} {'contradicted':>12}")
+    for kind in ("contradicting", "true", "false"):
+        total, flagged_n = counts.get(kind, [0, 0])
+        print(f"{kind:14} {total:6d} {flagged_n:12d}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--llm", action="append", help="also measure this model spec")
@@ -268,6 +339,11 @@ def main() -> None:
     parser.add_argument(
         "--claims", action="store_true", help="calibrate the unsupported-sentence threshold instead"
     )
+    parser.add_argument(
+        "--contradictions",
+        action="store_true",
+        help="check the contradiction test on benchmarks/qa/contradictions.jsonl instead",
+    )
     parser.add_argument("--show-wrong", action="store_true", help="list the wrong answers")
     parser.add_argument("--keep", type=Path, help="build (or reuse) the index here")
     args = parser.parse_args()
@@ -277,6 +353,8 @@ def main() -> None:
             evidence_methods(args, library)
         elif args.claims:
             claim_calibration(library)
+        elif args.contradictions:
+            contradiction_calibration(settings, library, args.keep or Path(tmp), args.limit)
         else:
             asyncio.run(answers(args, settings, library))
 

@@ -236,6 +236,13 @@ class Settings(BaseSettings):
     evidence_sentences: int = Field(
         2, ge=0, le=5, description="Sentences of the passages shown as evidence under an answer."
     )
+    evidence_first: Literal["auto", "checked", "always", "never"] = Field(
+        "auto",
+        description="When the evidence sentence is shown first, as a quote above the model's "
+        "answer: checked (when the answer is contradicted or no sentence of it is supported), "
+        "always, never, or auto: always for the built-in tiny model, checked for any other "
+        "(measured with benchmarks.answers).",
+    )
     unsupported_below: float = Field(
         0.95,
         ge=0.0,

@@ -150,6 +150,7 @@ async def _start(
         try:
             model = await asyncio.to_thread(pool.load, spec)
             _address(turn, model, settings)
+            turn.spec = spec
             stream = answer_checks.guarded(
                 turn,
                 model.stream(

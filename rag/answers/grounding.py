@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rag.answers import evidence
 from rag.embeddings.embedder import Embedder
@@ -75,40 +75,84 @@ def support(
     return float(similarity) + OVERLAP_WEIGHT * covered
 
 
-def unsupported(
-    answer: str, hits: Sequence[Hit], embedder: Embedder, threshold: float
-) -> list[Unsupported]:
-    """The sentences of ``answer`` that the passages do not support (blocking: embeds)."""
+@dataclass(frozen=True)
+class Judged:
+    """One sentence of the answer with its support by the passages: the best score
+    over all passages (``score``), the best per passage (``by_chunk``: the same score
+    against that passage's sentences only) and the passage sentence closest to it."""
+
+    start: int
+    end: int
+    plain: str  # the sentence without citation markers
+    reason: str  # "number", "similarity", or "" for a sentence too short to judge
+    score: float = 0.0
+    by_chunk: dict[str, float] = field(default_factory=dict)
+    closest: evidence.Candidate | None = None
+
+
+def judge(answer: str, hits: Sequence[Hit], embedder: Embedder) -> list[Judged]:
+    """Every sentence of ``answer`` with its support (blocking: embeds once)."""
     if not hits or not answer.strip():
         return []
-    passages = [h.chunk.text for h in hits]
-    passage_text = "\n".join(passages)
+    passage_text = "\n".join(h.chunk.text for h in hits)
     passage_words = evidence.content_words(passage_text)
     passage_numbers = numbers(passage_text)
-    passage_sentences = [c.text for c in evidence.candidates(hits)]
-    judged = []
+    found = evidence.candidates(hits)
+    spans = []
     for a, b in claims(answer):
-        text = answer[a:b]
-        plain = _CITATION.sub("", text).strip()
-        missing = numbers(plain) - passage_numbers
-        if missing:
-            judged.append((a, b, plain, "number"))
+        plain = _CITATION.sub("", answer[a:b]).strip()
+        if numbers(plain) - passage_numbers:
+            spans.append((a, b, plain, "number"))
         elif len(evidence.content_words(plain)) >= MIN_CONTENT_WORDS:
-            judged.append((a, b, plain, "similarity"))
-    if not judged:
-        return []
-    to_embed = [plain for *_, plain, reason in judged if reason == "similarity"]
-    vectors = embedder.embed(to_embed + passage_sentences) if to_embed else []
+            spans.append((a, b, plain, "similarity"))
+        else:
+            spans.append((a, b, plain, ""))
+    to_embed = [plain for _, _, plain, reason in spans if reason]
+    if not to_embed or not found:
+        return [Judged(a, b, plain, reason) for a, b, plain, reason in spans]
+    vectors = embedder.embed(to_embed + [c.text for c in found])
+    own_words = {h.chunk.id: evidence.content_words(h.chunk.text) for h in hits}
     claim_vectors = iter(vectors[: len(to_embed)])
     passage_vectors = vectors[len(to_embed) :]
-    found = []
-    for a, b, plain, reason in judged:
-        if reason == "number":
-            found.append(Unsupported(answer[a:b], a, b, 0.0, reason))
+    judged = []
+    for a, b, plain, reason in spans:
+        if not reason:
+            judged.append(Judged(a, b, plain, reason))
             continue
-        score = support(plain, next(claim_vectors), passage_vectors, passage_words)
-        if score < threshold:
-            found.append(Unsupported(answer[a:b], a, b, score, reason))
+        vector = next(claim_vectors)
+        words = evidence.content_words(plain)
+        covered = len(words & passage_words) / len(words) if words else 1.0
+        by_chunk: dict[str, float] = {}
+        closest, best = None, -1.0
+        for candidate, p in zip(found, passage_vectors):
+            similarity = float(sum(x * y for x, y in zip(vector, p)))
+            key = candidate.chunk.id
+            here = len(words & own_words[key]) / len(words) if words else 1.0
+            by_chunk[key] = max(by_chunk.get(key, -1.0), similarity + OVERLAP_WEIGHT * here)
+            if similarity > best:
+                closest, best = candidate, similarity
+        score = best + OVERLAP_WEIGHT * covered
+        judged.append(Judged(a, b, plain, reason, score, by_chunk, closest))
+    return judged
+
+
+def unsupported(
+    answer: str,
+    hits: Sequence[Hit],
+    embedder: Embedder,
+    threshold: float,
+    judged: Sequence[Judged] | None = None,
+) -> list[Unsupported]:
+    """The sentences of ``answer`` that the passages do not support (blocking: embeds,
+    unless the sentences were ``judged`` already)."""
+    if judged is None:
+        judged = judge(answer, hits, embedder)
+    found = []
+    for j in judged:
+        if j.reason == "number":
+            found.append(Unsupported(answer[j.start : j.end], j.start, j.end, 0.0, j.reason))
+        elif j.reason and j.score < threshold:
+            found.append(Unsupported(answer[j.start : j.end], j.start, j.end, j.score, j.reason))
     return found
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from rag.answers import citations
 from rag.answers.evidence import Evidence
 from rag.library.chunks import Hit
 
@@ -16,6 +17,13 @@ if TYPE_CHECKING:  # the turn is only read here; the answering pipeline is not n
     from rag.answers.turn import Turn
 
 UNSUPPORTED_MARK = " *(not found in the passages)*"
+QUOTE_HEADING = "**From your document** (a quote, not the model's words):"
+MODEL_HEADING = "**The model's answer**"
+WHY_LED = {
+    "contradicted": "contradicted by the quote above: rely on the quote",
+    "unusable": "no sentence of it is found in the passages",
+    "always": "check it against the quote",
+}
 
 
 def _quote(text: str) -> str:
@@ -27,14 +35,36 @@ def evidence_name(number: int, item: Evidence) -> str:
     return f"Evidence {number}: {item.label()}"
 
 
-def evidence_block(evidence: Sequence[Evidence]) -> str:
-    """The best sentences verbatim, each with where it comes from and a link name."""
-    if not evidence:
-        return ""
-    rows = ["**Evidence from your documents:**"]
-    for n, item in enumerate(evidence, start=1):
-        rows.append(f"> “{_quote(item.text)}” — {evidence_name(n, item)}")
-    return "\n".join(rows)
+def evidence_block(evidence: Sequence[Evidence], leading: int | None = None) -> str:
+    """The best sentences verbatim, each with where it comes from and a link name;
+    the one at index ``leading`` is left out (it is shown above the answer)."""
+    rows = [
+        f"> “{_quote(item.text)}” — {evidence_name(n, item)}"
+        for n, item in enumerate(evidence, start=1)
+        if n - 1 != leading
+    ]
+    return "\n".join(["**Evidence from your documents:**", *rows]) if rows else ""
+
+
+def leading_evidence(turn: Turn) -> int:
+    """Which evidence sentence leads: the one a contradiction quotes, else the best."""
+    quoted = {c.evidence for c in turn.contradicted}
+    return next((i for i, e in enumerate(turn.evidence) if " ".join(e.text.split()) in quoted), 0)
+
+
+def why_led(turn: Turn) -> str:
+    if turn.contradicted:
+        return WHY_LED["contradicted"]
+    if not turn.citations:  # nothing in it found in the passages
+        return WHY_LED["unusable"]
+    return WHY_LED["always"]
+
+
+def lead_block(turn: Turn) -> str:
+    """The evidence sentence as the answer, labelled as a quote from the document."""
+    n = leading_evidence(turn)
+    item = turn.evidence[n]
+    return f"{QUOTE_HEADING}\n\n> “{_quote(item.text)}” — {evidence_name(n + 1, item)}"
 
 
 def highlighted_passage(item: Evidence, hits: Sequence[Hit]) -> str:
@@ -50,14 +80,51 @@ def highlighted_passage(item: Evidence, hits: Sequence[Hit]) -> str:
     return f"{text[:a]}**{text[a:b]}**{text[b:]}\n\n*{where}*"
 
 
-def mark_unsupported(answer: str, unsupported: Sequence) -> str:
-    """The answer with a mark after each sentence that no passage supports."""
+def contradicted_mark(says: str) -> str:
+    return f" *(contradicted: your document says “{_quote(says)}”)*"
+
+
+def mark_unsupported(answer: str, unsupported: Sequence, contradicted: Sequence = ()) -> str:
+    """The answer with a mark after each sentence that no passage supports or that
+    the evidence contradicts."""
+    return annotated(answer, [], unsupported, contradicted)
+
+
+def annotated(
+    answer: str,
+    cited: Sequence[citations.Citation],
+    unsupported: Sequence,
+    contradicted: Sequence = (),
+) -> str:
+    """The answer as shown: attributed citations written in, then a mark after each
+    contradicted or unsupported sentence (offsets are all in ``answer``)."""
+    inserts: list[tuple[int, int, str]] = []  # (offset, order, text)
+    for c in cited:
+        if c.attributed:
+            at = citations.insertion_point(answer, c.start, c.end)
+            inserts.append((at, 0, " " + "".join(f"[{n}]" for n in c.numbers)))
+    wrong = {c.start for c in contradicted}
+    for c in contradicted:
+        inserts.append((c.end, 1, contradicted_mark(c.says)))
+    for u in unsupported:
+        if u.start not in wrong:
+            inserts.append((u.end, 1, UNSUPPORTED_MARK))
     out, last = [], 0
-    for claim in sorted(unsupported, key=lambda c: c.start):
-        out.append(answer[last : claim.end] + UNSUPPORTED_MARK)
-        last = claim.end
+    for at, _, text in sorted(inserts):
+        out.append(answer[last:at] + text)
+        last = at
     out.append(answer[last:])
     return "".join(out)
+
+
+def contradicted_notice(contradicted: Sequence) -> str:
+    if not contradicted:
+        return ""
+    first = contradicted[0]
+    return (
+        f"The answer contradicts your document: it says “{_quote(first.says)}” "
+        f"({first.source.rsplit('/', 1)[-1]})."
+    )
 
 
 def unsupported_notice(unsupported: Sequence) -> str:
@@ -85,12 +152,22 @@ def waiting(place: int) -> str:
 
 
 def finished(turn: Turn) -> str:
-    """The whole answer as shown once complete: the text (a loop cut off), marks on
-    unsupported sentences, the notices, then the evidence sentences."""
-    parts = [mark_unsupported(turn.text, turn.unsupported)]
+    """The whole answer as shown once complete: the evidence sentence first when it
+    leads, the text (a loop cut off, citations attributed, marks on contradicted and
+    unsupported sentences), the notices, then the evidence sentences."""
+    body = annotated(turn.text, turn.citations, turn.unsupported, turn.contradicted)
+    leading = turn.lead_with_evidence and bool(turn.evidence)
+    parts = (
+        [lead_block(turn), f"{MODEL_HEADING} ({why_led(turn)}):\n\n{body}"] if leading else [body]
+    )
     notices = turn.notices()
-    if turn.unsupported:
-        notices.append(unsupported_notice(turn.unsupported))
+    if turn.contradicted:
+        notices.append(contradicted_notice(turn.contradicted))
+    unsupported = [
+        u for u in turn.unsupported if u.start not in {c.start for c in turn.contradicted}
+    ]
+    if unsupported:
+        notices.append(unsupported_notice(unsupported))
     if turn.summary is not None:
         notices.append(
             f"Summary of the whole of {turn.summary.name} ({turn.summarised} passages read)."
@@ -98,5 +175,5 @@ def finished(turn: Turn) -> str:
     if notices:
         parts.append("\n".join(f"> {n}" for n in notices))
     if turn.evidence:
-        parts.append(evidence_block(turn.evidence))
+        parts.append(evidence_block(turn.evidence, leading_evidence(turn) if leading else None))
     return "\n\n".join(p for p in parts if p)

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.answers import prompts, repetition
+from rag.answers import citations, prompts, repetition
+from rag.answers.contradictions import Contradiction
 from rag.answers.evidence import Evidence
 from rag.answers.grounding import Unsupported
 from rag.embeddings.embedder import Embedder
@@ -53,6 +54,7 @@ class Turn:
     hits: list[Hit]  # everything retrieved, best first
     history: list[Message] = field(default_factory=list)
     model: str = ""  # the model that answered
+    spec: str = ""  # its spec (RAG_LLM form), e.g. "embedded"
     context: list[Hit] = field(default_factory=list)  # passages in the prompt, numbered from 1
     messages: list[Message] = field(default_factory=list)
     search_query: str = ""  # what retrieval looked for: the question, or it with context
@@ -68,6 +70,10 @@ class Turn:
     # rest once the answer is complete.
     evidence: list[Evidence] = field(default_factory=list)  # best first
     unsupported: list[Unsupported] = field(default_factory=list)  # in order
+    contradicted: list[Contradiction] = field(default_factory=list)  # the evidence differs
+    citations: list[citations.Citation] = field(default_factory=list)  # per sentence
+    claims: list[tuple[int, int]] = field(default_factory=list)  # sentences that claim something
+    lead_with_evidence: bool = False  # show the evidence sentence first (RAG_EVIDENCE_FIRST)
     looped: bool = False  # the answer began to repeat itself and was cut there
     embedder: Embedder | None = field(default=None, repr=False)  # the library's, for checks
     # A whole-document request (rag/answers/summaries.py): answered from all of its chunks.
@@ -96,9 +102,14 @@ class Turn:
             said.append(repetition.NOTICE)
         return said
 
+    def cited_text(self) -> str:
+        """The answer with the citations attributed after generation written in."""
+        return citations.cited_text(self.text, self.citations)
+
     def sources(self) -> list[tuple[int, Hit]]:
-        """The passages the answer cites, in citation order, numbered as in the prompt."""
-        numbers = prompts.cited_numbers(self.text, len(self.context))
+        """The passages the answer cites (itself or by attribution), in citation order,
+        numbered as in the prompt."""
+        numbers = prompts.cited_numbers(self.cited_text(), len(self.context))
         return [(n, self.context[n - 1]) for n in numbers]
 
     def shown_sources(self, uncited: int = 3) -> tuple[bool, list[tuple[int, Hit]]]:

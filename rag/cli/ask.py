@@ -64,11 +64,19 @@ async def _answer(conv: Conversation, question: str, as_json: bool = False) -> N
         print(f"\nWithout the repetition:\n{turn.text}")
     for notice in turn.notices():
         print(f"note: {notice}", file=sys.stderr)
+    wrong = {c.start for c in turn.contradicted}
+    for contradicted in turn.contradicted:
+        print(f"contradicted: {contradicted.text} ({contradicted.note()})", file=sys.stderr)
     for claim in turn.unsupported:
-        print(f"not in the passages: {claim.text}", file=sys.stderr)
+        if claim.start not in wrong:
+            print(f"not in the passages: {claim.text}", file=sys.stderr)
+    if any(c.attributed for c in turn.citations):
+        print(f"\nWith citations: {turn.cited_text()}")
     if turn.summary is not None:
         print(f"\nSummary of {turn.summary.source} ({turn.summarised} passages read)")
         return
+    if turn.lead_with_evidence and turn.evidence:
+        print(f'\nFrom your document (a quote): "{" ".join(turn.evidence[0].text.split())}"')
     if turn.evidence:
         print("\nEvidence:")
         for item in turn.evidence:
@@ -87,7 +95,11 @@ def _turn_json(turn: Turn) -> dict[str, Any]:
     st = turn.stats
     cited, shown = turn.shown_sources(uncited=len(turn.context))
     return {
-        "answer": turn.text,
+        "answer": turn.cited_text(),  # as shown: with the citations attributed
+        "model_answer": turn.text,  # as the model wrote it
+        "leads_with": "evidence" if turn.lead_with_evidence else "answer",
+        "contradicted": [c.as_dict() for c in turn.contradicted],
+        "citations": [c.as_dict() for c in turn.citations],
         "evidence": [e.as_dict() for e in turn.evidence],
         "sources": [
             {

@@ -284,16 +284,22 @@ class Conversation:
             turn.history,
             search_query=turn.search_query,
             grounded=turn.grounded,
+            # The same evidence and checks (citations attributed alike), as `rag ask`.
+            evidence=list(turn.evidence),
+            embedder=turn.embedder,
         )
 
     async def remember(self, turn: Turn) -> tuple[Entry, Entry]:
         """Add the turn to the history (and the store, when this object persists)."""
         question = Entry("user", turn.question, turn.private)
-        answer = Entry("assistant", turn.text, turn.private, sources(turn))
+        # As shown, with the citations attributed after generation (the export's text).
+        answer = Entry("assistant", turn.cited_text(), turn.private, sources(turn))
         self.history += [question, answer]
         store = self.engine.store
-        if store is not None and turn.private:
-            await store.mark_private([turn.question, turn.text])
+        if store is not None and turn.private:  # either form may come back as history
+            await store.mark_private(
+                list(dict.fromkeys([turn.question, turn.text, answer.content]))
+            )
         if store is not None and self.persist:
             await self.save_thread(name=None)
             await store.add_message(

@@ -52,8 +52,9 @@ def metadata(turn: Turn) -> dict:
     """What an answer's stored message carries besides its shown text."""
     return {
         "private": turn.private,
-        "answer": turn.text,
+        "answer": turn.cited_text(),  # with the citations attributed after generation
         "sources": sources(turn),
+        "contradicted": [c.as_dict() for c in turn.contradicted],
         "model": turn.model,
         "notices": turn.notices(),
         "stopped": turn.stopped,

@@ -101,6 +101,12 @@ def export_markdown(thread: dict, entries: Sequence[Entry] | None = None) -> str
     return "\n".join(lines).rstrip() + "\n"
 
 
+def passage_text(turn: Turn, hit: Hit) -> str:
+    """One passage as its panel shows it: the best evidence sentence it holds in bold."""
+    held = next((e for e in turn.evidence if e.chunk_id == hit.chunk.id), None)
+    return markdown.highlighted_passage(held, [hit]) if held else hit.chunk.text
+
+
 def finished(turn: Turn) -> tuple[str, list[tuple[str, str]]]:
     """A whole answer as the app shows it, made safe to render: the checked text (a loop
     cut, unsupported sentences marked, evidence quoted) and its sources line; then the
@@ -108,7 +114,8 @@ def finished(turn: Turn) -> tuple[str, list[tuple[str, str]]]:
     passage with the sentence highlighted."""
     sources, shown = sources_line(turn)
     passages = [
-        (f"[{n}] {safe_label(h.chunk.label())}", safe_markdown(h.chunk.text)) for n, h in shown
+        (f"[{n}] {safe_label(h.chunk.label())}", safe_markdown(passage_text(turn, h)))
+        for n, h in shown
     ]
     passages += [
         (

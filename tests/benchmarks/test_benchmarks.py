@@ -138,17 +138,44 @@ def test_scale_benchmark_prints_both_stores_side_by_side():
 
 
 def test_answer_benchmark_prints_each_model_and_its_baseline():
+    # On the set nothing was tuned on (#26): what is shown first, contradictions caught,
+    # false alarms and citation coverage, beside the older figures.
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.answers", "--limit", "2", "--baseline"],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.answers",
+            "--qa",
+            "benchmarks/qa/encyclopedia.jsonl",
+            "--limit",
+            "2",
+            "--baseline",
+        ],
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert done.returncode == 0, done.stderr
+    assert re.search(r"answer +evidence +shown +led +caught +alarms +covered", done.stdout)
+    figures = r"(\d\.\d{3} +){3}\d\.\d\d +\d+/\d+ +\d+/\d+ +(\d\.\d{3} +){3}\d+\.\d\ds +\d+\.\d"
     for variant in ("embedded", "embedded baseline"):
-        assert re.search(
-            rf"^{re.escape(variant)} +(\d\.\d{{3}} +){{4}}\d+\.\d\ds +\d+\.\d$", done.stdout, re.M
-        ), (variant, done.stdout)
+        assert re.search(rf"^{re.escape(variant)} +{figures}$", done.stdout, re.M), (
+            variant,
+            done.stdout,
+        )
+
+
+def test_contradiction_calibration_prints_each_kind_of_claim():
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.answers", "--contradictions", "--limit", "6"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "6 claims over the sample documents and the encyclopedia" in done.stdout
+    for kind in ("contradicting", "true", "false"):
+        assert re.search(rf"^{kind} +\d+ +\d+$", done.stdout, re.M), done.stdout
 
 
 LOAD = ["--conversations", "2", "--questions", "1", "--tokens", "8", "--replicas", "1", "--app"]

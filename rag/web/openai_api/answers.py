@@ -167,6 +167,10 @@ def rag_field(turn: chat.Turn, collection: str, chat_id: str | None = None) -> d
             for n, h in enumerate(turn.context, start=1)
         ],
         "evidence": [e.as_dict() for e in getattr(turn, "evidence", [])],
+        "answer": turn.cited_text(),  # the text with citations attributed after generation
+        "citations": [c.as_dict() for c in turn.citations],
+        "contradicted": [c.as_dict() for c in turn.contradicted],
+        "leads_with": "evidence" if turn.lead_with_evidence else "answer",
         "notices": turn.notices(),
     }
 
