@@ -1,0 +1,216 @@
+"""The app's routes for answers written in the browser (#23), under ``/browser-llm/``.
+
+- ``static/NAME``: the page script (Chainlit's ``custom_js``) and the WebGPU check page.
+- ``ort/NAME``: ONNX Runtime Web, from ``node_modules`` as ``package-lock.json`` pins it
+  (``npm ci``, run by ``make``): served from the app's own origin, never a CDN.
+- ``model/NAME?v=VERSION``: the browser model's graph and weights, cached for good
+  (a new version is a new URL), and kept by the page in the browser's Cache API.
+- ``links/TOKEN/hello`` and ``jobs/ID`` (POST): the page says what it can do, and sends
+  the tokens it writes. Both answer only the logged-in user whose chat it is.
+
+Only the files named here are served; the routes know no Chainlit: ``who`` says which
+user a request is logged in as.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rag.config import Settings
+from rag.errors import RagError
+from rag.models.browser import WebModel, web_model_dir
+from rag.models.browser_jobs import PROVIDERS, Links, NotFound
+
+if TYPE_CHECKING:  # Starlette loads with the app that mounts these routes
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+PREFIX = "/browser-llm"
+SCRIPT_URL = f"{PREFIX}/static/browser_llm.js"
+CHECK_URL = f"{PREFIX}/static/webgpu_check.html"
+STATIC = Path(__file__).with_name("static")
+STATIC_FILES = ("browser_llm.js", "webgpu_check.html", "webgpu_check.js")
+ORT = Path(__file__).resolve().parents[2] / "node_modules" / "onnxruntime-web" / "dist"
+# The native WebGPU bundle (the only one that runs 8-bit MatMulNBits) and its WASM part.
+ORT_FILES = (
+    "ort.webgpu.min.mjs",
+    "ort-wasm-simd-threaded.asyncify.mjs",
+    "ort-wasm-simd-threaded.asyncify.wasm",
+)
+MAX_TOKENS_PER_POST = 4096
+_UNPRINTABLE = re.compile(r"[^\w .,:;()'/+-]")
+
+# Said outright: a module script or streamed WebAssembly of any other type is refused.
+_TYPES = {
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".wasm": "application/wasm",
+    ".html": "text/html; charset=utf-8",
+    ".json": "application/json",
+}
+
+Who = Callable[["Request"], Awaitable[str | None]]
+
+
+def ort_problem() -> str | None:
+    missing = [n for n in ORT_FILES if not (ORT / n).is_file()]
+    return (
+        f"ONNX Runtime Web is not installed ({missing[0]}): run `make install` (npm ci)."
+        if missing
+        else None
+    )
+
+
+class BrowserRoutes:
+    def __init__(self, settings: Settings, links: Links, who: Who) -> None:
+        self.settings, self.links, self.who = settings, links, who
+        self._model: WebModel | None = None
+
+    def model(self) -> WebModel:
+        """The browser model, read on first use (``rag model prepare`` makes it)."""
+        if self._model is None:
+            self._model = WebModel(web_model_dir(self.settings))
+        return self._model
+
+    def problem(self) -> str | None:
+        """Why answers cannot be written in the browser now, or None."""
+        try:
+            self.model()
+        except RagError as exc:
+            return str(exc)
+        return ort_problem()
+
+    def routes(self) -> list:
+        from starlette.routing import Route
+
+        return [
+            Route("/static/{name}", self.static, methods=["GET"]),
+            Route("/ort/{name}", self.ort, methods=["GET"]),
+            Route("/model/{name}", self.model_file, methods=["GET"]),
+            Route("/manifest", self.manifest, methods=["GET"]),
+            Route("/links/{token}/hello", self.hello, methods=["POST"]),
+            Route("/jobs/{job}", self.job, methods=["POST"]),
+        ]
+
+    async def static(self, request: Request) -> Response:
+        # The page script may change with the app: the browser asks again each time.
+        return _file(STATIC, STATIC_FILES, request.path_params["name"], "no-cache")
+
+    async def ort(self, request: Request) -> Response:
+        return _file(ORT, ORT_FILES, request.path_params["name"], "public, max-age=86400")
+
+    async def model_file(self, request: Request) -> Response:
+        from starlette.responses import PlainTextResponse
+
+        try:
+            files = self.model().files()
+        except RagError as exc:
+            return PlainTextResponse(str(exc), status_code=503)
+        name = request.path_params["name"]
+        # Each version has its own URL, so a copy never goes stale.
+        return _file(
+            self.model().folder, tuple(files), name, "private, max-age=31536000, immutable"
+        )
+
+    async def manifest(self, request: Request) -> Response:
+        """What the check page needs: the model to load (for any logged-in user)."""
+        from starlette.responses import JSONResponse
+
+        if await self.who(request) is None:
+            return JSONResponse({"error": "log in first"}, status_code=401)
+        return JSONResponse(self._described())
+
+    def _described(self) -> dict:
+        problem = self.problem()
+        return {
+            "problem": problem,
+            "model": None if problem else self.model().manifest(f"{PREFIX}/model/"),
+            "ort": f"{PREFIX}/ort/",
+        }
+
+    async def hello(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        body = await _json(request)
+        adapter = body.get("adapter")
+        webgpu = body.get("webgpu") is True
+        try:
+            self.links.hello(
+                request.path_params["token"],
+                await self.who(request),
+                webgpu=webgpu,
+                adapter=_printable(adapter) if isinstance(adapter, str) else None,
+            )
+        except NotFound:
+            return JSONResponse({"error": "no such chat"}, status_code=404)
+        return JSONResponse({**self._described(), "use": self.wanted(webgpu)})
+
+    def wanted(self, webgpu: bool) -> bool:
+        """RAG_BROWSER_LLM: auto writes in browsers with WebGPU, on in every browser."""
+        return self.settings.browser_llm == "on" or (self.settings.browser_llm == "auto" and webgpu)
+
+    async def job(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        message = _job_message(await _json(request))
+        if message is None:
+            return JSONResponse({"error": "malformed message"}, status_code=400)
+        try:
+            self.links.post(request.path_params["job"], await self.who(request), message)
+        except NotFound:
+            # Stopped, finished or never this user's: either way the page stops writing.
+            return JSONResponse({"stop": True}, status_code=404)
+        return JSONResponse({"stop": False})
+
+
+def _job_message(body: dict) -> dict | None:
+    """What the page may say about a job, checked: token ids, which runtime, done, error."""
+    tokens = body.get("tokens", [])
+    if not isinstance(tokens, list) or len(tokens) > MAX_TOKENS_PER_POST:
+        return None
+    if not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < 1 << 24 for t in tokens):
+        return None
+    message: dict = {"tokens": tokens, "done": body.get("done") is True}
+    if body.get("provider") in PROVIDERS:
+        message["provider"] = body["provider"]
+    if isinstance(body.get("error"), str):
+        message["error"] = _printable(body["error"]) or "unknown error"
+    return message
+
+
+def _printable(text: str) -> str:
+    return _UNPRINTABLE.sub(" ", text)[:200].strip()
+
+
+async def _json(request: Request) -> dict:
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _file(folder: Path, allowed: tuple[str, ...], name: str, cache: str) -> Response:
+    from starlette.responses import FileResponse, PlainTextResponse
+
+    if name not in allowed:
+        return PlainTextResponse("Not found.", status_code=404)
+    path = folder / name
+    if not path.is_file():
+        problem = ort_problem() if folder == ORT else f"{name} is missing."
+        return PlainTextResponse(problem or "Not found.", status_code=404)
+    kind = _TYPES.get(path.suffix, "application/octet-stream")
+    return FileResponse(path, media_type=kind, headers={"Cache-Control": cache})
+
+
+def mount(server: Starlette, routes: BrowserRoutes) -> None:
+    """Put the routes first: Chainlit's catch-all route would answer their GETs with
+    its page otherwise."""
+    from starlette.routing import Mount
+
+    server.router.routes.insert(0, Mount(PREFIX, routes=routes.routes()))
