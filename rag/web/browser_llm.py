@@ -14,6 +14,7 @@ user a request is logged in as.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from rag.config import Settings
 from rag.errors import RagError
-from rag.models.browser import WebModel, web_model_dir
+from rag.models.browser import WebModel, prepare_web_model
 from rag.models.browser_jobs import PROVIDERS, Links, NotFound
 
 if TYPE_CHECKING:  # Starlette loads with the app that mounts these routes
@@ -72,9 +73,10 @@ class BrowserRoutes:
         self._model: WebModel | None = None
 
     def model(self) -> WebModel:
-        """The browser model, read on first use (``rag model prepare`` makes it)."""
+        """Blocking: the browser model, read on first use (made then if `rag model prepare`
+        did not)."""
         if self._model is None:
-            self._model = WebModel(web_model_dir(self.settings))
+            self._model = WebModel(prepare_web_model(self.settings, log=lambda line: None))
         return self._model
 
     def problem(self) -> str | None:
@@ -108,14 +110,18 @@ class BrowserRoutes:
         from starlette.responses import PlainTextResponse
 
         try:
-            files = self.model().files()
+            files = (await asyncio.to_thread(self.model)).files()
         except RagError as exc:
             return PlainTextResponse(str(exc), status_code=503)
         name = request.path_params["name"]
         # Each version has its own URL, so a copy never goes stale.
-        return _file(
+        reply = _file(
             self.model().folder, tuple(files), name, "private, max-age=31536000, immutable"
         )
+        # Sent as they are: Chainlit's gzip would compress hundreds of MB of weights (barely
+        # compressible) on every download, a minute of the server's CPU each.
+        reply.headers["Content-Encoding"] = "identity"
+        return reply
 
     async def manifest(self, request: Request) -> Response:
         """What the check page needs: the model to load (for any logged-in user)."""
@@ -123,7 +129,7 @@ class BrowserRoutes:
 
         if await self.who(request) is None:
             return JSONResponse({"error": "log in first"}, status_code=401)
-        return JSONResponse(self._described())
+        return JSONResponse(await asyncio.to_thread(self._described))
 
     def _described(self) -> dict:
         problem = self.problem()
@@ -139,6 +145,7 @@ class BrowserRoutes:
         body = await _json(request)
         adapter = body.get("adapter")
         webgpu = body.get("webgpu") is True
+        await asyncio.to_thread(self.problem)  # reads (or makes) the model off the event loop
         try:
             self.links.hello(
                 request.path_params["token"],

@@ -43,6 +43,15 @@
 
   // The model's files, kept in the Cache API: a later visit reads them from disk.
   async function bytes(url) {
+    const began = performance.now();
+    try {
+      return await cachedBytes(url);
+    } finally {
+      console.info(`rag-browser-llm: ${url} read in ${((performance.now() - began) / 1000).toFixed(1)} s`);
+    }
+  }
+
+  async function cachedBytes(url) {
     let cache = null;
     try {
       cache = await caches.open(CACHE);
@@ -87,7 +96,9 @@
         options.preferredOutputLocation[`present.${i}.value`] = "gpu-buffer";
       }
     }
+    const began = performance.now();
     const session = await ort.InferenceSession.create(await bytes(urls[0]), options);
+    console.info(`rag-browser-llm: ${manifest.name} on ${provider} in ${((performance.now() - began) / 1000).toFixed(1)} s`);
     return { ort, session, provider, manifest };
   }
 
@@ -153,6 +164,8 @@
     const seen = new Set(job.tokens);
     let ids = job.tokens;
     let length = 0;
+    const began = performance.now();
+    let first = null;
     try {
       for (let n = 0; n < job.max_tokens; n++) {
         length += ids.length;
@@ -162,6 +175,7 @@
           attention_mask: tensor(new Array(length).fill(1), [1, length]),
         };
         const out = await session.run(feeds);
+        if (first === null) first = performance.now();
         for (const t of Object.values(past)) if (t.location === "gpu-buffer") t.dispose();
         past = {};
         for (const name of Object.keys(out)) {
@@ -177,6 +191,8 @@
       }
     } finally {
       for (const t of Object.values(past)) if (t.location === "gpu-buffer") t.dispose();
+      const now = performance.now();
+      console.info(`rag-browser-llm: ${job.tokens.length} prompt tokens in ${((first - began) / 1000).toFixed(1)} s, then ${length - job.tokens.length} tokens in ${((now - first) / 1000).toFixed(1)} s`);
     }
   }
 

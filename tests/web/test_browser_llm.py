@@ -1,0 +1,72 @@
+"""The app's routes for answers written in the browser (#23): what the page may send,
+which files are served, and the one thing the page's policy had to allow."""
+
+from __future__ import annotations
+
+import json
+
+from rag.config import Settings
+from rag.models.browser_jobs import Links
+from rag.web import browser_llm, security
+from rag.web.browser_llm import BrowserRoutes, _job_message
+
+
+def test_the_policy_allows_webassembly_and_no_script_eval():
+    rules = dict(r.split(" ", 1) for r in security.content_security_policy(["x"]).split("; "))
+    assert "'wasm-unsafe-eval'" in rules["script-src"].split()
+    assert "'unsafe-eval'" not in rules["script-src"].split()
+    assert "'unsafe-inline'" not in rules["script-src"]
+    assert rules["connect-src"] == "'self'"  # models and runtime come from the app alone
+
+
+def test_the_page_may_send_token_ids_and_nothing_else():
+    assert _job_message({"tokens": [1, 2], "provider": "webgpu"}) == {
+        "tokens": [1, 2],
+        "done": False,
+        "provider": "webgpu",
+    }
+    for bad in ([1.5], ["1"], [True], [-1], [1 << 24], list(range(5000)), "12"):
+        assert _job_message({"tokens": bad}) is None, bad
+    sneaky = _job_message({"tokens": [], "provider": "cuda", "error": "<img src=x>" * 50})
+    assert sneaky is not None and "provider" not in sneaky
+    assert "<" not in sneaky["error"] and len(sneaky["error"]) <= 200
+
+
+def test_only_the_models_graph_and_weights_are_served(tmp_path):
+    """A boundary: the request is made in memory (no socket), and the user is named by a
+    stand-in for Chainlit's login, which tests/web/test_login_security.py covers."""
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    config = {
+        "model": {
+            "context_length": 64,
+            "eos_token_id": [2],
+            "decoder": {
+                "filename": "model.onnx",
+                "num_hidden_layers": 1,
+                "num_key_value_heads": 1,
+                "head_size": 4,
+            },
+        }
+    }
+    (tmp_path / "genai_config.json").write_text(json.dumps(config))
+    for name in ("model.onnx", "model.onnx.data", "tokenizer.json"):
+        (tmp_path / name).write_bytes(b"x" * 10)
+
+    async def who(request):
+        return request.headers.get("x-test-user")
+
+    server = Starlette()
+    browser_llm.mount(server, BrowserRoutes(Settings(browser_model=tmp_path), Links(), who))
+    client = TestClient(server)
+    weights = client.get("/browser-llm/model/model.onnx.data")
+    assert weights.status_code == 200 and "immutable" in weights.headers["cache-control"]
+    assert weights.headers["content-encoding"] == "identity"  # never gzipped on the fly
+    for other in ("tokenizer.json", "genai_config.json", "..%2Fgenai_config.json"):
+        assert client.get(f"/browser-llm/model/{other}").status_code == 404, other
+    assert client.get("/browser-llm/static/browser_llm.js").status_code == 200
+    assert client.get("/browser-llm/static/..%2F..%2Fconfig.py").status_code == 404
+    assert client.get("/browser-llm/manifest").status_code == 401  # not logged in
+    described = client.get("/browser-llm/manifest", headers={"x-test-user": "alice"}).json()
+    assert described["model"]["data"] == "model.onnx.data"
