@@ -44,6 +44,7 @@ ORT_FILES = (
     "ort-wasm-simd-threaded.asyncify.wasm",
 )
 MAX_TOKENS_PER_POST = 4096
+PROBE = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
 _UNPRINTABLE = re.compile(r"[^\w .,:;()'/+-]")
 
 # Said outright: a module script or streamed WebAssembly of any other type is refused.
@@ -97,6 +98,7 @@ class BrowserRoutes:
             Route("/manifest", self.manifest, methods=["GET"]),
             Route("/links/{token}/hello", self.hello, methods=["POST"]),
             Route("/jobs/{job}", self.job, methods=["POST"]),
+            Route("/decode", self.decode, methods=["POST"]),
         ]
 
     async def static(self, request: Request) -> Response:
@@ -129,7 +131,26 @@ class BrowserRoutes:
 
         if await self.who(request) is None:
             return JSONResponse({"error": "log in first"}, status_code=401)
-        return JSONResponse(await asyncio.to_thread(self._described))
+        described = await asyncio.to_thread(self._described)
+        if described["model"] is not None:
+            model = self.model()
+            described["probe"] = {
+                "tokens": await asyncio.to_thread(model.prompt_ids, PROBE),
+                "max_tokens": 16,
+                "temperature": 0,
+                "eos": model.eos,
+            }
+        return JSONResponse(described)
+
+    async def decode(self, request: Request) -> Response:
+        """The check page's answer as text (the tokenizer stays on the server)."""
+        from starlette.responses import JSONResponse
+
+        message = _job_message(await _json(request))
+        if await self.who(request) is None or message is None:
+            return JSONResponse({"error": "log in, and send token ids"}, status_code=400)
+        decode = self.model().decoder()
+        return JSONResponse({"text": "".join(decode(t) for t in message["tokens"])})
 
     def _described(self) -> dict:
         problem = self.problem()

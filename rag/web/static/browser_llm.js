@@ -102,8 +102,8 @@
     return { ort, session, provider, manifest };
   }
 
-  async function load() {
-    const provider = (await findAdapter()) ? "webgpu" : "wasm";
+  async function load(wanted) {
+    const provider = wanted || ((await findAdapter()) ? "webgpu" : "wasm");
     try {
       return await open(described.model, described.ort, provider);
     } catch (e) {
@@ -151,31 +151,36 @@
     return order[0];
   }
 
-  async function generate(job, model) {
+  // One answer: the prompt in one pass, then a token at a time. The key-value cache has
+  // room for the whole answer from the start ("static"): every step then has the same
+  // shapes, so WebGPU compiles its shaders once instead of at every token. The mask marks
+  // the tokens written so far; the model finds the next position from it.
+  async function generate(job, model, onToken, cache = "static") {
     const { ort, session, manifest } = model;
     const tensor = (values, dims) => new ort.Tensor("int64", ...int64(values, dims));
+    const room = cache === "static" ? job.tokens.length + job.max_tokens : 0;
     let past = {};
     for (let i = 0; i < manifest.layers; i++) {
       for (const part of ["key", "value"]) {
-        const dims = [1, manifest.kv_heads, 0, manifest.head_size];
-        past[`past_key_values.${i}.${part}`] = new ort.Tensor("float32", new Float32Array(0), dims);
+        const dims = [1, manifest.kv_heads, room, manifest.head_size];
+        past[`past_key_values.${i}.${part}`] = new ort.Tensor("float32", new Float32Array(dims.reduce((a, b) => a * b)), dims);
       }
     }
     const seen = new Set(job.tokens);
     let ids = job.tokens;
     let length = 0;
     const began = performance.now();
-    let first = null;
+    const times = { first: null, tokens: 0, seconds: 0 };
     try {
       for (let n = 0; n < job.max_tokens; n++) {
         length += ids.length;
+        const mask = room ? Array.from({ length: room }, (_, i) => (i < length ? 1 : 0)) : new Array(length).fill(1);
         const feeds = {
           ...past,
           input_ids: tensor(ids, [1, ids.length]),
-          attention_mask: tensor(new Array(length).fill(1), [1, length]),
+          attention_mask: tensor(mask, [1, mask.length]),
         };
         const out = await session.run(feeds);
-        if (first === null) first = performance.now();
         for (const t of Object.values(past)) if (t.location === "gpu-buffer") t.dispose();
         past = {};
         for (const name of Object.keys(out)) {
@@ -184,16 +189,18 @@
         const logits = out.logits;
         const size = logits.dims[2];
         const next = pick(await logits.getData(), (logits.dims[1] - 1) * size, size, job, seen);
+        if (times.first === null) times.first = (performance.now() - began) / 1000;
         seen.add(next);
-        const reply = await post(`jobs/${job.job}`, { tokens: [next] });
-        if (reply.stop || job.eos.includes(next)) return;
+        times.tokens += 1;
+        if ((await onToken(next)) || job.eos.includes(next)) break;
         ids = [next];
       }
     } finally {
       for (const t of Object.values(past)) if (t.location === "gpu-buffer") t.dispose();
-      const now = performance.now();
-      console.info(`rag-browser-llm: ${job.tokens.length} prompt tokens in ${((first - began) / 1000).toFixed(1)} s, then ${length - job.tokens.length} tokens in ${((now - first) / 1000).toFixed(1)} s`);
+      times.seconds = (performance.now() - began) / 1000;
+      console.info(`rag-browser-llm: ${job.tokens.length} prompt tokens, first token in ${times.first && times.first.toFixed(1)} s, ${times.tokens} tokens in ${times.seconds.toFixed(1)} s`);
     }
+    return times;
   }
 
   async function run(job) {
@@ -203,7 +210,7 @@
       const model = await loaded;
       const started = await post(`jobs/${job.job}`, { tokens: [], provider: model.provider });
       if (started.stop) return;
-      await generate(job, model);
+      await generate(job, model, async (token) => (await post(`jobs/${job.job}`, { tokens: [token] })).stop);
       await post(`jobs/${job.job}`, { tokens: [], done: true });
     } catch (e) {
       console.error("rag-browser-llm", e);
@@ -221,6 +228,18 @@
       loaded.catch((e) => console.error("rag-browser-llm: the model did not load", e));
     }
   }
+
+  // For the WebGPU check page (webgpu_check.js): the same loading and generation.
+  window.ragBrowserLlm = {
+    findAdapter,
+    post,
+    async load(provider) {
+      described = await (await fetch(BASE + "manifest", { credentials: "same-origin" })).json();
+      if (described.problem) throw new Error(described.problem);
+      return { described, model: await load(provider) };
+    },
+    generate,
+  };
 
   window.addEventListener("message", (event) => {
     // Chainlit hands the server's window messages to window.parent, which is this window.
