@@ -51,8 +51,15 @@ def test_only_the_models_graph_and_weights_are_served(tmp_path):
         }
     }
     (tmp_path / "genai_config.json").write_text(json.dumps(config))
-    for name in ("model.onnx", "model.onnx.data", "tokenizer.json"):
+    for name in ("model.onnx", "model.onnx.data"):
         (tmp_path / name).write_bytes(b"x" * 10)
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, "France": 1}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    template = {"chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}"}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(template))
 
     async def who(request):
         return request.headers.get("x-test-user")
@@ -70,3 +77,4 @@ def test_only_the_models_graph_and_weights_are_served(tmp_path):
     assert client.get("/browser-llm/manifest").status_code == 401  # not logged in
     described = client.get("/browser-llm/manifest", headers={"x-test-user": "alice"}).json()
     assert described["model"]["data"] == "model.onnx.data"
+    assert 1 in described["probe"]["tokens"]  # the check page's prompt, tokenized here
