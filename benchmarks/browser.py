@@ -191,6 +191,11 @@ def main() -> None:
                     got = in_browser(url, provider, f"tokens={args.tokens}&cache={args.cache}")
                     label = f"browser ({got['provider']})"
                     print(row(label, got["load_s"], got["first"], got["tokens_per_s"]), flush=True)
+                    if got.get("cosine") is not None:
+                        print(
+                            f"  its query embedding against the server's: "
+                            f"cosine {got['cosine']:.4f}"
+                        )
                 same = []
                 for prompt in PROMPTS[: args.prompts]:
                     ids = ",".join(map(str, model.prompt_ids(messages(prompt))))

@@ -44,6 +44,7 @@ ORT_FILES = (
     "ort-wasm-simd-threaded.asyncify.wasm",
 )
 MAX_TOKENS_PER_POST = 4096
+SENTENCE = "The nightly hotel limit is 260 euros in London."
 PROBE = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
 _UNPRINTABLE = re.compile(r"[^\w .,:;()'/+-]")
 
@@ -95,6 +96,7 @@ class BrowserRoutes:
             Route("/static/{name}", self.static, methods=["GET"]),
             Route("/ort/{name}", self.ort, methods=["GET"]),
             Route("/model/{name}", self.model_file, methods=["GET"]),
+            Route("/embedder/{name}", self.embedder_file, methods=["GET"]),
             Route("/manifest", self.manifest, methods=["GET"]),
             Route("/links/{token}/hello", self.hello, methods=["POST"]),
             Route("/jobs/{job}", self.job, methods=["POST"]),
@@ -125,6 +127,35 @@ class BrowserRoutes:
         reply.headers["Content-Encoding"] = "identity"
         return reply
 
+    def embedder_folder(self) -> Path:
+        """The embedding model's fp32 ONNX export (made by `rag model prepare`)."""
+        from rag.embeddings.onnx_export import export_dir
+
+        return export_dir(self.settings.cache_dir, self.settings.embedding_model, "fp32")
+
+    async def embedder_file(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        return _file(self.embedder_folder(), ("model.onnx",), name, "private, max-age=86400")
+
+    def embedding_probe(self) -> dict | None:
+        """Blocking: the check page's test sentence, tokenized, and the server's vector."""
+        from tokenizers import Tokenizer
+
+        from rag.embeddings.session import OnnxSession
+
+        folder = self.embedder_folder()
+        if not (folder / "model.onnx").is_file():
+            return None
+        encoded = Tokenizer.from_file(str(folder / "tokenizer.json")).encode(SENTENCE)
+        [vector] = OnnxSession(folder, 256).embed([SENTENCE], 1)
+        return {
+            "url": f"{PREFIX}/embedder/model.onnx?v={(folder / 'model.onnx').stat().st_mtime_ns}",
+            "ids": encoded.ids,
+            "type_ids": encoded.type_ids,
+            "vector": vector,
+            "sentence": SENTENCE,
+        }
+
     async def manifest(self, request: Request) -> Response:
         """What the check page needs: the model to load (for any logged-in user)."""
         from starlette.responses import JSONResponse
@@ -140,6 +171,7 @@ class BrowserRoutes:
                 "temperature": 0,
                 "eos": model.eos,
             }
+            described["embedding"] = await asyncio.to_thread(self.embedding_probe)
         return JSONResponse(described)
 
     async def decode(self, request: Request) -> Response:

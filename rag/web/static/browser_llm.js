@@ -67,11 +67,11 @@
     return new Uint8Array(await reply.arrayBuffer());
   }
 
-  async function forget(keep) {
+  async function forget(prefix, keep) {
     try {
       const cache = await caches.open(CACHE);
       for (const request of await cache.keys()) {
-        if (!keep.includes(request.url)) await cache.delete(request);
+        if (request.url.startsWith(prefix) && !keep.includes(request.url)) await cache.delete(request);
       }
     } catch (e) {
       /* nothing cached */
@@ -85,7 +85,7 @@
     ort.env.wasm.numThreads = 1;
     const url = (name) => new URL(`${manifest.base}${name}?v=${manifest.version}`, location.href).href;
     const urls = [url(manifest.graph), ...(manifest.data ? [url(manifest.data)] : [])];
-    await forget(urls);
+    await forget(new URL(manifest.base, location.href).href, urls); // older versions go
     const options = { executionProviders: [provider], graphOptimizationLevel: "all" };
     if (manifest.data) options.externalData = [{ path: manifest.data, data: await bytes(urls[1]) }];
     if (provider === "webgpu") {
@@ -239,6 +239,27 @@
       return { described, model: await load(provider) };
     },
     generate,
+    // The embedding model on the same runtime: mean of the token vectors, unit length,
+    // as the server's does; the cosine with the server's vector of the same sentence.
+    async embed(probe, model) {
+      const { ort, provider } = model;
+      const session = await ort.InferenceSession.create(await bytes(new URL(probe.url, location.href).href), {
+        executionProviders: [provider],
+      });
+      const n = probe.ids.length;
+      const feeds = {};
+      const given = { input_ids: probe.ids, attention_mask: new Array(n).fill(1), token_type_ids: probe.type_ids };
+      for (const name of session.inputNames) feeds[name] = new ort.Tensor("int64", ...int64(given[name], [1, n]));
+      const out = await session.run(feeds);
+      const hidden = await out[session.outputNames[0]].getData();
+      const size = hidden.length / n;
+      const mean = new Float64Array(size);
+      for (let t = 0; t < n; t++) for (let i = 0; i < size; i++) mean[i] += hidden[t * size + i] / n;
+      const norm = Math.hypot(...mean);
+      let dot = 0;
+      for (let i = 0; i < size; i++) dot += (mean[i] / norm) * probe.vector[i];
+      return dot;
+    },
   };
 
   window.addEventListener("message", (event) => {

@@ -31,6 +31,12 @@
     show("speed", result.tokens_per_s ? result.tokens_per_s.toFixed(2) : "-");
     result.text = (await api.post("decode", { tokens: written })).text;
     show("answer", result.text);
+    if (described.embedding) {
+      result.cosine = await api.embed(described.embedding, model);
+      show("embedding", `cosine ${result.cosine.toFixed(4)} with the server's vector of “${described.embedding.sentence}”`);
+    } else {
+      show("embedding", "no embedding model export on the server (rag model prepare)");
+    }
     show("status", "Done.");
   } catch (e) {
     result.error = String((e && e.message) || e);
