@@ -65,7 +65,10 @@ def test_only_the_models_graph_and_weights_are_served(tmp_path):
         return request.headers.get("x-test-user")
 
     server = Starlette()
-    browser_llm.mount(server, BrowserRoutes(Settings(browser_model=tmp_path), Links(), who))
+    browser_llm.mount(
+        server,
+        BrowserRoutes(Settings(browser_model=tmp_path, cache_dir=tmp_path / "cache"), Links(), who),
+    )
     client = TestClient(server)
     weights = client.get("/browser-llm/model/model.onnx.data")
     assert weights.status_code == 200 and "immutable" in weights.headers["cache-control"]
@@ -78,3 +81,4 @@ def test_only_the_models_graph_and_weights_are_served(tmp_path):
     described = client.get("/browser-llm/manifest", headers={"x-test-user": "alice"}).json()
     assert described["model"]["data"] == "model.onnx.data"
     assert 1 in described["probe"]["tokens"]  # the check page's prompt, tokenized here
+    assert described["embedding"] is None  # no embedder export in this cache folder
