@@ -3,8 +3,9 @@
 - ``static/NAME``: the page script (Chainlit's ``custom_js``) and the WebGPU check page.
 - ``ort/NAME``: ONNX Runtime Web, from ``node_modules`` as ``package-lock.json`` pins it
   (``npm ci``, run by ``make``): served from the app's own origin, never a CDN.
-- ``model/NAME?v=VERSION``: the browser model's graph and weights, cached for good
-  (a new version is a new URL), and kept by the page in the browser's Cache API.
+- ``model/NAME?v=VERSION``: the browser model's graph and weights, for logged-in users,
+  cached for good (a new version is a new URL), and kept by the page in the Cache API.
+- ``embedder/model.onnx`` and ``manifest``: the check page's embedding model and test.
 - ``links/TOKEN/hello`` and ``jobs/ID`` (POST): the page says what it can do, and sends
   the tokens it writes. Both answer only the logged-in user whose chat it is.
 
@@ -113,6 +114,8 @@ class BrowserRoutes:
     async def model_file(self, request: Request) -> Response:
         from starlette.responses import PlainTextResponse
 
+        if await self.who(request) is None:  # weights only for people who may chat
+            return PlainTextResponse("Log in first.", status_code=401)
         try:
             files = (await asyncio.to_thread(self.model)).files()
         except RagError as exc:
@@ -134,6 +137,10 @@ class BrowserRoutes:
         return export_dir(self.settings.cache_dir, self.settings.embedding_model, "fp32")
 
     async def embedder_file(self, request: Request) -> Response:
+        from starlette.responses import PlainTextResponse
+
+        if await self.who(request) is None:
+            return PlainTextResponse("Log in first.", status_code=401)
         name = request.path_params["name"]
         return _file(self.embedder_folder(), ("model.onnx",), name, "private, max-age=86400")
 

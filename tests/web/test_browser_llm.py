@@ -62,7 +62,7 @@ def test_only_the_models_graph_and_weights_are_served(tmp_path):
     (tmp_path / "tokenizer_config.json").write_text(json.dumps(template))
 
     async def who(request):
-        return request.headers.get("x-test-user")
+        return request.headers.get("x-test-user") or None
 
     server = Starlette()
     browser_llm.mount(
@@ -70,15 +70,17 @@ def test_only_the_models_graph_and_weights_are_served(tmp_path):
         BrowserRoutes(Settings(browser_model=tmp_path, cache_dir=tmp_path / "cache"), Links(), who),
     )
     client = TestClient(server)
+    assert client.get("/browser-llm/model/model.onnx.data").status_code == 401  # logged out
+    client.headers["x-test-user"] = "alice"
     weights = client.get("/browser-llm/model/model.onnx.data")
     assert weights.status_code == 200 and "immutable" in weights.headers["cache-control"]
     assert weights.headers["content-encoding"] == "identity"  # never gzipped on the fly
     for other in ("tokenizer.json", "genai_config.json", "..%2Fgenai_config.json"):
         assert client.get(f"/browser-llm/model/{other}").status_code == 404, other
     assert client.get("/browser-llm/static/browser_llm.js").status_code == 200
+    assert client.get("/browser-llm/manifest", headers={"x-test-user": ""}).status_code == 401
     assert client.get("/browser-llm/static/..%2F..%2Fconfig.py").status_code == 404
-    assert client.get("/browser-llm/manifest").status_code == 401  # not logged in
-    described = client.get("/browser-llm/manifest", headers={"x-test-user": "alice"}).json()
+    described = client.get("/browser-llm/manifest").json()
     assert described["model"]["data"] == "model.onnx.data"
     assert 1 in described["probe"]["tokens"]  # the check page's prompt, tokenized here
     assert described["embedding"] is None  # no embedder export in this cache folder
