@@ -23,8 +23,14 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/python -m pip install -c constraints.txt -e ".[dev]"
 	touch $@
 
-install: $(VENV)/.installed
-install-dev: $(VENV)/.installed-dev
+# The JavaScript the app serves to write answers in the browser (ONNX Runtime Web, #23),
+# exactly as package-lock.json pins it; the app serves it itself, never from a CDN.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+install: $(VENV)/.installed node_modules/.installed
+install-dev: $(VENV)/.installed-dev node_modules/.installed
 
 # Builds the embedded model on first run, ingests data/ (only what changed), serves the chat.
 run: install

@@ -10,6 +10,7 @@ from chainlit.input_widget import Slider, Switch, TextInput
 from chainlit.server import app as server
 from chainlit.server import get_html_template
 
+import app_browser
 from app_datalayer import RagDataLayer, new_chat, reattach_passages
 from app_login import login_ended, set_up_login
 from rag.answers import markdown as answer_markdown
@@ -35,6 +36,7 @@ PANEL = [
     TextInput(id="sources", label="Only documents matching (globs, comma-separated)"),
 ]
 cl.data_layer(lambda: LAYER)
+app_browser.set_up_browser(server, SETTINGS, PANEL)  # before the page's CSP is read (#23)
 security.guard(server, SETTINGS, BIND, get_html_template(os.getenv("CHAINLIT_ROOT_PATH", "")))
 limits.limit_app_server(server, SETTINGS)  # request size, time and count (#21)
 
@@ -69,6 +71,7 @@ async def start() -> None:
     new_chat()  # under an id of its own, never one the client sent
     try:
         await cl.Message(content=await (await _conversation()).greeting()).send()
+        await app_browser.offer()
     except RagError as exc:
         await cl.ErrorMessage(content=str(exc)).send()
 
@@ -77,16 +80,19 @@ async def start() -> None:
 async def resume(thread) -> None:
     await _conversation(dict(thread))  # with its history, files and cited passages
     await reattach_passages(thread)
+    await app_browser.offer()
 
 
 @cl.on_settings_update
 async def update_settings(values: dict) -> None:
     cl.user_session.get("conversation").configure(values)
+    app_browser.configure(values)
 
 
 @cl.on_chat_end
 async def end() -> None:
     # A disconnect may be a network blip: the chat and its files stay until deleted.
+    app_browser.close()
     if conv := cl.user_session.get("conversation"):
         await asyncio.to_thread(conv.close)
 
@@ -125,8 +131,9 @@ async def answer(message: cl.Message) -> None:
     # A question that waits for its model says its place in line (#25).
     queued = reporting(lambda place: reply.stream_token(answer_markdown.waiting(place)))
     try:
+        pool = app_browser.pool(conv)  # the user's browser writes it, or the server
         with queued:
-            async with aclosing(conv.stream(turn)) as deltas:  # closed at once by Stop
+            async with aclosing(conv.stream(turn, pool)) as deltas:  # closed at once by Stop
                 async for delta in deltas:
                     await reply.stream_token(*streamed(turn.text, delta))  # images made links
     except RagError as exc:
@@ -144,6 +151,7 @@ async def answer(message: cl.Message) -> None:
 
 
 async def _finish(reply: cl.Message, turn) -> None:
+    app_browser.credit(turn)
     reply.content, passages = transcript.finished(turn)
     reply.metadata = metadata(turn)  # provenance and sources, for history and export
     reply.elements = [cl.Text(name=n, content=c, display="side") for n, c in passages]  # type: ignore[misc]

@@ -116,6 +116,16 @@ class Settings(BaseSettings):
     llm_routes: RouteMap = Field(
         default_factory=dict, description="Task to spec, e.g. code=openai:qwen2.5-coder@URL."
     )
+    browser_llm: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Write answers in the user's browser (ONNX Runtime Web): auto = when it "
+        "has a WebGPU adapter, on = also on WASM without one, off = never; a chat setting.",
+    )
+    browser_model: Path | None = Field(
+        None,
+        description="An ONNX Runtime GenAI web model folder the browser runs; unset: the "
+        "embedded model's web copy, made by `rag model prepare`.",
+    )
     llm_local_hosts: HostList = Field(
         default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
         description="Server hosts trusted with private documents (on this machine).",

@@ -64,6 +64,7 @@ class Turn:
     private: bool = False  # the answer was made from private passages or private history
     skipped: list[str] = field(default_factory=list)  # models that failed before answering
     text: str = ""
+    written_in: str = ""  # where, when not on the server: "this browser (WebGPU)" (#23)
     stopped: bool = False
     stats: Stats = field(default_factory=Stats)
     # Checks a reader can act on (rag/answers/checks.py): evidence after retrieval, the
@@ -96,6 +97,8 @@ class Turn:
                 f"{self.withheld_turns} earlier exchange(s) about private documents were "
                 f"withheld because {self.model} does not run on this machine."
             )
+        if self.written_in:
+            said.append(f"Written in {self.written_in}.")
         if self.stopped:
             said.append("Stopped before the end of the answer.")
         if self.looped:

@@ -36,7 +36,8 @@ def _add_model(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = model_sub.add_parser(
         "prepare",
         parents=[common],
-        help="build the embedded chat model and the ONNX embedder now (otherwise on first use)",
+        help="build the embedded chat model, its browser copy and the ONNX embedder now "
+        "(otherwise on first use)",
     )
     p.set_defaults(run=cmd_model_prepare)
     p = model_sub.add_parser(
@@ -53,6 +54,10 @@ def cmd_model_prepare(args: argparse.Namespace, settings: Settings) -> int:
     folder = prepare_embedded_model(settings.cache_dir)
     print(f"Embedded model ready: {folder}")
     create_embedder(settings).prepare()  # the ONNX export of the embedding model
+    if settings.browser_llm != "off":
+        from rag.models.browser import prepare_web_model
+
+        print(f"Browser model ready: {prepare_web_model(settings)}")  # served by the app (#23)
     print(f"Embedding model ready: {settings.embedding_model} ({settings.embedder})")
     return 0
 

@@ -81,7 +81,9 @@ def content_security_policy(inline_scripts: Iterable[str] = ()) -> str:
     return "; ".join(
         [
             "default-src 'self'",
-            f"script-src 'self'{hashes}",
+            # WebAssembly compiles only with 'wasm-unsafe-eval' (ONNX Runtime Web, #23);
+            # it allows no eval() of JavaScript text.
+            f"script-src 'self'{hashes} 'wasm-unsafe-eval'",
             "style-src 'self' 'unsafe-inline'",  # Chainlit's components set inline styles
             "img-src 'self' data: blob:",
             "font-src 'self' data:",

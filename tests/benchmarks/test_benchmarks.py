@@ -195,3 +195,30 @@ def test_load_benchmark_prints_each_setup_side_by_side():
         assert re.search(
             rf"^{setup} +2 +0 +\d+\.\d\d s +\d+\.\d\d s +\d+\.\d$", done.stdout, re.M
         ), done.stdout
+
+
+def test_browser_benchmark_prints_server_and_browser_side_by_side():
+    """WASM only: WebGPU on this machine's software GPU takes minutes a token."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.browser",
+            "--tokens",
+            "3",
+            "--providers",
+            "wasm",
+            "--prompts",
+            "1",
+            "--answer-tokens",
+            "16",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"^server \(ONNX Runtime GenAI\) +- +\d+\.\d\d s", done.stdout, re.M)
+    assert re.search(r"^browser \(wasm\) +\d+\.\d s +\d+\.\d\d s", done.stdout, re.M)
+    assert re.search(r"^greedy parity \(WASM\): [01] of 1 answers", done.stdout, re.M)
+    assert re.search(r"server writing \d+\.\d .* browser writing \d+", done.stdout)

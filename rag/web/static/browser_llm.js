@@ -1,0 +1,273 @@
+// Writes the chat's answers in this browser with ONNX Runtime Web (#23): WebGPU when the
+// browser has an adapter, WASM otherwise. The server retrieves, builds the prompt and
+// sends its token ids here as a window message on the chat's own Socket.IO session;
+// this page runs the model and posts each token back, and the server turns the tokens
+// into text, checks the answer and stores it like any other. Served by the app (Chainlit's
+// custom_js); ONNX Runtime Web and the model come from the app's own origin only.
+(() => {
+  "use strict";
+  const BASE = "/browser-llm/";
+  const TAG = "rag-browser-llm";
+  const CACHE = "rag-browser-llm";
+  let described = null; // what the server said at hello: the model, where ONNX Runtime Web is
+  let loaded = null; // Promise of {ort, session, provider, manifest}
+  let adapter; // undefined until asked, then a description or null
+  let queue = Promise.resolve(); // one answer at a time
+
+  async function findAdapter() {
+    if (adapter !== undefined) return adapter;
+    adapter = null;
+    try {
+      const found = navigator.gpu ? await navigator.gpu.requestAdapter() : null;
+      if (found) {
+        const info = found.info || {};
+        adapter = [info.vendor, info.architecture, info.description].filter(Boolean).join(" ") || "WebGPU adapter";
+      }
+    } catch (e) {
+      adapter = null;
+    }
+    return adapter;
+  }
+
+  async function post(path, body) {
+    const reply = await fetch(BASE + path, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const answer = await reply.json().catch(() => ({}));
+    if (!reply.ok && !answer.stop) throw new Error(`${path}: HTTP ${reply.status}`);
+    return answer;
+  }
+
+  // The model's files, kept in the Cache API: a later visit reads them from disk.
+  async function bytes(url) {
+    const began = performance.now();
+    try {
+      return await cachedBytes(url);
+    } finally {
+      console.info(`rag-browser-llm: ${url} read in ${((performance.now() - began) / 1000).toFixed(1)} s`);
+    }
+  }
+
+  async function cachedBytes(url) {
+    let cache = null;
+    try {
+      cache = await caches.open(CACHE);
+    } catch (e) {
+      cache = null; // no Cache API outside a secure context: downloaded each visit
+    }
+    let reply = cache ? await cache.match(url) : undefined;
+    if (!reply) {
+      reply = await fetch(url, { credentials: "same-origin" });
+      if (!reply.ok) throw new Error(`${url}: HTTP ${reply.status} ${await reply.text()}`);
+      if (cache) await cache.put(url, reply.clone());
+    }
+    return new Uint8Array(await reply.arrayBuffer());
+  }
+
+  async function forget(prefix, keep) {
+    try {
+      const cache = await caches.open(CACHE);
+      for (const request of await cache.keys()) {
+        if (request.url.startsWith(prefix) && !keep.includes(request.url)) await cache.delete(request);
+      }
+    } catch (e) {
+      /* nothing cached */
+    }
+  }
+
+  async function open(manifest, ortBase, provider) {
+    const ort = await import(ortBase + "ort.webgpu.min.mjs");
+    ort.env.wasm.wasmPaths = new URL(ortBase, location.href).href;
+    // One thread: more need SharedArrayBuffer, hence COOP/COEP headers the app does not send.
+    ort.env.wasm.numThreads = 1;
+    const url = (name) => new URL(`${manifest.base}${name}?v=${manifest.version}`, location.href).href;
+    const urls = [url(manifest.graph), ...(manifest.data ? [url(manifest.data)] : [])];
+    await forget(new URL(manifest.base, location.href).href, urls); // older versions go
+    const options = { executionProviders: [provider], graphOptimizationLevel: "all" };
+    if (manifest.data) options.externalData = [{ path: manifest.data, data: await bytes(urls[1]) }];
+    if (provider === "webgpu") {
+      // The key-value cache stays on the GPU between tokens.
+      options.preferredOutputLocation = {};
+      for (let i = 0; i < manifest.layers; i++) {
+        options.preferredOutputLocation[`present.${i}.key`] = "gpu-buffer";
+        options.preferredOutputLocation[`present.${i}.value`] = "gpu-buffer";
+      }
+    }
+    const began = performance.now();
+    const session = await ort.InferenceSession.create(await bytes(urls[0]), options);
+    console.info(`rag-browser-llm: ${manifest.name} on ${provider} in ${((performance.now() - began) / 1000).toFixed(1)} s`);
+    return { ort, session, provider, manifest };
+  }
+
+  async function load(wanted) {
+    const provider = wanted || ((await findAdapter()) ? "webgpu" : "wasm");
+    try {
+      return await open(described.model, described.ort, provider);
+    } catch (e) {
+      if (provider !== "webgpu") throw e;
+      console.warn("WebGPU could not run the model; using WASM", e);
+      return open(described.model, described.ort, "wasm");
+    }
+  }
+
+  function int64(values, dims) {
+    return [BigInt64Array.from(values, (v) => BigInt(v)), dims];
+  }
+
+  function pick(logits, offset, size, job, seen) {
+    const row = new Float32Array(size);
+    for (let i = 0; i < size; i++) row[i] = logits[offset + i];
+    const penalty = job.repetition_penalty || 1;
+    if (penalty !== 1) {
+      for (const t of seen) row[t] = row[t] > 0 ? row[t] / penalty : row[t] * penalty;
+    }
+    if (!(job.temperature > 0)) {
+      let best = 0;
+      for (let i = 1; i < size; i++) if (row[i] > row[best]) best = i;
+      return best;
+    }
+    // Temperature, then the smallest set of tokens holding 90% of the probability.
+    let max = -Infinity;
+    for (let i = 0; i < size; i++) max = Math.max(max, row[i]);
+    const order = [];
+    let total = 0;
+    for (let i = 0; i < size; i++) {
+      row[i] = Math.exp((row[i] - max) / job.temperature);
+      total += row[i];
+      order.push(i);
+    }
+    order.sort((a, b) => row[b] - row[a]);
+    let kept = 0;
+    let n = 0;
+    while (n < order.length && kept < 0.9 * total) kept += row[order[n++]];
+    let draw = Math.random() * kept;
+    for (let i = 0; i < n; i++) {
+      draw -= row[order[i]];
+      if (draw <= 0) return order[i];
+    }
+    return order[0];
+  }
+
+  // One answer: the prompt in one pass, then a token at a time. The key-value cache has
+  // room for the whole answer from the start ("static"): every step then has the same
+  // shapes, so WebGPU compiles its shaders once instead of at every token. The mask marks
+  // the tokens written so far; the model finds the next position from it.
+  async function generate(job, model, onToken, cache = "static") {
+    const { ort, session, manifest } = model;
+    const tensor = (values, dims) => new ort.Tensor("int64", ...int64(values, dims));
+    const room = cache === "static" ? job.tokens.length + job.max_tokens : 0;
+    let past = {};
+    for (let i = 0; i < manifest.layers; i++) {
+      for (const part of ["key", "value"]) {
+        const dims = [1, manifest.kv_heads, room, manifest.head_size];
+        past[`past_key_values.${i}.${part}`] = new ort.Tensor("float32", new Float32Array(dims.reduce((a, b) => a * b)), dims);
+      }
+    }
+    const seen = new Set(job.tokens);
+    let ids = job.tokens;
+    let length = 0;
+    const began = performance.now();
+    const times = { first: null, tokens: 0, seconds: 0 };
+    try {
+      for (let n = 0; n < job.max_tokens; n++) {
+        length += ids.length;
+        const mask = room ? Array.from({ length: room }, (_, i) => (i < length ? 1 : 0)) : new Array(length).fill(1);
+        const feeds = {
+          ...past,
+          input_ids: tensor(ids, [1, ids.length]),
+          attention_mask: tensor(mask, [1, mask.length]),
+        };
+        const out = await session.run(feeds);
+        for (const t of Object.values(past)) if (t.location === "gpu-buffer") t.dispose();
+        past = {};
+        for (const name of Object.keys(out)) {
+          if (name.startsWith("present.")) past[name.replace("present.", "past_key_values.")] = out[name];
+        }
+        const logits = out.logits;
+        const size = logits.dims[2];
+        const next = pick(await logits.getData(), (logits.dims[1] - 1) * size, size, job, seen);
+        if (times.first === null) times.first = (performance.now() - began) / 1000;
+        seen.add(next);
+        times.tokens += 1;
+        if ((await onToken(next)) || job.eos.includes(next)) break;
+        ids = [next];
+      }
+    } finally {
+      for (const t of Object.values(past)) if (t.location === "gpu-buffer") t.dispose();
+      times.seconds = (performance.now() - began) / 1000;
+      console.info(`rag-browser-llm: ${job.tokens.length} prompt tokens, first token in ${times.first && times.first.toFixed(1)} s, ${times.tokens} tokens in ${times.seconds.toFixed(1)} s`);
+    }
+    return times;
+  }
+
+  async function run(job) {
+    try {
+      if (!described || described.problem) throw new Error(described ? described.problem : "no hello yet");
+      loaded = loaded || load();
+      const model = await loaded;
+      const started = await post(`jobs/${job.job}`, { tokens: [], provider: model.provider });
+      if (started.stop) return;
+      await generate(job, model, async (token) => (await post(`jobs/${job.job}`, { tokens: [token] })).stop);
+      await post(`jobs/${job.job}`, { tokens: [], done: true });
+    } catch (e) {
+      console.error("rag-browser-llm", e);
+      await post(`jobs/${job.job}`, { error: String((e && e.message) || e) }).catch(() => {});
+    }
+  }
+
+  async function hello(message) {
+    const found = await findAdapter();
+    described = await post(`links/${message.link}/hello`, { webgpu: !!found, adapter: found });
+    document.documentElement.dataset.ragBrowserLlm = described.problem ? "unavailable" : found ? "webgpu" : "wasm";
+    if (!described.problem && described.use && !loaded) {
+      // Loaded now, while the question is typed: the model is what the first answer waits for.
+      loaded = load();
+      loaded.catch((e) => console.error("rag-browser-llm: the model did not load", e));
+    }
+  }
+
+  // For the WebGPU check page (webgpu_check.js): the same loading and generation.
+  window.ragBrowserLlm = {
+    findAdapter,
+    post,
+    async load(provider) {
+      described = await (await fetch(BASE + "manifest", { credentials: "same-origin" })).json();
+      if (described.problem) throw new Error(described.problem);
+      return { described, model: await load(provider) };
+    },
+    generate,
+    // The embedding model on the same runtime: mean of the token vectors, unit length,
+    // as the server's does; the cosine with the server's vector of the same sentence.
+    async embed(probe, model) {
+      const { ort, provider } = model;
+      const session = await ort.InferenceSession.create(await bytes(new URL(probe.url, location.href).href), {
+        executionProviders: [provider],
+      });
+      const n = probe.ids.length;
+      const feeds = {};
+      const given = { input_ids: probe.ids, attention_mask: new Array(n).fill(1), token_type_ids: probe.type_ids };
+      for (const name of session.inputNames) feeds[name] = new ort.Tensor("int64", ...int64(given[name], [1, n]));
+      const out = await session.run(feeds);
+      const hidden = await out[session.outputNames[0]].getData();
+      const size = hidden.length / n;
+      const mean = new Float64Array(size);
+      for (let t = 0; t < n; t++) for (let i = 0; i < size; i++) mean[i] += hidden[t * size + i] / n;
+      const norm = Math.hypot(...mean);
+      let dot = 0;
+      for (let i = 0; i < size; i++) dot += (mean[i] / norm) * probe.vector[i];
+      return dot;
+    },
+  };
+
+  window.addEventListener("message", (event) => {
+    // Chainlit hands the server's window messages to window.parent, which is this window.
+    if (event.source !== window || event.origin !== location.origin) return;
+    const message = event.data;
+    if (!message || message.type !== TAG) return;
+    if (message.kind === "hello") hello(message).catch((e) => console.error("rag-browser-llm", e));
+    if (message.kind === "job") queue = queue.then(() => run(message));
+  });
+})();
