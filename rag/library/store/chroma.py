@@ -322,6 +322,11 @@ class ChromaStore:
         operation that costs per chunk). Taken under the writer lock, so a running ingest
         is seen between its batches."""
         with self._lock.hold():
+            if self._client.words_cached:
+                # This machine's word index caches a server others write to: being behind
+                # them is no fault, so it is first brought in step, as any command does.
+                self._refuse_damaged()
+                self._reconcile()
             return self._check()
 
     def _check(self, vectors: bool = True) -> CheckReport:
