@@ -41,11 +41,22 @@ def plain_url(url: str) -> str:
 
 
 class _Loop:
-    """One event loop in a daemon thread, for the lock's connection."""
+    """One event loop in a daemon thread, for every lock's connection in the process
+    (a chat's files are a library too: one thread per chat would never end)."""
+
+    _made: _Loop | None = None
+    _making = threading.Lock()
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True, name="writer-lock").start()
+
+    @classmethod
+    def shared(cls) -> _Loop:
+        with cls._making:
+            if cls._made is None:
+                cls._made = cls()
+            return cls._made
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = _CONNECT_S) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -68,7 +79,6 @@ class SharedWriterLock:
         self._owner: int | None = None
         self._depth = 0
         self._conn: Any = None
-        self._loop: _Loop | None = None
 
     @property
     def depth(self) -> int:
@@ -76,9 +86,7 @@ class SharedWriterLock:
         return self._depth if self._owner == threading.get_ident() else 0
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._loop is None:
-            self._loop = _Loop()
-        return self._loop.run(coro)
+        return _Loop.shared().run(coro)
 
     def _try_database(self) -> bool:
         """One try at the advisory lock on a fresh connection; the connection is kept

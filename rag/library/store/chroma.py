@@ -14,10 +14,7 @@ from chromadb.errors import ChromaError
 
 from rag.errors import RagError
 from rag.library.chunks import Chunk
-from rag.library.documents import (
-    Document,
-    is_abandoned,
-)
+from rag.library.documents import Document, is_abandoned
 from rag.library.locking import Lock, WriterLock
 from rag.library.store.catalog import _paged_metadata, _unrecorded
 from rag.library.store.clients import (
@@ -61,6 +58,7 @@ class ChromaStore:
         self._words = LexicalIndex(lexical_path(index, local))
         self._lock: Lock = lock or WriterLock(index / f"{local}.lock")
         self._seen_generation: str | None = None
+        self._opened_at = self._catalog.generation()  # the documents table's, at opening
         self._found = threading.local()  # the rows of this thread's last ``nearest``
         try:
             self._adopt_legacy_index()
@@ -81,8 +79,6 @@ class ChromaStore:
                 f"The index ({self.backend}) is damaged: {damaged[0]} was cut short, as a "
                 "full disk can leave it. Run `rag check --repair` to rebuild it."
             )
-
-    # failures, in a sentence
 
     def _plain(self, exc: Exception) -> RagError | None:
         return plain_error(exc, self.backend, self._index)
@@ -204,10 +200,14 @@ class ChromaStore:
     @_plainly
     def refresh(self) -> None:
         with self._guard:
-            if self._client.changed():
+            generation = self._catalog.generation()
+            # Reopening reloads the vector index (100 ms at 100k chunks): only after a write
+            # (Chroma's files also change when another process merely searches them).
+            if generation != self._opened_at and self._client.changed():
                 self._chroma = self._client.open()
                 self._collection = _collection(self._chroma, self._name, self._model)
-            if self._seen_generation == self._catalog.generation():
+                self._opened_at = generation
+            if self._seen_generation == generation:
                 return
             if not self._lock.try_hold():
                 return  # a writer is at work and updates the word index itself
@@ -246,8 +246,6 @@ class ChromaStore:
             self._catalog.commit(complete)
             self._sweep()
 
-    # reading
-
     @_plainly
     @_reopening
     def nearest(
@@ -256,9 +254,8 @@ class ChromaStore:
         if k <= 0 or sources == []:
             return []
         where = {"source": {"$in": list(sources)}} if sources is not None else None
-        # Text, metadata and vector come with the ranking: the search fetches them next,
-        # and one query costs less than a query and a read by ids (counting the
-        # collection first, as this once did, costs 10 ms at 100,000 chunks).
+        # Text, metadata and vector come with the ranking, which the search fetches next
+        # (and no count first: 10 ms at 100,000 chunks).
         got = self._collection.query(
             query_embeddings=[list(vector)],
             n_results=k,
@@ -323,8 +320,7 @@ class ChromaStore:
         is seen between its batches."""
         with self._lock.hold():
             if self._client.words_cached:
-                # This machine's word index caches a server others write to: being behind
-                # them is no fault, so it is first brought in step, as any command does.
+                # A word-index cache behind other machines' writes is no fault: catch up.
                 self._refuse_damaged()
                 self._reconcile()
             return self._check()
@@ -427,6 +423,7 @@ class ChromaStore:
                 metadatas=got["metadatas"],
                 embeddings=[list(v) for v in embed(list(got["documents"] or []))],
             )
+        self._catalog.finish([])  # a new generation: other processes reopen for the vectors
         return len(missing)
 
     def _repair_records(self) -> CheckReport:
