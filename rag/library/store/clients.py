@@ -168,6 +168,9 @@ def _ends(pickle: Path) -> bool:
         return False
 
 
+_KEPT: dict[tuple[str, str], Any] = {}
+
+
 class _Server:
     """A Chroma server (``chroma run``), shared by every process and machine."""
 
@@ -218,15 +221,23 @@ class _Server:
     def damaged_files(self, thorough: bool = True) -> list[Path]:
         return []  # the server's files are its own to look after
 
+    def _kept(self) -> Any:
+        """One client per server and token for the process: a chat asks whether it has
+        files before each question, and making a client costs more than asking."""
+        key = (self.url, str(self.headers))
+        if key not in _KEPT:
+            _KEPT[key] = self.open()
+        return _KEPT[key]
+
     def has(self, name: str) -> bool:
         try:
-            self.open().get_collection(name)
+            self._kept().get_collection(name)
         except NotFoundError:
             return False
         return True
 
     def drop(self, names: list[str]) -> None:
-        client = self.open()
+        client = self._kept()
         for name in names:
             with contextlib.suppress(NotFoundError):  # gone already: what was asked
                 client.delete_collection(name)
