@@ -17,6 +17,7 @@ fetching the chunks and diversification.
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import re
 import statistics
@@ -44,31 +45,40 @@ def _sentences(folder: Path) -> list[str]:
 
 def _filler(sentences: list[str], n: int, dim: int, seed: int = 5):
     rng = random.Random(seed)
-    vectors = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    normal = np.random.default_rng(seed)
     for i in range(n):
+        if i % 10_000 == 0:  # a block at a time: a million vectors take 1.5 GB at once
+            vectors = normal.standard_normal((min(10_000, n - i), dim)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         text = ""
         while len(text) < 900:
             text += rng.choice(sentences) + " "
         source = f"/filler/doc{i // 20:05}.md"
-        yield Chunk(id=f"filler-{i}", text=text.strip(), source=source, index=i % 20), vectors[i]
+        yield (
+            Chunk(id=f"filler-{i}", text=text.strip(), source=source, index=i % 20),
+            vectors[i % 10_000],
+        )
 
 
 def write_filler(store, sentences: list[str], n: int, dim: int) -> None:
     """``n`` filler chunks, stored as documents of 20 chunks each, 100 documents a call."""
-    by_source: dict[str, list] = {}
-    for chunk, vector in _filler(sentences, n, dim):
-        by_source.setdefault(chunk.source, []).append((chunk, vector))
-    items = [
-        (
-            Document(source, "synthetic", len(pairs), False, time.time()),
-            [c for c, _ in pairs],
-            [v.tolist() for _, v in pairs],
-        )
-        for source, pairs in by_source.items()
-    ]
-    for start in range(0, len(items), 100):
-        store.write_many(items[start : start + 100])
+    # A call's worth at a time: a million chunks held at once would not fit in memory.
+    batch: dict[str, list] = {}
+    for chunk, vector in itertools.chain(_filler(sentences, n, dim), [(None, None)]):
+        if chunk is None or (chunk.source not in batch and len(batch) == 100):
+            store.write_many(
+                [
+                    (
+                        Document(source, "synthetic", len(pairs), False, time.time()),
+                        [c for c, _ in pairs],
+                        [v.tolist() for _, v in pairs],
+                    )
+                    for source, pairs in batch.items()
+                ]
+            )
+            batch = {}
+        if chunk is not None:
+            batch.setdefault(chunk.source, []).append((chunk, vector))
 
 
 def _timed(library, questions, settings, repeat: int) -> list[float]:

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from rag.config import Settings
+from rag.conversations import uploads
 from rag.conversations.chat_steps import ChatSteps
 from rag.conversations.chat_tables import (
     MIGRATIONS,
@@ -54,9 +55,11 @@ from rag.errors import RagError
 class ChatStore(ChatSteps):
     """Async access to stored chats. ``await ChatStore.connect(settings)`` first."""
 
-    def __init__(self, engine: AsyncEngine, folder: Path) -> None:
+    def __init__(self, engine: AsyncEngine, folder: Path, settings: Settings | None = None) -> None:
         self.engine = engine
         self.folder = folder  # per-chat files live in folder/files/<chat id>
+        # Where a chat's files live besides its folder (a shared Chroma server), to delete them.
+        self.settings = settings
         # Chainlit creates and updates a message in tasks of their own: two writes of one
         # step may run at once, and both would find no row and insert it.
         self._step_writes = asyncio.Lock()
@@ -69,7 +72,7 @@ class ChatStore(ChatSteps):
         # made the folder readable by all.
         folder.chmod(0o700)
         engine = create_async_engine(database_url(settings))
-        store = cls(engine, folder)
+        store = cls(engine, folder, settings)
         try:
             await store.migrate()
         except sa.exc.DBAPIError:
@@ -253,7 +256,10 @@ class ChatStore(ChatSteps):
         # A chat stored under another kind of id (before ids were checked) has no folder
         # of its own: the folder its cleaned id pointed at may be another chat's.
         if is_chat_id(thread_id):
-            shutil.rmtree(self.files_dir(thread_id), ignore_errors=True)
+            if self.settings is None:
+                shutil.rmtree(self.files_dir(thread_id), ignore_errors=True)
+            else:
+                await asyncio.to_thread(uploads.delete, self.settings, self.files_dir(thread_id))
 
     async def expire(self, days: int) -> list[str]:
         """Delete chats untouched for ``days`` days; returns their ids."""

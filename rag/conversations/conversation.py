@@ -187,7 +187,7 @@ class Conversation:
     def _open_uploads(self, create: bool) -> uploads.ChatUploads | None:
         if self._uploads is None:
             folder = self.files_dir
-            if create or (folder is not None and (folder / "index").is_dir()):
+            if create or (folder is not None and uploads.exists(self.engine.settings, folder)):
                 self._uploads = uploads.create(
                     self.engine.settings, self.engine.shared.library.embedder, folder
                 )

@@ -1,11 +1,14 @@
 """Files dropped into one chat: a private library of their own, gone when the chat ends.
 
 Each chat gets a folder with its own Chroma index and lexical index, so no other
-chat (and no other user) can ever retrieve them. A stored chat's folder lives
-under the chats folder (rag/conversations/chat_store.py) and is reopened when the chat is resumed;
-it is deleted with the chat. Without a folder given, a temporary one is used. They go through
-the same ingest pipeline as the shared library, and are marked private: their
-text is never sent to a model off this machine.
+chat (and no other user) can ever retrieve them. With a shared Chroma server and
+chat history (``RAG_CHROMA_URL`` and ``RAG_DATABASE_URL``: stateless replicas) the
+chunks go to a collection of the chat's own on the server instead, the folder keeping
+only the local word index, a cache; so any replica can resume the chat with its files.
+A stored chat's folder lives under the chats folder (rag/conversations/chat_store.py)
+and is reopened when the chat is resumed; it is deleted with the chat. Without a folder
+given, a temporary one is used. They go through the same ingest pipeline as the shared
+library, and are marked private: their text is never sent to a model off this machine.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from rag.ingest.pipeline import Ingestor, Target
 from rag.ingest.readers import check
 from rag.ingest.sandbox import Limits, Sandbox
 from rag.library.live import Library, open_library
+from rag.library.store import drop_library, library_exists
 
 ORIGIN = "upload"
 __all__ = ["FORMATS", "ORIGIN", "ChatUploads", "add", "create", "discard", "refused"]
@@ -34,21 +38,48 @@ class ChatUploads:
     library: Library
 
 
+def shared(settings: Settings) -> bool:
+    """Whether chats' files live on the shared Chroma server: with a server and a shared
+    chat history (``RAG_DATABASE_URL``) a chat may be resumed on any replica, and its
+    files must be there too. Otherwise they stay in the chat's folder on this machine."""
+    return bool(settings.chroma_url and settings.database_url)
+
+
+def _own_settings(settings: Settings, folder: Path) -> Settings:
+    """The chat's library: its own collection on the server (named by the chat's folder,
+    the chat id), or its own embedded index in the folder. Either way the folder holds
+    the local word index."""
+    on_server = shared(settings)
+    return settings.model_copy(
+        update={
+            "index": folder / "index",
+            "collection": f"chat-{folder.name}" if on_server else "uploads",
+            "sources": [],
+            "chroma_url": settings.chroma_url if on_server else None,
+        }
+    )
+
+
+def exists(settings: Settings, folder: Path) -> bool:
+    """Whether the chat stored in ``folder`` has files (here, or on the shared server)."""
+    if shared(settings):
+        return library_exists(_own_settings(settings, folder))
+    return (folder / "index").is_dir()
+
+
 def create(settings: Settings, embedder: Embedder, folder: Path | None = None) -> ChatUploads:
     """The chat's library in ``folder`` (made, or reopened with its files)."""
     if folder is None:
         folder = Path(tempfile.mkdtemp(prefix="rag-chat-"))
     folder.mkdir(parents=True, exist_ok=True)
-    # Always the embedded store: a chat's files never go to a shared Chroma server.
-    own = settings.model_copy(
-        update={
-            "index": folder / "index",
-            "collection": "uploads",
-            "sources": [],
-            "chroma_url": None,
-        }
-    )
-    return ChatUploads(folder, open_library(own, embedder))
+    return ChatUploads(folder, open_library(_own_settings(settings, folder), embedder))
+
+
+def delete(settings: Settings, folder: Path) -> None:
+    """A chat's files, wherever they are: its folder, and its collections on the server."""
+    if shared(settings):
+        drop_library(_own_settings(settings, folder))
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _safe_name(name: str) -> str:
@@ -72,8 +103,11 @@ def add(uploads: ChatUploads, path: str, name: str) -> str:
     summary = Ingestor(uploads.library, extra_metadata={"origin": ORIGIN}, private=True).run(
         Target([target], [], []), prune=False, progress=False
     )
+    if summary.failed or shared(settings):
+        # Failed: not one of the chat's files. Shared: its text is on the server, which
+        # every replica reads; a copy left here would outlive the chat deleted elsewhere.
+        target.unlink(missing_ok=True)
     if summary.failed:
-        target.unlink(missing_ok=True)  # not one of the chat's files
         return f"**{name}** could not be read: {summary.failed[str(target)]}."
     chunks = summary.chunks_written
     return f"Added **{name}** to this chat ({chunks} passage{'s' if chunks != 1 else ''})."
@@ -100,10 +134,12 @@ def _limits(settings: Settings) -> Limits:
 
 def names(uploads: ChatUploads) -> list[str]:
     """The files attached to the chat so far."""
+    if shared(uploads.library.settings):  # added on any replica: the documents table says
+        return sorted(Path(s).name for s in uploads.library.store.documents())
     files = uploads.folder / "files"
     return sorted(p.name for p in files.iterdir()) if files.is_dir() else []
 
 
 def discard(uploads: ChatUploads) -> None:
     uploads.library.store.close()
-    shutil.rmtree(uploads.folder, ignore_errors=True)
+    delete(uploads.library.settings, uploads.folder)

@@ -54,10 +54,31 @@ def writer_name() -> str:
 
 
 def is_abandoned(row: Unfinished) -> bool:
-    """Whether a dirty row's writer is gone, asked with the writer lock held. Writers on
-    this machine hold the lock while a row is dirty, so every local dirty row is abandoned."""
-    local = row.writer.rsplit(":", 1)[0] == socket.gethostname()
-    return local or time.time() - row.since > STALE_AFTER_S
+    """Whether a dirty row's writer is gone, asked with the writer lock held: a writer on
+    this machine whose process has ended, or any writer after ``STALE_AFTER_S``. (Not
+    every local row: two index folders on one machine writing to one Chroma server hold
+    two different file locks, and each would sweep the other's half-written version.)"""
+    host, _, pid = row.writer.rpartition(":")
+    local_and_dead = host == socket.gethostname() and not _alive(pid)
+    return local_and_dead or time.time() - row.since > STALE_AFTER_S
+
+
+def _alive(pid: str) -> bool:
+    """Whether another process with this id runs here. This process's own dirty rows,
+    seen with the lock held, are left by a write of its own that failed: abandoned."""
+    try:
+        number = int(pid)
+    except ValueError:
+        return False
+    if number == os.getpid():
+        return False
+    try:
+        os.kill(number, 0)  # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, run by another account
+        return True
+    return True
 
 
 class Catalog(Protocol):

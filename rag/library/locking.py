@@ -9,8 +9,9 @@ repair and try again later: they never wait behind an ingest to answer.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Protocol
 
 from filelock import FileLock, Timeout
 
@@ -19,7 +20,23 @@ from rag.errors import RagError
 WRITER_TIMEOUT_S = 600.0
 
 
+class Lock(Protocol):
+    """The writer lock's role: this file lock, or PostgreSQL's (rag/library/shared_lock.py)."""
+
+    shared: bool  # True: every writer of the library, on every machine, takes this lock
+
+    @property
+    def depth(self) -> int: ...
+    def hold(self, timeout: float = WRITER_TIMEOUT_S) -> AbstractContextManager[None]: ...
+    def try_hold(self) -> bool: ...
+    def release(self) -> None: ...
+
+
 class WriterLock:
+    """A lock file: serialises the writers of one machine (the embedded index's own)."""
+
+    shared = False
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path

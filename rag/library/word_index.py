@@ -27,6 +27,12 @@ _TOKENIZER = "porter unicode61 remove_diacritics 2"
 # File name and heading path count as much as body words (measured: 0, 1, 2 and 4).
 TITLE_WEIGHT = 1.0
 MAX_QUERY_TERMS = 32
+# BM25 scores every row that holds any word of the question, so its time grew with the
+# library: at 100,000 chunks one question held "given" (in 84,000 rows) and took 390 ms.
+# A question's words are matched rarest first while the rows holding them stay within
+# this budget; a word beyond it is in so many rows that its weight (BM25's idf) is low.
+# The rarest word is always kept. Below ~5,000 chunks nothing is ever left out.
+MATCH_BUDGET = 5000
 _SQL_BATCH = 500  # well under SQLite's limit on bound variables
 
 # Scripts written without spaces: each character becomes a token (queries use bigrams).
@@ -181,6 +187,15 @@ def match_expression(query: str) -> str:
     Quotes, operators (AND, NEAR, ``*``, ``:``) and brackets in the question become
     plain words or vanish; runs of unspaced scripts become overlapping bigram phrases.
     """
+    return _any_of(query_terms(query))
+
+
+def _any_of(terms: Sequence[str]) -> str:
+    return " OR ".join(f'"{t}"' for t in terms)
+
+
+def query_terms(query: str) -> list[str]:
+    """The words (and bigram phrases) of a question that ``match_expression`` joins."""
     words = [w.lower() for w in _WORD.findall(_spaced(query))]
     kept = [w for w in words if w not in STOPWORDS] or words
     terms: list[str] = []
@@ -193,8 +208,7 @@ def match_expression(query: str) -> str:
         run = []
         if word:
             terms.append(word)
-    unique = list(dict.fromkeys(terms))[:MAX_QUERY_TERMS]
-    return " OR ".join(f'"{t}"' for t in unique)
+    return list(dict.fromkeys(terms))[:MAX_QUERY_TERMS]
 
 
 def _batches(items: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -314,27 +328,49 @@ class LexicalIndex:
         self, query: str, k: int, sources: Sequence[str] | None = None
     ) -> list[tuple[str, float]]:
         """The ``k`` best (id, BM25 score) pairs, higher is better; ``sources`` restricts."""
-        return self._match(query, "LIMIT ?", [k], sources)
+        return self._match(query, k, sources)
 
     def scores(self, query: str, ids: Sequence[str]) -> dict[str, float]:
         """BM25 scores of the given chunks (those that match no query word are left out)."""
         out: dict[str, float] = {}
         for part in _batches(list(ids)):
-            out.update(self._match(query, "", [], None, within=part))
+            out.update(self._match(query, None, None, within=part))
         return out
+
+    def _expression(self, query: str) -> tuple[str, bool]:
+        """``match_expression`` within ``MATCH_BUDGET`` (rarest words first), and whether
+        the rows matched may still exceed it (when the rarest word alone does)."""
+        terms = query_terms(query)
+        rows = {t: self._rows_holding(t) for t in terms}
+        kept: set[str] = set()
+        total = 0
+        for term in sorted(terms, key=lambda t: rows[t]):
+            if kept and total + rows[term] > MATCH_BUDGET:
+                break
+            kept.add(term)
+            total += rows[term]
+        return _any_of([t for t in terms if t in kept]), total > MATCH_BUDGET
+
+    def _rows_holding(self, term: str) -> int:
+        """Rows holding a word or phrase (FTS5 stems it), counted up to the budget + 1:
+        a word in more rows costs no more to count."""
+        sql = "SELECT count(*) FROM (SELECT 1 FROM body WHERE body MATCH ? LIMIT ?)"
+        return self._db.execute(sql, (f'"{term}"', MATCH_BUDGET + 1)).fetchone()[0]
 
     def _match(
         self,
         query: str,
-        limit: str,
-        limit_args: list,
+        k: int | None,
         sources: Sequence[str] | None,
         within: Sequence[str] | None = None,
     ) -> list[tuple[str, float]]:
-        expression = match_expression(query)
-        if not expression or sources == []:
+        if sources == []:
             return []
-        where, args = "", [expression]
+        with self._lock:
+            expression, over_budget = self._expression(query)
+        if not expression:
+            return []
+        where, args = "", list[object]([expression])
         if sources is not None:
             where += f" AND chunk.source IN ({_marks(len(sources))})"
             args += list(sources)
@@ -343,11 +379,20 @@ class LexicalIndex:
             args += list(within)
         # FTS5's bm25 is lower-is-better; negated so every score in the app reads the same way.
         sql = (
-            "SELECT chunk.id, -body.rank FROM body JOIN chunk ON chunk.rowid = body.rowid "
-            f"WHERE body MATCH ?{where} ORDER BY body.rank {limit}"
+            "SELECT chunk.id, -body.rank AS score FROM body JOIN chunk "
+            f"ON chunk.rowid = body.rowid WHERE body MATCH ?{where}"
         )
+        if k is not None:
+            # A word in more rows than the budget: only the budget's first rows are
+            # scored, so no question costs more than MATCH_BUDGET rows (the vector
+            # search still looks at every chunk).
+            if over_budget:
+                sql = f"SELECT * FROM ({sql} LIMIT {MATCH_BUDGET}) ORDER BY score DESC LIMIT ?"
+            else:
+                sql += " ORDER BY body.rank LIMIT ?"
+            args.append(k)
         with self._lock:
-            return [(id_, float(s)) for id_, s in self._db.execute(sql, args + limit_args)]
+            return [(id_, float(s)) for id_, s in self._db.execute(sql, args)]
 
     def versions(self) -> dict[str, str]:
         """The version of each document whose chunks this index holds."""

@@ -31,7 +31,14 @@ chunks left without a vector, from their text in Chroma's own records.
 """
 
 from rag.library.documents import Document
-from rag.library.store.backends import BACKENDS, backend_of, open_store, source_counts
+from rag.library.store.backends import (
+    BACKENDS,
+    backend_of,
+    drop_library,
+    library_exists,
+    open_store,
+    source_counts,
+)
 from rag.library.store.protocol import CheckReport, IndexDamaged, LibraryStore
 
 __all__ = [
@@ -41,6 +48,8 @@ __all__ = [
     "IndexDamaged",
     "LibraryStore",
     "backend_of",
+    "drop_library",
+    "library_exists",
     "open_store",
     "source_counts",
 ]

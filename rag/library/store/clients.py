@@ -3,6 +3,7 @@ small protocol, and how chunks and their metadata are stored in a collection."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import pickletools
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from urllib.parse import urlsplit
 import chromadb
 from chromadb.api.client import SharedSystemClient
 from chromadb.config import Settings as ChromaSettings
-from chromadb.errors import ChromaAuthError, InvalidArgumentError
+from chromadb.errors import ChromaAuthError, InvalidArgumentError, NotFoundError
 
 from rag.errors import RagError
 from rag.library.chunks import Chunk
@@ -77,6 +78,7 @@ class _Client(Protocol):
     """How one kind of Chroma is reached, and where its local files go."""
 
     label: str
+    words_cached: bool  # the local word index caches what other machines write
 
     def open(self) -> Any: ...
     def changed(self) -> bool: ...
@@ -97,6 +99,8 @@ class _Embedded:
     after clearing Chroma's per-process cache costs about 10 ms, so ``changed``
     compares the index files' stat (two calls) and reopening happens only then.
     """
+
+    words_cached = False
 
     def __init__(self, index: Path) -> None:
         self.index = index
@@ -164,8 +168,13 @@ def _ends(pickle: Path) -> bool:
         return False
 
 
+_KEPT: dict[tuple[str, str], Any] = {}
+
+
 class _Server:
     """A Chroma server (``chroma run``), shared by every process and machine."""
+
+    words_cached = True
 
     def __init__(self, url: str, token: str | None) -> None:
         parts = urlsplit(url)
@@ -211,6 +220,27 @@ class _Server:
 
     def damaged_files(self, thorough: bool = True) -> list[Path]:
         return []  # the server's files are its own to look after
+
+    def _kept(self) -> Any:
+        """One client per server and token for the process: a chat asks whether it has
+        files before each question, and making a client costs more than asking."""
+        key = (self.url, str(self.headers))
+        if key not in _KEPT:
+            _KEPT[key] = self.open()
+        return _KEPT[key]
+
+    def has(self, name: str) -> bool:
+        try:
+            self._kept().get_collection(name)
+        except NotFoundError:
+            return False
+        return True
+
+    def drop(self, names: list[str]) -> None:
+        client = self._kept()
+        for name in names:
+            with contextlib.suppress(NotFoundError):  # gone already: what was asked
+                client.delete_collection(name)
 
     def catalog(self, client: Any, collection: str, index: Path) -> Catalog:
         return _ChromaCatalog(_collection(client, f"{collection}-documents", None))
