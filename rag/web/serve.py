@@ -25,10 +25,13 @@ from rag.config import Settings
 from rag.conversations.chat_tables import chat_id as valid_chat_id
 from rag.conversations.conversation import Conversations, Engine
 from rag.errors import ModelUnavailable, RagError
+from rag.library.access import OWNER, Reader
+from rag.library.freshness import LiveLibrary
 from rag.library.search import Library, open_library
 from rag.models.base import aclose
 from rag.models.routing import ModelPool
 from rag.web import limits, security
+from rag.web.keys import Keys
 from rag.web.openai_api import protocol
 from rag.web.openai_api.answers import Answer, answer_directly, answer_from_library
 from rag.web.openai_api.catalog import RAG_MODEL, Catalog, Target, model_id
@@ -78,30 +81,47 @@ def create_app(
     libraries: Mapping[str, Library] | Library,
     pool: ModelPool,
     api_key: str | None = None,
+    keys: Keys | None = None,
 ) -> Starlette:
-    """The API over ``libraries`` (collection name to library; the first is the default)."""
+    """The API over ``libraries`` (collection name to library; the first is the default)
+    and every library of the access record; ``keys``: per-user keys (#24)."""
     if isinstance(libraries, Library):
         libraries = {settings.collection: libraries}
     started = int(time.time())
     embedder = next(iter(libraries.values())).embedder  # one embedding model for all
-    catalog = Catalog(libraries, pool.load(settings.llm).name, embedder.name)
-    # One conversation service per collection; their chats share one store.
-    chats = {
-        name: Conversations(Engine.open(settings.with_overrides(collection=name), library))
-        for name, library in libraries.items()
-    }
+    chat_name = pool.load(settings.llm).name
+    catalog = Catalog(libraries, chat_name, embedder.name)
+    # One conversation service; each request reads only the library its model names.
+    engine = Engine(settings, LiveLibrary(next(iter(libraries.values()))), opened=libraries)
+    chats = Conversations(engine)
+    shelf = engine.shelf
+    static = list(libraries)
+    readers = _Readers(api_key, keys)
+
+    def catalog_of(reader: Reader) -> Catalog:
+        """The ids this reader may use, from the access record as it is now: a library
+        it may not read is no id at all."""
+        if reader == OWNER and not shelf.access.path.exists():
+            return catalog  # no libraries: as before them
+        served = dict.fromkeys([*static, *shelf.access.libraries()])
+        readable = set(shelf.names(reader))
+        names = [n for n in served if n in readable]
+        return Catalog(names, chat_name, embedder.name, limited=reader.only is not None)
 
     guesses = Guesses(settings)  # wrong keys, per client address
 
     def guarded(handler: Handler) -> Handler:
         async def checked(request: Request) -> Response:
-            if api_key:
+            request.state.reader = OWNER
+            if readers.required():
                 address = request.client.host if request.client else ""
                 if wait := guesses.begin(address):
                     return _too_many(wait)
-                if not security.key_matches(request.headers.get("authorization"), api_key):
+                reader = await asyncio.to_thread(readers.of, request.headers.get("authorization"))
+                if reader is None:
                     return WRONG_KEY.response()
                 guesses.succeeded(address)
+                request.state.reader = reader
             try:
                 return await handler(request)
             except ApiError as exc:
@@ -110,22 +130,25 @@ def create_app(
         return checked
 
     async def list_models(request: Request) -> Response:
+        offered = await asyncio.to_thread(catalog_of, request.state.reader)
         return JSONResponse(
             {
                 "object": "list",
-                "data": [protocol.model_entry(name, started) for name in catalog.listed],
+                "data": [protocol.model_entry(name, started) for name in offered.listed],
             }
         )
 
     async def get_model(request: Request) -> Response:
         name = request.path_params["model"]
-        if not (catalog.chat(name) or catalog.embeds(name)):
-            raise unknown_model(name, catalog.listed)
+        offered = await asyncio.to_thread(catalog_of, request.state.reader)
+        if not (offered.chat(name) or offered.embeds(name)):
+            raise unknown_model(name, offered.listed)
         return JSONResponse(protocol.model_entry(name, started))
 
     async def completions(request: Request) -> Response:
         req = protocol.parse(protocol.ChatRequest, await request.body())
-        target = _target(catalog, req.model)
+        reader: Reader = request.state.reader
+        target = _target(await asyncio.to_thread(catalog_of, reader), req.model)
         if req.stream_options is not None and not req.stream:
             raise bad_request(
                 "stream_options is only allowed when stream is true.", "stream_options"
@@ -135,7 +158,6 @@ def create_app(
         )
         wants_text = request.headers.get(SOURCES_HEADER, "").strip().lower() == "text"
         chat_id = _conversation_id(request)
-        conversations = chats.get(target.collection or "")
         answer = _answer(
             target,
             _messages(req, target, settings.max_question_chars),
@@ -143,8 +165,9 @@ def create_app(
             req.stops,
             pool,
             wants_text,
-            conversations,
+            chats,
             chat_id,
+            reader,
         )
         try:
             # Wait for the first piece before answering, so a model that cannot
@@ -261,7 +284,7 @@ def _messages(req: protocol.ChatRequest, target: Target, max_chars: int) -> list
             )
         # developer is the newer name of system
         messages.append({**m, "role": "system" if m["role"] == "developer" else m["role"]})
-    if target.library is not None and (
+    if target.collection is not None and (
         messages[-1]["role"] != "user" or not messages[-1]["content"].strip()
     ):
         raise bad_request("The last message must be the user's question.", "messages")
@@ -275,10 +298,11 @@ def _answer(
     stops: list[str],
     pool: ModelPool,
     sources_in_text: bool,
-    conversations: Conversations | None,
+    conversations: Conversations,
     chat_id: str | None,
+    reader: Reader,
 ) -> Answer:
-    if target.library is None or conversations is None:
+    if target.collection is None:
         return answer_directly(messages, pool, options, stops)
     return answer_from_library(
         messages,
@@ -286,10 +310,35 @@ def _answer(
         pool,
         options,
         stops,
-        collection=target.collection or "",
+        collection=target.collection,
         chat_id=chat_id,
         sources_in_text=target.sources_in_text or sources_in_text,
+        reader=reader,
     )
+
+
+class _Readers:
+    """Who a request is: the owner with ``RAG_SERVE_API_KEY`` (or with no key at all, on
+    loopback), else the user of a per-user key (rag/web/keys.py), read on every request
+    so that a revoked key is refused at once. Once keys exist, one is always required."""
+
+    def __init__(self, api_key: str | None, keys: Keys | None) -> None:
+        self.api_key, self.keys = api_key, keys
+        self._keys_seen = False
+
+    def required(self) -> bool:
+        if not (self.api_key or self._keys_seen) and self.keys is not None:
+            self._keys_seen = self.keys.exist()
+        return bool(self.api_key) or self._keys_seen
+
+    def of(self, authorization: str | None) -> Reader | None:
+        if self.api_key and security.key_matches(authorization, self.api_key):
+            return OWNER
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme != "Bearer" or self.keys is None:
+            return None
+        found = self.keys.check(token.strip())
+        return None if found is None else found.reader()
 
 
 def _extra(answer: Answer) -> dict:
