@@ -252,14 +252,30 @@ def app(world: World) -> Iterator[str]:
     running.close()
 
 
-def _in_the_app(url: str, user: str) -> set[str]:
-    """The libraries whose passages or files appear anywhere in what the app sent to
-    ``user`` for one question (the answer, its sources line, the side passages)."""
+def _app_events(url: str, user: str) -> str:
+    """Everything the app sent to ``user`` for one question in a new chat (its settings
+    panel, the answer, its sources line, the side passages), as text."""
     login = {"username": user, "password": PASSWORDS[user]}
     logged = httpx.post(f"{url}/login", data=login, timeout=30)
     assert logged.status_code == 200, logged.text
     cookie = "; ".join(f"{k}={v}" for k, v in logged.cookies.items())
-    return _words(json.dumps(socketio_chat(url, cookie, QUESTION)))
+    return json.dumps(socketio_chat(url, cookie, QUESTION))
+
+
+def _in_the_app(url: str, user: str) -> set[str]:
+    """The libraries whose passages or files appear anywhere in what the app sent."""
+    return _words(_app_events(url, user))
+
+
+def test_the_app_panel_lists_only_readable_libraries_and_sources_name_theirs(
+    world: World, app: str
+) -> None:
+    bob = _app_events(app, "bob")
+    assert '"library:shared"' in bob and "\\u00b7 shared" in bob
+    assert '"library:team"' not in bob and '"library:vault"' not in bob
+    alice = _app_events(app, "alice")
+    assert all(f'"library:{name}"' in alice for name in READS["alice"])
+    assert '"add_to"' in alice and '"add_to"' not in bob  # alice writes to vault
 
 
 def test_the_app_answers_each_user_from_their_libraries_and_a_revoke_counts(
