@@ -86,14 +86,19 @@ class Access:
 
     def _read(self, query: str, args: Iterable = ()) -> list[tuple]:
         """A read that never creates the file: no record, nothing recorded."""
+        return self._reads((query, args))[0]
+
+    def _reads(self, *queries: tuple[str, Iterable]) -> list[list[tuple]]:
+        """Several reads through one read-only connection (a question pays for one)."""
         if not self.path.exists():
-            return []
+            return [[] for _ in queries]
         uri = f"{self.path.resolve().as_uri()}?mode=ro"
         with closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
             try:
-                return db.execute(query, tuple(args)).fetchall()
+                return [db.execute(q, tuple(args)).fetchall() for q, args in queries]
             except sqlite3.OperationalError:
-                return []  # a record another process is creating right now: nothing yet
+                # A record another process is creating right now: nothing yet.
+                return [[] for _ in queries]
 
     # libraries
 
@@ -182,17 +187,20 @@ class Access:
         else their own and their groups' grants (and, to read, the default collection while
         it is no library); then only those a key names."""
         wanted = tuple(rights)
-        libraries = self.libraries()
-        if reader.user is None:
-            names = [default, *libraries]
-        else:
-            marks = ",".join("?" * len(wanted))
-            rows = self._read(
+        marks = ",".join("?" * len(wanted))
+        listed, rows = self._reads(
+            ("SELECT name FROM libraries ORDER BY name", ()),
+            (
                 "SELECT DISTINCT m.library FROM members m JOIN libraries l ON l.name = m.library "
                 f"WHERE m.can IN ({marks}) AND ((m.who = ? AND m.who NOT LIKE '@%') OR m.who IN "
                 "(SELECT '@' || name FROM groups WHERE user = ?)) ORDER BY m.library",
                 (*wanted, reader.user, reader.user),
-            )
+            ),
+        )
+        libraries = [r[0] for r in listed]
+        if reader.user is None:
+            names = [default, *libraries]
+        else:
             open_default = "read" in wanted and default not in libraries
             names = [default] * open_default + [r[0] for r in rows]
         found = list(dict.fromkeys(names))

@@ -133,7 +133,9 @@ def test_scale_benchmark_prints_both_stores_side_by_side():
     assert done.returncode == 0, done.stderr
     for store in ("embedded", "server"):
         assert re.search(
-            rf"^ +300 {store} +\d+ +\d+\.\d +\d+\.\d +\d+\.\d +\d+ +\d+\.\d$", done.stdout, re.M
+            rf"^ +300 {store} +\d+ +\d+\.\d +\d+\.\d +\d+\.\d +\d+\.\d +\d+ +\d+\.\d$",
+            done.stdout,
+            re.M,
         ), done.stdout
 
 
