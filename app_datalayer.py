@@ -162,14 +162,22 @@ async def reattach_passages(thread: ThreadDict, readable: Collection[str] | None
     session's copies are gone (Chainlit deletes them when a session ends). A passage of
     a library not in ``readable`` (the reader's now) is withheld: a revoke counts (#24)."""
     session = context.session
-    of_label = _libraries_of_labels(thread)
+    if readable is not None:
+        withhold_unreadable(thread, readable)
     for element in thread.get("elements") or []:
-        library = _library_of(str(dict(element).get("name") or ""), of_label)
-        if readable is not None and library is not None and library not in readable:
-            element["content"] = f"Withheld: the library {library} is no longer yours to read."
         if (text := dict(element).get("content")) is not None:
             ref = await session.persist_file(element["name"], "text/plain", content=str(text))
             element["url"] = f"/project/file/{ref['id']}?session_id={session.id}"
+
+
+def withhold_unreadable(thread: ThreadDict, readable: Collection[str]) -> None:
+    """Replace the text of every side passage (cited or evidence) of a library not in
+    ``readable`` by a line saying it is withheld."""
+    of_label = _libraries_of_labels(thread)
+    for element in thread.get("elements") or []:
+        library = _library_of(str(dict(element).get("name") or ""), of_label)
+        if library is not None and library not in readable:
+            element["content"] = f"Withheld: the library {library} is no longer yours to read."
 
 
 def _libraries_of_labels(thread: ThreadDict) -> dict[str, str]:

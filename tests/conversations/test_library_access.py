@@ -76,3 +76,27 @@ def test_an_export_withholds_passages_of_libraries_no_longer_readable():
     assert "BIRCH" in export_markdown(thread, entries)
     withheld = export_markdown(thread, entries, readable=["shared"])
     assert "BIRCH" not in withheld and "library vault is not readable" in withheld
+
+
+def test_a_resumed_chat_in_the_app_withholds_passages_of_unreadable_libraries():
+    from app_datalayer import withhold_unreadable
+
+    sources = [
+        {"n": 1, "label": "diary.txt", "library": "vault"},
+        {"n": 2, "label": "handbook.txt", "library": "shared"},
+    ]
+    thread = {
+        "id": "x",
+        "steps": [{"id": "s", "metadata": {"sources": sources}}],
+        "elements": [
+            {"name": "[1] diary.txt · vault", "content": "BIRCH"},
+            {"name": "Evidence 1: diary.txt", "content": "the word is **BIRCH**"},
+            {"name": "[2] handbook.txt · shared", "content": "MAPLE"},
+            {"name": "[1] notes.md", "content": "the chat's own file"},
+        ],
+    }
+    withhold_unreadable(thread, ["shared"])
+    texts = [e["content"] for e in thread["elements"]]
+    assert not any("BIRCH" in t for t in texts)
+    assert texts[2:] == ["MAPLE", "the chat's own file"]
+    assert "library vault" in texts[0]
