@@ -93,7 +93,13 @@ async def _answer(conv: Conversation, question: str, as_json: bool = False) -> N
     if shown:
         print("\nSources:" if cited else "\nRetrieved (not cited):")
     for n, hit in shown:
-        print(f"  [{n}] {hit.chunk.label()}  ({hit.chunk.source})")
+        print(f"  {_named(n, hit)}  ({hit.chunk.source})")
+
+
+def _named(n: int, hit: Any) -> str:
+    """A source as the app names it: number, label and the library it came from (#24)."""
+    library = hit.chunk.extra.get("library")
+    return f"[{n}] {hit.chunk.label()}" + (f" · {library}" if library else "")
 
 
 def _turn_json(turn: Turn) -> dict[str, Any]:
@@ -290,7 +296,7 @@ async def _compare(questions: list[str], specs: list[str], settings: Settings) -
             if shown:
                 print(
                     f"{'':40}   {'sources' if cited else 'retrieved'}: "
-                    + "; ".join(f"[{n}] {h.chunk.label()}" for n, h in shown)
+                    + "; ".join(_named(n, h) for n, h in shown)
                 )
     return 1 if failed else 0
 

@@ -110,8 +110,9 @@ def export_markdown(
                     lines.append(f"- [{s['n']}] withheld: library {library} is not readable")
                     continue
                 quote = " ".join(str(s.get("text", "")).split())
-                where = f", library {library}" if library else ""
-                lines.append(f"- [{s['n']}] {s['label']} (`{s['source']}`{where})")
+                lines.append(f"- [{s['n']}] {s['label']} (`{s['source']}`)")
+                if library:
+                    lines.append(f"  from the library {library}")
                 if quote:
                     lines.append(f"  > {quote}")
             lines.append("")
