@@ -6,7 +6,7 @@ from contextlib import aclosing
 
 import chainlit as cl
 from chainlit.config import FILES_DIRECTORY, config
-from chainlit.input_widget import Slider, Switch, TextInput
+from chainlit.input_widget import InputWidget, Select, Slider, Switch, TextInput
 from chainlit.server import app as server
 from chainlit.server import get_html_template
 
@@ -16,13 +16,22 @@ from app_login import login_ended, set_up_login
 from rag.answers import markdown as answer_markdown
 from rag.config import Settings
 from rag.conversations import transcript
-from rag.conversations.conversation import Conversation, Engine, SharedStart, profiles
+from rag.conversations.conversation import (
+    CHAT_FILES,
+    LIBRARY_SWITCH,
+    Conversation,
+    Engine,
+    profiles,
+)
 from rag.conversations.records import metadata
+from rag.conversations.starting import SharedStart
 from rag.errors import RagError
+from rag.library.access import OWNER, Reader
 from rag.models.queue import reporting
 from rag.models.spec import label
 from rag.sanitize import streamed
 from rag.web import limits, security
+from rag.web.auth import login_policy
 
 os.umask(0o077)  # chats, uploads, indexes, Chainlit's copies: this account's alone
 FILES_DIRECTORY.chmod(0o700)  # Chainlit's, made before this module runs
@@ -41,6 +50,7 @@ security.guard(server, SETTINGS, BIND, get_html_template(os.getenv("CHAINLIT_ROO
 limits.limit_app_server(server, SETTINGS)  # request size, time and count (#21)
 
 set_up_login(server, SETTINGS, BIND)  # login mode, proxies, a check on every request
+NO_LOGIN = login_policy(SETTINGS, BIND).mode == "none"  # everyone is the owner (#24)
 
 
 async def _start() -> Engine:
@@ -57,12 +67,44 @@ async def chat_profiles(user=None, language=None):
     return profile if len(specs) > 1 else None
 
 
+def _reader() -> Reader:
+    """Who asks: the logged-in user, or (no login, on loopback) the machine's owner (#24)."""
+    user = cl.user_session.get("user")
+    return Reader(user.identifier) if user and not NO_LOGIN else OWNER
+
+
+async def _panel(conv: Conversation) -> list[InputWidget]:
+    """The settings, with a switch per library this person may read (all on unless the
+    chat chose) and, for a writer, where attached files go."""
+    shelf = conv.engine.shelf
+    readable = await asyncio.to_thread(shelf.names, conv.reader)
+    writable = await asyncio.to_thread(shelf.writable, conv.reader)
+    switches: list[InputWidget] = [
+        Switch(
+            id=LIBRARY_SWITCH + name,
+            label=f"Library: {name}",
+            initial=conv.chosen is None or name in conv.chosen,
+        )
+        for name in readable
+    ]
+    if writable:
+        switches.append(
+            Select(
+                id="add_to",
+                label="Add attached files to",
+                values=[CHAT_FILES, *writable],
+                initial_value=conv.add_to or CHAT_FILES,
+            )
+        )
+    return PANEL + switches
+
+
 async def _conversation(thread: dict | None = None) -> Conversation:
     res = await engine()
     profile = cl.user_session.get("chat_profile")
-    conv = res.conversation(profile, thread, new_id=cl.context.session.thread_id)
+    conv = res.conversation(profile, thread, new_id=cl.context.session.thread_id, reader=_reader())
     cl.user_session.set("conversation", conv)
-    await cl.ChatSettings(PANEL).send()
+    await cl.ChatSettings(await _panel(conv)).send()
     return conv
 
 
@@ -78,8 +120,9 @@ async def start() -> None:
 
 @cl.on_chat_resume
 async def resume(thread) -> None:
-    await _conversation(dict(thread))  # with its history, files and cited passages
-    await reattach_passages(thread)
+    conv = await _conversation(dict(thread))  # with its history, files and cited passages
+    readable = await asyncio.to_thread(conv.engine.shelf.names, conv.reader)
+    await reattach_passages(thread, readable)  # none of a library it may no longer read
     await app_browser.offer()
 
 
@@ -113,7 +156,12 @@ async def answer(message: cl.Message) -> None:
     conv: Conversation = cl.user_session.get("conversation")
     try:
         for f in [e for e in message.elements if e.path]:  # into this chat's own library
-            report = await conv.attach(str(f.path), f.name, consume=True)  # Chainlit's copy goes
+            if conv.add_to:  # or into a shared library, for a writer (checked there)
+                report = await conv.add_to_library(str(f.path), f.name, conv.add_to, True)
+            else:
+                report = await conv.attach(
+                    str(f.path), f.name, consume=True
+                )  # Chainlit's copy goes
             await cl.Message(content=report, author="Library").send()
         if not message.content.strip():
             return  # files only: they were announced above

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Collection
 
 from chainlit.context import context
 from chainlit.data.base import BaseDataLayer
@@ -156,14 +157,47 @@ class RagDataLayer(BaseDataLayer):
         return []
 
 
-async def reattach_passages(thread: ThreadDict) -> None:
+async def reattach_passages(thread: ThreadDict, readable: Collection[str] | None = None) -> None:
     """Cited passages of a resumed chat, served from this session's files: the old
-    session's copies are gone (Chainlit deletes them when a session ends)."""
+    session's copies are gone (Chainlit deletes them when a session ends). A passage of
+    a library not in ``readable`` (the reader's now) is withheld: a revoke counts (#24)."""
     session = context.session
+    if readable is not None:
+        withhold_unreadable(thread, readable)
     for element in thread.get("elements") or []:
         if (text := dict(element).get("content")) is not None:
             ref = await session.persist_file(element["name"], "text/plain", content=str(text))
             element["url"] = f"/project/file/{ref['id']}?session_id={session.id}"
+
+
+def withhold_unreadable(thread: ThreadDict, readable: Collection[str]) -> None:
+    """Replace the text of every side passage (cited or evidence) of a library not in
+    ``readable`` by a line saying it is withheld."""
+    of_label = _libraries_of_labels(thread)
+    for element in thread.get("elements") or []:
+        library = _library_of(str(dict(element).get("name") or ""), of_label)
+        if library is not None and library not in readable:
+            # Chainlit's ElementDict omits it, but a stored element carries its text there.
+            element["content"] = f"Withheld: the library {library} is no longer yours to read."  # type: ignore[typeddict-unknown-key]
+
+
+def _libraries_of_labels(thread: ThreadDict) -> dict[str, str]:
+    """Each source label of the chat's answers with the library it came from."""
+    found: dict[str, str] = {}
+    for step in thread.get("steps") or []:
+        for source in (step.get("metadata") or {}).get("sources") or []:
+            if isinstance(source, dict) and source.get("library"):
+                found[str(source.get("label"))] = str(source["library"])
+    return found
+
+
+def _library_of(name: str, of_label: dict[str, str]) -> str | None:
+    """The library of a side passage by its name: "[n] label · library", or an evidence
+    passage "Evidence n: label" (its label's library)."""
+    if " · " in name:
+        return name.rpartition(" · ")[2]
+    label = name.split(": ", 1)[1] if name.startswith("Evidence ") and ": " in name else name
+    return of_label.get(label)
 
 
 def new_chat() -> None:

@@ -60,7 +60,7 @@ def search_everywhere(
         return []
     [vector] = libraries[0].embedder.embed([query])  # same embedder everywhere
     found = [
-        h
+        _from(h, lib.settings.collection if lib.settings.index == settings.index else None)
         for lib in libraries
         for h in retrieval.search_by_vector(lib, query, vector, settings.top_k, options(lib))
     ]
@@ -69,6 +69,13 @@ def search_everywhere(
             key=lambda h: h.similarity if h.similarity is not None else h.score, reverse=True
         )
     return [replace(h, rank=r) for r, h in enumerate(found[: settings.top_k], start=1)]
+
+
+def _from(hit: Hit, library: str | None) -> Hit:
+    """The hit, saying which library it came from (None: the chat's own files)."""
+    if library is None:
+        return hit
+    return replace(hit, chunk=replace(hit.chunk, extra={**hit.chunk.extra, "library": library}))
 
 
 async def prepare(

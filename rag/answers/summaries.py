@@ -106,6 +106,19 @@ def locate(library: Library, path: str) -> Request:
     raise RagError(f"{path} is not in the index: add it with `rag ingest {path}`.")
 
 
+def locate_in(libraries: Sequence[Library], path: str) -> Request:
+    """``locate`` in the first of ``libraries`` (those its reader may read) holding it."""
+    for library in libraries:
+        try:
+            return locate(library, path)
+        except RagError as exc:
+            if "is not in the index" not in str(exc):
+                raise
+    raise RagError(
+        f"{path} is in none of the libraries you may read: add it with `rag ingest {path}`."
+    )
+
+
 def _messages(template: str, name: str, text: str) -> list[Message]:
     return [
         {"role": "system", "content": SYSTEM},

@@ -14,14 +14,14 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from rag.cli import ask, chats, library, models, search, serve, users
+from rag.cli import access, ask, chats, library, models, search, serve, users
 from rag.cli.base import AddCommand, Handler
 from rag.config import Settings
 from rag.errors import ModelUnavailable, RagError
 from rag.sanitize import terminal_text
 
 USAGE_ERROR = 2
-GROUPS = (library, search, ask, chats, serve, models, users)
+GROUPS = (library, search, ask, chats, serve, models, users, access)
 # The order `rag --help` has always listed the commands in (the groups interleave).
 ORDER = (
     "ingest",
@@ -39,6 +39,8 @@ ORDER = (
     "compare",
     "user",
     "model",
+    "library",
+    "key",
 )
 
 

@@ -27,11 +27,21 @@ def _add_ask(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print answer, evidence, sources and stats as one JSON object",
     )
+    _add_reader(p)
     p.set_defaults(run=cmd_ask)
 
 
+def _add_reader(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--user",
+        default=None,
+        help="answer as this user, from the libraries they may read (default: the "
+        "machine's own account, which reads every library)",
+    )
+
+
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
-    return asyncio.run(_ask(args.question, settings, as_json=args.json))
+    return asyncio.run(_ask(args.question, settings, as_json=args.json, user=args.user))
 
 
 def _progress(done: int, total: int) -> None:
@@ -39,12 +49,15 @@ def _progress(done: int, total: int) -> None:
         print(f"summarising: step {done + 1} of {total}", file=sys.stderr, flush=True)
 
 
-async def _ask(question: str, settings: Settings, as_json: bool = False) -> int:
+async def _ask(
+    question: str, settings: Settings, as_json: bool = False, user: str | None = None
+) -> int:
     from rag.conversations.conversation import Conversation, Engine
+    from rag.library.access import Reader
     from rag.models.routing import ModelPool
 
     ModelPool(settings)  # checks every spec before the embedder loads
-    conv = Conversation(Engine.open(settings))
+    conv = Conversation(Engine.open(settings), reader=Reader(user))
     await _answer(conv, question, as_json)
     return 0
 
@@ -88,7 +101,13 @@ async def _answer(conv: Conversation, question: str, as_json: bool = False) -> N
     if shown:
         print("\nSources:" if cited else "\nRetrieved (not cited):")
     for n, hit in shown:
-        print(f"  [{n}] {hit.chunk.label()}  ({hit.chunk.source})")
+        print(f"  {_named(n, hit)}  ({hit.chunk.source})")
+
+
+def _named(n: int, hit: Any) -> str:
+    """A source as the app names it: number, label and the library it came from (#24)."""
+    library = hit.chunk.extra.get("library")
+    return f"[{n}] {hit.chunk.label()}" + (f" · {library}" if library else "")
 
 
 def _turn_json(turn: Turn) -> dict[str, Any]:
@@ -110,12 +129,14 @@ def _turn_json(turn: Turn) -> dict[str, Any]:
                 "heading": h.chunk.heading,
                 "start": h.chunk.start,
                 "end": h.chunk.end,
+                "library": h.chunk.extra.get("library"),
             }
             for n, h in shown
         ],
         "unsupported": [c.as_dict() for c in turn.unsupported],
         "notices": turn.notices(),
         "model": turn.model,
+        "summary": turn.summary.source if turn.summary is not None else None,
         "stats": {
             "retrieval_ms": round(st.retrieval_ms, 1),
             "prompt_tokens": st.prompt_tokens,
@@ -140,14 +161,19 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _chat(settings: Settings, resume: str | None, user: str | None) -> int:
-    from rag.conversations.conversation import Conversations, Engine
+    from rag.conversations.conversation import Engine
     from rag.conversations.records import LOCAL_USER
+    from rag.conversations.stored_chats import Conversations
+    from rag.library.access import Reader
     from rag.models.routing import ModelPool
 
     ModelPool(settings)
     chats = Conversations(Engine.open(settings))
+    reader = Reader(user)  # a user named reads their libraries; else the owner, every one
     user = user or LOCAL_USER
-    conv = await (chats.open(resume, user) if resume else chats.create(user))
+    conv = await (
+        chats.open(resume, user, reader=reader) if resume else chats.create(user, reader=reader)
+    )
     try:
         print(
             f"Chat {conv.id} ({len(conv.history) // 2} earlier exchange(s)). Ask a question;"
@@ -184,22 +210,25 @@ def _add_summarize(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("path", help="the document: its path or file name as indexed")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_reader(p)
     p.set_defaults(run=cmd_summarize)
 
 
 def cmd_summarize(args: argparse.Namespace, settings: Settings) -> int:
-    return asyncio.run(_summarize(args.path, settings, args.json))
+    return asyncio.run(_summarize(args.path, settings, args.json, args.user))
 
 
-async def _summarize(path: str, settings: Settings, as_json: bool) -> int:
+async def _summarize(path: str, settings: Settings, as_json: bool, user: str | None) -> int:
     from rag.answers import answering as chat
     from rag.answers import summaries
-    from rag.library.search import open_library
+    from rag.conversations.conversation import Engine
+    from rag.library.access import Reader
     from rag.models.routing import ModelPool
 
     pool = ModelPool(settings)
-    library = open_library(settings)
-    request = await asyncio.to_thread(summaries.locate, library, path)
+    shelf = Engine.open(settings).shelf
+    libraries = await asyncio.to_thread(shelf.readable, Reader(user))
+    request = await asyncio.to_thread(summaries.locate_in, libraries, path)
     turn = chat.Turn(f"Summarize {request.name}", [], summary=request, progress=_progress)
     async for delta in chat.stream_answer(turn, pool, settings):
         if not as_json:
@@ -280,7 +309,7 @@ async def _compare(questions: list[str], specs: list[str], settings: Settings) -
             if shown:
                 print(
                     f"{'':40}   {'sources' if cited else 'retrieved'}: "
-                    + "; ".join(f"[{n}] {h.chunk.label()}" for n, h in shown)
+                    + "; ".join(_named(n, h) for n, h in shown)
                 )
     return 1 if failed else 0
 

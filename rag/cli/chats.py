@@ -13,7 +13,7 @@ from rag.cli.base import AddCommand, Subcommands
 from rag.config import Settings
 
 if TYPE_CHECKING:
-    from rag.conversations.conversation import Conversations
+    from rag.conversations.stored_chats import Conversations
 
 T = TypeVar("T")
 
@@ -29,6 +29,12 @@ def _add_chats(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     p = chats_sub.add_parser("export", parents=[common], help="a chat as Markdown with sources")
     p.add_argument("id")
     p.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+    p.add_argument(
+        "--user",
+        default=None,
+        help="export as this user: their chat, without passages of libraries they may no "
+        "longer read (default: the machine's own account, any chat, every passage)",
+    )
     p.set_defaults(run=cmd_chats_export)
     p = chats_sub.add_parser(
         "delete", parents=[common], help="delete a chat with its messages and files"
@@ -38,7 +44,8 @@ def _add_chats(sub: Subcommands, common: argparse.ArgumentParser) -> None:
 
 
 def _chats_call(settings: Settings, call: Callable[[Conversations], Awaitable[T]]) -> T:
-    from rag.conversations.conversation import Conversations, Engine
+    from rag.conversations.conversation import Engine
+    from rag.conversations.stored_chats import Conversations
 
     async def run() -> T:
         chats = Conversations(Engine(settings, live=None))  # no library: nothing is searched
@@ -81,7 +88,14 @@ def cmd_chats_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_chats_export(args: argparse.Namespace, settings: Settings) -> int:
-    text = _chats_call(settings, lambda chats: chats.export(args.id, user=None))
+    from rag.library.access import Access, Reader, access_path
+
+    readable = None
+    if args.user is not None:  # read afresh: a revoke since the chat withholds its passages
+        readable = Access(access_path(settings)).readable(Reader(args.user), settings.collection)
+    text = _chats_call(
+        settings, lambda chats: chats.export(args.id, user=args.user, readable=readable)
+    )
     if args.output:
         args.output.write_text(text, encoding="utf-8")
         print(f"wrote {args.output}")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag.cli.base import AddCommand, Subcommands
 from rag.config import Settings
+from rag.errors import RagError
 
 if TYPE_CHECKING:  # the store module loads Chroma: only commands that need it import it
     from rag.library.store import LibraryStore
@@ -54,14 +55,30 @@ def _add_ingest(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="after ingesting, keep the index in step as files change (Ctrl-C stops)",
     )
+    p.add_argument(
+        "--library",
+        metavar="NAME",
+        help="put the documents into this library (`rag library create NAME` made it)",
+    )
     p.set_defaults(run=cmd_ingest)
+
+
+def _into_library(settings: Settings, name: str | None) -> Settings:
+    """The settings that write into library ``name``: a library is its own collection."""
+    from rag.library.access import Access, access_path
+
+    if name is None or name == settings.collection:
+        return settings
+    if name not in Access(access_path(settings)).libraries():
+        raise RagError(f"There is no library {name!r}: `rag library create {name}` makes it.")
+    return settings.with_overrides(collection=name)
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from rag.ingest.pipeline import Ingestor, discover
     from rag.library.search import open_library
 
-    settings = settings.with_overrides(ocr=args.ocr)
+    settings = _into_library(settings.with_overrides(ocr=args.ocr), args.library)
     target = None if args.watch else discover(args.paths, exclude=[settings.index])
     library = open_library(settings)
     ingestor = Ingestor(library, private=args.private)

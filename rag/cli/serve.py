@@ -47,14 +47,20 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from rag.models.routing import ModelPool
     from rag.web import limits, security
+    from rag.web.keys import Keys
     from rag.web.serve import create_app, describe, open_libraries
+    from rag.web.users import users_path
 
     key = security.serve_key(settings, args.api_key_file, args.api_key)
-    security.check_bind(args.host, key, args.insecure_no_key)  # before anything loads
+    keys = Keys(users_path(settings))  # per-user keys (`rag key create`), read per request
+    # before anything loads
+    security.check_bind(
+        args.host, key or ("per-user" if keys.exist() else None), args.insecure_no_key
+    )
     pool = ModelPool(settings)
     names = args.collections or settings.serve_collections or [settings.collection]
     libraries = open_libraries(settings, names)
-    app = create_app(settings, libraries, pool, api_key=key)
+    app = create_app(settings, libraries, pool, api_key=key, keys=keys)
     # Only requests addressed to this machine by name (no DNS rebinding), from no web page
     # of another origin.
     guarded = security.HostOriginGuard(

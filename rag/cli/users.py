@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from rag.cli.base import AddCommand, Subcommands
 from rag.config import Settings
 from rag.errors import RagError
+
+if TYPE_CHECKING:
+    from rag.library.access import Access
 
 
 def _add_user(sub: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -17,7 +21,23 @@ def _add_user(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         "add", parents=[common], help="add a user or set a new password (asked, or read from stdin)"
     )
     p.add_argument("name")
+    p.add_argument(
+        "--group",
+        dest="groups",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        help="also put the user in this group; repeatable",
+    )
     p.set_defaults(run=cmd_user_add)
+    for action, run, what in (
+        ("join", cmd_user_join, "put a user in a group (its libraries, from the next question)"),
+        ("leave", cmd_user_leave, "take a user out of a group, from the next question"),
+    ):
+        p = user_sub.add_parser(action, parents=[common], help=what)
+        p.add_argument("name")
+        p.add_argument("group")
+        p.set_defaults(run=run)
     p = user_sub.add_parser("remove", parents=[common], help="remove a user")
     p.add_argument("name")
     p.set_defaults(run=cmd_user_remove)
@@ -48,7 +68,30 @@ def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
     users = Users(users_path(settings))
     new = users.add(args.name, _read_password())
     print(f"{'Added' if new else 'Changed the password of'} {args.name} ({users.path}).")
+    for group in args.groups:
+        _access(settings).join(args.name, group)
+        print(f"{args.name} is in the group {group}.")
     return 0
+
+
+def _access(settings: Settings) -> Access:
+    from rag.library.access import Access, access_path
+
+    return Access(access_path(settings))
+
+
+def cmd_user_join(args: argparse.Namespace, settings: Settings) -> int:
+    _access(settings).join(args.name, args.group)
+    print(f"{args.name} is in the group {args.group}.")
+    return 0
+
+
+def cmd_user_leave(args: argparse.Namespace, settings: Settings) -> int:
+    if _access(settings).leave(args.name, args.group):
+        print(f"{args.name} left the group {args.group}.")
+        return 0
+    print(f"{args.name} was not in the group {args.group}.")
+    return 1
 
 
 def cmd_user_remove(args: argparse.Namespace, settings: Settings) -> int:

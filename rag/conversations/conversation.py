@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ from rag.conversations import transcript, uploads
 from rag.conversations.chat_store import ChatStore
 from rag.conversations.chat_tables import chat_id, sweep_older
 from rag.conversations.records import (
-    LOCAL_USER,
     Entry,
     entries_from_steps,
     link_private,
@@ -36,12 +35,16 @@ from rag.conversations.records import (
     text_of,
 )
 from rag.errors import RagError
+from rag.library.access import OWNER, Reader
 from rag.library.freshness import LiveLibrary
 from rag.library.live import Library, open_library
+from rag.library.shelf import Shelf
 from rag.models.base import ChatModel
 from rag.models.routing import ModelPool
 from rag.models.spec import label
 
+LIBRARY_SWITCH = "library:"  # the app's settings panel: one switch per readable library
+CHAT_FILES = "this chat only"  # the panel's choice of where attached files go
 NO_LIBRARY = (
     "The library is switched off and this chat has no files: attach a file or "
     "switch the library on in the settings."
@@ -53,31 +56,16 @@ def profiles(settings: Settings) -> list[str]:
     return list(dict.fromkeys([settings.llm, *settings.llm_fallback]))
 
 
-class SharedStart:
-    """An engine started by the first caller and shared by every later one. A caller
-    that goes away (a closed tab) does not cancel the start; a start that failed
-    (a model server not up yet) is tried again by the next caller."""
-
-    def __init__(self, start: Callable[[], Awaitable[Engine]]) -> None:
-        self._start = start
-        self._task: asyncio.Future[Engine] | None = None
-
-    async def __call__(self) -> Engine:
-        task = self._task = self._task or asyncio.ensure_future(self._start())
-        try:
-            return await asyncio.shield(task)
-        except Exception:
-            if self._task is task and task.done():
-                self._task = None
-            raise
-
-
 class Engine:
     """What every conversation of a process shares: settings, the library, loaded
     models (one per spec, shared by every profile's pool) and the chat store."""
 
     def __init__(
-        self, settings: Settings, live: LiveLibrary | None, store: ChatStore | None = None
+        self,
+        settings: Settings,
+        live: LiveLibrary | None,
+        store: ChatStore | None = None,
+        opened: Mapping[str, Library] | None = None,
     ) -> None:
         self.settings = settings
         self.live = live
@@ -85,11 +73,21 @@ class Engine:
         self.models: dict[str, ChatModel] = {}
         self.pools: dict[str, ModelPool] = {}
         self._opening = asyncio.Lock()
+        self._opened = dict(opened or {})
+        self._shelf: Shelf | None = None
 
     @classmethod
     def open(cls, settings: Settings, library: Library | None = None) -> Engine:
         """Blocking: loads the embedding model and opens the index."""
         return cls(settings, LiveLibrary(library or open_library(settings)))
+
+    @property
+    def shelf(self) -> Shelf:
+        """Every library of the index, handed out by who may read it (#24)."""
+        if self._shelf is None:
+            opened = self._opened or {self.settings.collection: self.shared.library}
+            self._shelf = Shelf(self.settings, opened)
+        return self._shelf
 
     @classmethod
     async def start(
@@ -134,12 +132,15 @@ class Engine:
     def profiles(self) -> list[str]:
         return profiles(self.settings)
 
-    def conversation(self, profile: str | None, thread: dict | None, new_id: str) -> Conversation:
-        """A stored chat to resume, or a new one; its model is the chosen profile's."""
+    def conversation(
+        self, profile: str | None, thread: dict | None, new_id: str, reader: Reader = OWNER
+    ) -> Conversation:
+        """A stored chat to resume, or a new one; its model is the chosen profile's, and
+        it reads what ``reader`` may read."""
         spec = next((s for s in self.profiles() if label(s) == profile), self.settings.llm)
         if thread is not None:
-            return Conversation.from_thread(self, thread, spec=spec)
-        return Conversation(self, id=new_id, spec=spec)
+            return Conversation.from_thread(self, thread, spec=spec, reader=reader)
+        return Conversation(self, id=new_id, spec=spec, reader=reader)
 
     def pool(self, spec: str | None = None) -> ModelPool:
         """The chosen model first, then the configured fallbacks."""
@@ -165,8 +166,13 @@ class Conversation:
         use_library: bool = True,
         history: Sequence[Entry] = (),
         persist: bool = False,
+        reader: Reader = OWNER,
+        chosen: Collection[str] | None = None,
     ) -> None:
         self.engine = engine
+        # Who asks, and which of the libraries they may read they chose (None: all).
+        self.reader, self.chosen = reader, None if chosen is None else set(chosen)
+        self.add_to: str | None = None  # a library the chat's files go to (None: the chat)
         self.id = chat_id(id) if id is not None else str(uuid.uuid4())
         self.user_id = user_id
         self.options = options or engine.settings
@@ -208,13 +214,26 @@ class Conversation:
             if consume:
                 Path(path).unlink(missing_ok=True)
 
+    async def add_to_library(
+        self, path: str | Path, name: str, library: str, consume: bool = False
+    ) -> str:
+        """``attach``, into a shared library this reader may write to now (#24)."""
+        try:
+            return await asyncio.to_thread(
+                uploads.add_for, self.engine.shelf, self.reader, library, str(path), name
+            )
+        finally:
+            if consume:
+                Path(path).unlink(missing_ok=True)
+
     async def files(self) -> list[str]:
         found = await asyncio.to_thread(self._open_uploads, False)
         return uploads.names(found) if found else []
 
     def libraries(self) -> list[Library]:
-        """Blocking: the shared library (seeing `rag ingest` runs) and this chat's files."""
-        found = [self.engine.shared.current()] if self.use_library else []
+        """Blocking: the libraries this reader may read now, of those chosen (seeing `rag
+        ingest` runs; the access record is read again on every call), and this chat's files."""
+        found = self.engine.shelf.readable(self.reader, self.chosen) if self.use_library else []
         own = self._open_uploads(False)
         return found + ([own.library] if own else [])
 
@@ -225,11 +244,20 @@ class Conversation:
             top_k=int(values["top_k"]), temperature=float(values["temperature"]), sources=globs
         )
         self.use_library = bool(values.get("use_library", True))
+        switches = [k for k in values if k.startswith(LIBRARY_SWITCH)]
+        if switches:  # the app's panel: the libraries switched on (of those readable)
+            self.chosen = {k.removeprefix(LIBRARY_SWITCH) for k in switches if values[k]}
+        add_to = str(values.get("add_to") or "")
+        self.add_to = None if add_to in ("", CHAT_FILES) else add_to
+
+    def readable_documents(self) -> list[Any]:
+        """Blocking: the documents of every library this reader may read."""
+        libraries = self.engine.shelf.readable(self.reader)
+        return [d for lib in libraries for d in lib.store.documents().values()]
 
     async def greeting(self) -> str:
         """The welcome: how many documents, and which model answers (or why none can)."""
-        library = await asyncio.to_thread(self.engine.shared.current)
-        documents = list((await asyncio.to_thread(library.store.documents)).values())
+        documents = await asyncio.to_thread(self.readable_documents)
         private = sum(d.private for d in documents)
         try:
             model = await asyncio.to_thread(self.engine.pool(self.spec).load, self.spec)
@@ -316,7 +344,8 @@ class Conversation:
         thread = {"id": self.id}
         if row is not None:
             thread |= {"name": row["name"], "createdAt": row["created_at"]}
-        return transcript.export_markdown(thread, self.history)
+        readable = await asyncio.to_thread(self.engine.shelf.names, self.reader)
+        return transcript.export_markdown(thread, self.history, readable=readable)
 
     async def save_thread(self, name: str | None) -> None:
         store = self.engine.store
@@ -336,6 +365,8 @@ class Conversation:
         chosen = (thread.get("metadata") or {}).get("chat_settings") or {}
         if {"top_k", "temperature"} <= set(chosen):
             conv.configure(chosen)  # the settings panel as the chat last had it
+            if kwargs.get("chosen") is not None:  # the caller's choice (a served library) wins
+                conv.chosen = set(kwargs["chosen"])
         return conv
 
     @classmethod
@@ -353,72 +384,3 @@ class Conversation:
         entries = [Entry(m["role"], t, t in private) for m, t in zip(turns[:-1], texts)]
         link_private(entries)
         return cls(engine, history=entries, **kwargs), texts[-1]
-
-
-class Conversations:
-    """Stored conversations of one engine, per user (``ConversationStore``)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    async def _store(self) -> ChatStore:
-        return await self.engine.open_store()
-
-    async def user_id(self, identifier: str = LOCAL_USER) -> str:
-        return (await (await self._store()).ensure_user(identifier))["id"]
-
-    async def create(self, user: str = LOCAL_USER, **kwargs: Any) -> Conversation:
-        """A new stored chat; under the id given (``rag serve``'s header) only when
-        nothing is stored under it yet: no chat, no files."""
-        conv = Conversation(self.engine, user_id=await self.user_id(user), persist=True, **kwargs)
-        store = await self._store()
-        if kwargs.get("id") is not None and (
-            await store.thread_row(conv.id) is not None or store.files_dir(conv.id).exists()
-        ):
-            raise RagError(f"The chat id {conv.id!r} is taken; choose a new UUID.")
-        return conv
-
-    async def thread(self, chat_id: str, user: str | None = LOCAL_USER) -> dict:
-        """The stored chat; ``user=None`` (the machine's own CLI) may read any."""
-        thread = await (await self._store()).thread(chat_id)
-        if thread is None or (user is not None and thread.get("userIdentifier") != user):
-            raise RagError(f"There is no chat {chat_id!r}; `rag chats list` shows them.")
-        return thread
-
-    async def open(
-        self, chat_id: str, user: str | None = LOCAL_USER, **kwargs: Any
-    ) -> Conversation:
-        """A stored conversation, with its history and files, to continue."""
-        thread = await self.thread(chat_id, user)
-        return Conversation.from_thread(self.engine, thread, persist=True, **kwargs)
-
-    async def for_request(
-        self,
-        messages: Sequence[dict],
-        chat_id: str | None = None,
-        user: str = LOCAL_USER,
-        **kwargs: Any,
-    ) -> tuple[Conversation, str]:
-        """What ``rag serve`` needs for one request: with ``chat_id``, the stored chat
-        (its history and files; the answer is stored in it) and the last user
-        message; without, a conversation made of the messages sent."""
-        if chat_id is None:
-            return await Conversation.from_messages(self.engine, messages, **kwargs)
-        conv = await self.open(chat_id, user, **kwargs)
-        users = [m for m in messages if m.get("role") == "user"]
-        if not users:
-            raise RagError("The last message must come from the user.")
-        return conv, text_of(users[-1].get("content"))
-
-    async def list(self, user: str | None = LOCAL_USER, first: int = 100) -> list[dict]:
-        store = await self._store()
-        user_id = None if user is None else (await store.ensure_user(user))["id"]
-        page, _ = await store.list_threads(user_id, first=first)
-        return page
-
-    async def delete(self, chat_id: str, user: str | None = LOCAL_USER) -> None:
-        await self.thread(chat_id, user)
-        await (await self._store()).delete_thread(chat_id)
-
-    async def export(self, chat_id: str, user: str | None = LOCAL_USER) -> str:
-        return transcript.export_markdown(await self.thread(chat_id, user))

@@ -42,6 +42,7 @@ def sources(turn: Turn) -> list[dict]:
             "source": h.chunk.source,
             "cited": cited,
             "private": bool(h.chunk.extra.get("private")),
+            "library": h.chunk.extra.get("library"),
             "text": h.chunk.text,
         }
         for n, h in shown

@@ -3,7 +3,7 @@ welcome, and a whole chat exported as Markdown. Shared by the app and the CLI.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from rag.answers import markdown
 from rag.answers.turn import Turn
@@ -45,8 +45,16 @@ def sources_line(turn: Turn) -> tuple[str, list[tuple[int, Hit]]]:
     if not shown:
         return "", shown
     heading = "Sources" if cited else "Retrieved passages (the answer cites none)"
-    names = ", ".join(f"[{n}] {safe_label(h.chunk.label())}" for n, h in shown)
+    names = ", ".join(passage_name(n, h) for n, h in shown)
     return f"\n\n**{heading}:** {names}", shown
+
+
+def passage_name(n: int, hit: Hit) -> str:
+    """A source as the app names it: its number, its label and the library it came from
+    (none for the chat's own files)."""
+    library = hit.chunk.extra.get("library")
+    where = f" · {safe_label(str(library))}" if library else ""
+    return f"[{n}] {safe_label(hit.chunk.label())}{where}"
 
 
 def welcome(
@@ -73,9 +81,13 @@ def welcome(
     )
 
 
-def export_markdown(thread: dict, entries: Sequence[Entry] | None = None) -> str:
+def export_markdown(
+    thread: dict, entries: Sequence[Entry] | None = None, readable: Collection[str] | None = None
+) -> str:
     """The chat as Markdown: each question, each answer and the passages it cites; from
-    ``entries`` (a live chat's own history) when given, else from the stored steps."""
+    ``entries`` (a live chat's own history) when given, else from the stored steps. A
+    passage of a library not in ``readable`` (what the reader may read now; None: every
+    one) is withheld: the chat may predate a revoke (#24)."""
     lines = [
         f"# {thread.get('name') or 'Chat'}",
         "",
@@ -93,8 +105,14 @@ def export_markdown(thread: dict, entries: Sequence[Entry] | None = None) -> str
             heading = "Sources" if entry.sources[0].get("cited") else "Retrieved passages"
             lines += [f"**{heading}:**", ""]
             for s in entry.sources:
+                library = s.get("library")
+                if readable is not None and library and library not in readable:
+                    lines.append(f"- [{s['n']}] withheld: library {library} is not readable")
+                    continue
                 quote = " ".join(str(s.get("text", "")).split())
                 lines.append(f"- [{s['n']}] {s['label']} (`{s['source']}`)")
+                if library:
+                    lines.append(f"  from the library {library}")
                 if quote:
                     lines.append(f"  > {quote}")
             lines.append("")
@@ -113,10 +131,7 @@ def finished(turn: Turn) -> tuple[str, list[tuple[str, str]]]:
     side passages as (name, Markdown): the cited ones, and each evidence sentence's
     passage with the sentence highlighted."""
     sources, shown = sources_line(turn)
-    passages = [
-        (f"[{n}] {safe_label(h.chunk.label())}", safe_markdown(passage_text(turn, h)))
-        for n, h in shown
-    ]
+    passages = [(passage_name(n, h), safe_markdown(passage_text(turn, h))) for n, h in shown]
     passages += [
         (
             safe_label(markdown.evidence_name(n, e)),

@@ -21,15 +21,28 @@ from pathlib import Path
 
 from rag.config import Settings
 from rag.embeddings.embedder import Embedder
+from rag.errors import RagError
 from rag.ingest.loaders import FORMATS, Unreadable, is_supported
 from rag.ingest.pipeline import Ingestor, Target
 from rag.ingest.readers import check
 from rag.ingest.sandbox import Limits, Sandbox
+from rag.library.access import Reader
 from rag.library.live import Library, open_library
+from rag.library.shelf import Shelf
 from rag.library.store import drop_library, library_exists
 
 ORIGIN = "upload"
-__all__ = ["FORMATS", "ORIGIN", "ChatUploads", "add", "create", "discard", "refused"]
+__all__ = [
+    "FORMATS",
+    "ORIGIN",
+    "ChatUploads",
+    "add",
+    "add_for",
+    "add_to_library",
+    "create",
+    "discard",
+    "refused",
+]
 
 
 @dataclass(frozen=True)
@@ -89,18 +102,41 @@ def _safe_name(name: str) -> str:
 
 def add(uploads: ChatUploads, path: str, name: str) -> str:
     """Ingest one uploaded file; return one sentence for the chat."""
+    return _add(uploads.library, uploads.folder / "files", path, name, True, "this chat")
+
+
+def add_to_library(library: Library, folder: Path, path: str, name: str) -> str:
+    """Ingest one uploaded file into a shared library (#24), its copy kept in ``folder``
+    (the document's source); the caller checked that its reader may write there."""
+    where = f"the library {library.settings.collection}"
+    return _add(library, folder, path, name, False, where)
+
+
+def add_for(shelf: Shelf, reader: Reader, library: str, path: str, name: str) -> str:
+    """``add_to_library`` for ``reader``, when the access record says, now, that they may
+    write to ``library``; the copy is kept under the index, in library-files/."""
+    try:
+        if library not in shelf.writable(reader):
+            return f"**{name}** was not added: you may not add to the library {library}."
+        folder = shelf.settings.index / "library-files" / library
+        return add_to_library(shelf.library(library), folder, path, name)
+    except RagError as exc:
+        return f"**{name}** could not be added: {exc}"
+
+
+def _add(library: Library, folder: Path, path: str, name: str, private: bool, where: str) -> str:
     # Chainlit stores uploads under random names and deletes them at the session's
     # end; a copy under the real name gives sources a name people recognise.
-    target = uploads.folder / "files" / _safe_name(name)
-    settings = uploads.library.settings
+    target = folder / _safe_name(name)
+    settings = library.settings
     refusal = refused(Path(path), target.name, settings.max_file_mb, _limits(settings))
     if refusal:
         return f"**{name}**: not added; {refusal}."
-    target.parent.mkdir(exist_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, target)
     # Read in a worker process with the settings' limits, as ingest reads: a hostile
     # upload fails alone and cannot take the app down.
-    summary = Ingestor(uploads.library, extra_metadata={"origin": ORIGIN}, private=True).run(
+    summary = Ingestor(library, extra_metadata={"origin": ORIGIN}, private=private).run(
         Target([target], [], []), prune=False, progress=False
     )
     if summary.failed or shared(settings):
@@ -110,7 +146,7 @@ def add(uploads: ChatUploads, path: str, name: str) -> str:
     if summary.failed:
         return f"**{name}** could not be read: {summary.failed[str(target)]}."
     chunks = summary.chunks_written
-    return f"Added **{name}** to this chat ({chunks} passage{'s' if chunks != 1 else ''})."
+    return f"Added **{name}** to {where} ({chunks} passage{'s' if chunks != 1 else ''})."
 
 
 def refused(path: Path, name: str, max_mb: int, limits: Limits | None = None) -> str | None:

@@ -11,7 +11,6 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
 
 import anyio
 from sse_starlette.sse import EventSourceResponse
@@ -24,24 +23,28 @@ from starlette.routing import Route
 
 from rag.config import Settings
 from rag.conversations.chat_tables import chat_id as valid_chat_id
-from rag.conversations.conversation import Conversations, Engine
+from rag.conversations.conversation import Engine
+from rag.conversations.stored_chats import Conversations
 from rag.errors import ModelUnavailable, RagError
+from rag.library.access import OWNER, Reader
+from rag.library.freshness import LiveLibrary
 from rag.library.search import Library, open_library
 from rag.models.base import aclose
 from rag.models.queue import reporting
 from rag.models.routing import ModelPool
-from rag.web import limits, security
+from rag.web import limits
+from rag.web.keys import Keys, Readers
 from rag.web.openai_api import protocol
 from rag.web.openai_api.answers import Answer, answer_directly, answer_from_library
 from rag.web.openai_api.catalog import RAG_MODEL, Catalog, Target, model_id
 from rag.web.openai_api.errors import WRONG_KEY, ApiError, bad_request, unavailable, unknown_model
+from rag.web.openai_api.queued import first_piece, next_place, queued
 from rag.web.throttle import Guesses, retry_after
 
 __all__ = ["RAG_MODEL", "create_app", "describe", "model_id", "open_libraries"]
 
 CONVERSATION_HEADER = "x-conversation-id"  # continue (or start) a stored chat by its id
 SOURCES_HEADER = "x-rag-sources"  # "text": end the answer with its sources, for any rag model
-QUEUED_COMMENT = "queued: place"  # an SSE comment while a streamed question waits in line
 MAX_INPUTS = 2048  # texts per embeddings request, as OpenAI allows
 # After SIGTERM a stream has this long to send its error event before it is cut
 # (uvicorn waits limits.SHUTDOWN_SECONDS for every request in flight).
@@ -81,30 +84,47 @@ def create_app(
     libraries: Mapping[str, Library] | Library,
     pool: ModelPool,
     api_key: str | None = None,
+    keys: Keys | None = None,
 ) -> Starlette:
-    """The API over ``libraries`` (collection name to library; the first is the default)."""
+    """The API over ``libraries`` (collection name to library; the first is the default)
+    and every library of the access record; ``keys``: per-user keys (#24)."""
     if isinstance(libraries, Library):
         libraries = {settings.collection: libraries}
     started = int(time.time())
     embedder = next(iter(libraries.values())).embedder  # one embedding model for all
-    catalog = Catalog(libraries, pool.load(settings.llm).name, embedder.name)
-    # One conversation service per collection; their chats share one store.
-    chats = {
-        name: Conversations(Engine.open(settings.with_overrides(collection=name), library))
-        for name, library in libraries.items()
-    }
+    chat_name = pool.load(settings.llm).name
+    catalog = Catalog(libraries, chat_name, embedder.name)
+    # One conversation service; each request reads only the library its model names.
+    engine = Engine(settings, LiveLibrary(next(iter(libraries.values()))), opened=libraries)
+    chats = Conversations(engine)
+    shelf = engine.shelf
+    static = list(libraries)
+    readers = Readers(api_key, keys)
+
+    def catalog_of(reader: Reader) -> Catalog:
+        """The ids this reader may use, from the access record as it is now: a library
+        it may not read is no id at all."""
+        if reader == OWNER and not shelf.access.path.exists():
+            return catalog  # no libraries: as before them
+        served = dict.fromkeys([*static, *shelf.access.libraries()])
+        readable = set(shelf.names(reader))
+        names = [n for n in served if n in readable]
+        return Catalog(names, chat_name, embedder.name, limited=reader.only is not None)
 
     guesses = Guesses(settings)  # wrong keys, per client address
 
     def guarded(handler: Handler) -> Handler:
         async def checked(request: Request) -> Response:
-            if api_key:
+            request.state.reader = OWNER
+            if readers.required():
                 address = request.client.host if request.client else ""
                 if wait := guesses.begin(address):
                     return _too_many(wait)
-                if not security.key_matches(request.headers.get("authorization"), api_key):
+                reader = await asyncio.to_thread(readers.of, request.headers.get("authorization"))
+                if reader is None:
                     return WRONG_KEY.response()
                 guesses.succeeded(address)
+                request.state.reader = reader
             try:
                 return await handler(request)
             except ApiError as exc:
@@ -113,22 +133,25 @@ def create_app(
         return checked
 
     async def list_models(request: Request) -> Response:
+        offered = await asyncio.to_thread(catalog_of, request.state.reader)
         return JSONResponse(
             {
                 "object": "list",
-                "data": [protocol.model_entry(name, started) for name in catalog.listed],
+                "data": [protocol.model_entry(name, started) for name in offered.listed],
             }
         )
 
     async def get_model(request: Request) -> Response:
         name = request.path_params["model"]
-        if not (catalog.chat(name) or catalog.embeds(name)):
-            raise unknown_model(name, catalog.listed)
+        offered = await asyncio.to_thread(catalog_of, request.state.reader)
+        if not (offered.chat(name) or offered.embeds(name)):
+            raise unknown_model(name, offered.listed)
         return JSONResponse(protocol.model_entry(name, started))
 
     async def completions(request: Request) -> Response:
         req = protocol.parse(protocol.ChatRequest, await request.body())
-        target = _target(catalog, req.model)
+        reader: Reader = request.state.reader
+        target = _target(await asyncio.to_thread(catalog_of, reader), req.model)
         if req.stream_options is not None and not req.stream:
             raise bad_request(
                 "stream_options is only allowed when stream is true.", "stream_options"
@@ -138,7 +161,6 @@ def create_app(
         )
         wants_text = request.headers.get(SOURCES_HEADER, "").strip().lower() == "text"
         chat_id = _conversation_id(request)
-        conversations = chats.get(target.collection or "")
         answer = _answer(
             target,
             _messages(req, target, settings.max_question_chars),
@@ -146,8 +168,9 @@ def create_app(
             req.stops,
             pool,
             wants_text,
-            conversations,
+            chats,
             chat_id,
+            reader,
         )
         # Wait for the first piece before answering, so a model that cannot answer is
         # a 503, not a stream that breaks off; unless the question waits in line for
@@ -155,7 +178,7 @@ def create_app(
         places: asyncio.Queue[int] = asyncio.Queue()
         with reporting(places.put_nowait):
             step = asyncio.ensure_future(anext(answer.text, ""))
-        place = await _next_place(step, places)
+        place = await next_place(step, places)
         call = protocol.new_id()
         usage = bool(req.stream_options and req.stream_options.include_usage)
         stopping = anyio.Event()  # set by sse-starlette when the server shuts down
@@ -164,8 +187,8 @@ def create_app(
             def then(first: str) -> AsyncIterator[dict]:
                 return _events(call, req.model, first, answer, usage, stopping)
 
-            return _event_stream(_queued(place, step, places, then), stopping)
-        first = await _first(step)
+            return _event_stream(queued(place, step, places, then), stopping)
+        first = await first_piece(step)
         if req.stream:
             return _event_stream(_events(call, req.model, first, answer, usage, stopping), stopping)
         try:
@@ -264,7 +287,7 @@ def _messages(req: protocol.ChatRequest, target: Target, max_chars: int) -> list
             )
         # developer is the newer name of system
         messages.append({**m, "role": "system" if m["role"] == "developer" else m["role"]})
-    if target.library is not None and (
+    if target.collection is not None and (
         messages[-1]["role"] != "user" or not messages[-1]["content"].strip()
     ):
         raise bad_request("The last message must be the user's question.", "messages")
@@ -278,10 +301,11 @@ def _answer(
     stops: list[str],
     pool: ModelPool,
     sources_in_text: bool,
-    conversations: Conversations | None,
+    conversations: Conversations,
     chat_id: str | None,
+    reader: Reader,
 ) -> Answer:
-    if target.library is None or conversations is None:
+    if target.collection is None:
         return answer_directly(messages, pool, options, stops)
     return answer_from_library(
         messages,
@@ -289,9 +313,10 @@ def _answer(
         pool,
         options,
         stops,
-        collection=target.collection or "",
+        collection=target.collection,
         chat_id=chat_id,
         sources_in_text=target.sources_in_text or sources_in_text,
+        reader=reader,
     )
 
 
@@ -303,51 +328,6 @@ def _event_stream(events: AsyncIterator[dict], stopping: anyio.Event) -> EventSo
         shutdown_event=stopping,
         shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
     )
-
-
-async def _next_place(step: asyncio.Future[str], places: asyncio.Queue[int]) -> int | None:
-    """The next place in line the request is told, or None once its first words came."""
-    if not places.empty():
-        return places.get_nowait()
-    told = asyncio.ensure_future(places.get())
-    either: set[asyncio.Future[Any]] = {step, told}
-    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-    if told.done():
-        return told.result()
-    told.cancel()
-    return None
-
-
-async def _first(step: asyncio.Future[str]) -> str:
-    try:
-        return await step
-    except ModelUnavailable as exc:
-        raise unavailable(str(exc)) from exc
-    except RagError as exc:  # e.g. a conversation id of another user's chat
-        raise bad_request(str(exc), "messages") from exc
-
-
-async def _queued(
-    place: int | None,
-    step: asyncio.Future[str],
-    places: asyncio.Queue[int],
-    then: Callable[[str], AsyncIterator[dict]],
-) -> AsyncIterator[dict]:
-    """A stream that starts while its question waits in line: a comment per place
-    (OpenAI clients skip comments; a person's client may show them), then the answer;
-    a wait that ends without one (RAG_QUEUE_TIMEOUT_S) ends in an error event."""
-    try:
-        while place is not None:
-            yield {"comment": f"{QUEUED_COMMENT} {place}"}
-            place = await _next_place(step, places)
-        first = await _first(step)
-    except ApiError as exc:
-        yield {"data": json.dumps(exc.body())}
-        return
-    finally:
-        step.cancel()  # a client gone while in line leaves the line
-    async for event in then(first):
-        yield event
 
 
 def _extra(answer: Answer) -> dict:

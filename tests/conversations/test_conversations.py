@@ -20,7 +20,9 @@ from rag.answers import checks as answer_checks
 from rag.config import Settings
 from rag.conversations.chat_store import ChatStore
 from rag.conversations.chat_tables import chat_id, chats_dir, now, t_threads
-from rag.conversations.conversation import Conversation, Conversations, Engine, SharedStart
+from rag.conversations.conversation import Conversation, Engine
+from rag.conversations.starting import SharedStart
+from rag.conversations.stored_chats import Conversations
 from rag.conversations.transcript import export_markdown
 from rag.errors import RagError
 from rag.ingest.pipeline import Ingestor, discover

@@ -11,12 +11,15 @@ the ``rag`` extra field are final once the text has ended. The text passes throu
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 
 from rag.answers import answering as chat
 from rag.config import Settings
-from rag.conversations.conversation import Conversation, Conversations
+from rag.conversations.conversation import Conversation
+from rag.conversations.records import LOCAL_USER
+from rag.conversations.stored_chats import Conversations
+from rag.library.access import OWNER, Reader
 from rag.models.base import ChatModel, Message, aclose, estimate_tokens
 from rag.models.routing import ModelPool
 from rag.sanitize import MarkdownStream, safe_label
@@ -77,17 +80,25 @@ def answer_directly(
 
 
 async def conversation(
-    chats: Conversations, messages: Sequence[Message], chat_id: str | None, options: Settings
+    chats: Conversations,
+    messages: Sequence[Message],
+    chat_id: str | None,
+    options: Settings,
+    reader: Reader = OWNER,
+    chosen: Collection[str] | None = None,
 ) -> tuple[Conversation, str]:
     """The conversation a request continues: a stored chat named by ``chat_id`` (made
     when new), or the history the client sent. Either way, an earlier answer made here
-    from private documents stays private."""
+    from private documents stays private. It reads as ``reader`` (a key's user), from
+    ``chosen`` libraries only."""
     await chats.engine.open_store()
     store = chats.engine.store
+    user = reader.user or LOCAL_USER
+    asking = {"options": options, "reader": reader, "chosen": chosen}
     if chat_id and store is not None and await store.thread_row(chat_id) is None:
-        conv = await chats.create(id=chat_id, options=options)
+        conv = await chats.create(user, id=chat_id, **asking)
         return conv, str(messages[-1]["content"])
-    return await chats.for_request(messages, chat_id, options=options)
+    return await chats.for_request(messages, chat_id, user, **asking)
 
 
 def answer_from_library(
@@ -100,6 +111,7 @@ def answer_from_library(
     collection: str,
     chat_id: str | None = None,
     sources_in_text: bool = False,
+    reader: Reader = OWNER,
 ) -> Answer:
     """The last user message answered from the collection of ``chats``; earlier
     exchanges (sent, or stored under ``chat_id``) are its history.
@@ -110,7 +122,9 @@ def answer_from_library(
     cut = StopCut(stops)
 
     async def text() -> AsyncIterator[str]:
-        conv, question = await conversation(chats, messages, chat_id, settings)
+        conv, question = await conversation(
+            chats, messages, chat_id, settings, reader, chosen={collection}
+        )
         turn = await conv.prepare(question)
         stream = conv.stream(turn, pool)
         try:
@@ -163,6 +177,7 @@ def rag_field(turn: chat.Turn, collection: str, chat_id: str | None = None) -> d
                 "text": h.chunk.text,
                 "similarity": None if h.similarity is None else round(h.similarity, 4),
                 "private": bool(h.chunk.extra.get("private")),
+                "library": h.chunk.extra.get("library"),
             }
             for n, h in enumerate(turn.context, start=1)
         ],

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from rag.errors import RagError
@@ -33,14 +33,26 @@ class Target:
 
 
 class Catalog:
+    """The ids offered; given names (not libraries), the ids one reader may use: a key
+    limited to some libraries (``limited``) gets their ``rag-<library>`` ids alone."""
+
     def __init__(
-        self, libraries: Mapping[str, Library], chat_model: str, embedding_model: str
+        self,
+        libraries: Mapping[str, Library] | Sequence[str],
+        chat_model: str,
+        embedding_model: str,
+        limited: bool = False,
     ) -> None:
-        if not libraries:
+        if isinstance(libraries, Mapping) and not libraries:
             raise RagError("rag serve needs at least one collection to serve.")
-        first = next(iter(libraries))
-        targets = [Target(RAG_MODEL, first, libraries[first]), Target(model_id(chat_model))]
-        for name, library in libraries.items():
+        named: Mapping[str, Library | None] = (
+            libraries if isinstance(libraries, Mapping) else dict.fromkeys(libraries)
+        )
+        targets = [] if limited else [Target(model_id(chat_model))]
+        if named and not limited:
+            first = next(iter(named))
+            targets.insert(0, Target(RAG_MODEL, first, named[first]))
+        for name, library in named.items():
             rid = "rag-" + model_id(name)
             targets += [
                 Target(rid, name, library),
