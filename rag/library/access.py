@@ -19,7 +19,6 @@ a library nobody granted is never searched, not filtered out afterwards.
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 import time
@@ -28,6 +27,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag import private_db
 from rag.config import Settings
 from rag.errors import RagError
 
@@ -75,14 +75,7 @@ class Access:
         self.path = path
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not self.path.exists()
-        db = sqlite3.connect(self.path, timeout=10)
-        if fresh:
-            os.chmod(self.path, 0o600)  # who reads what is this account's business
-        for statement in _SCHEMA:
-            db.execute(statement)
-        return db
+        return private_db.connect(self.path, _SCHEMA)
 
     def _read(self, query: str, args: Iterable = ()) -> list[tuple]:
         """A read that never creates the file: no record, nothing recorded."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import sqlite3
 import time
@@ -22,6 +21,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag import private_db
 from rag.errors import RagError
 from rag.library.access import OWNER, Reader, check_name
 from rag.web import security
@@ -55,13 +55,7 @@ class Keys:
         self.path = path
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not self.path.exists()
-        db = sqlite3.connect(self.path, timeout=10)
-        if fresh:
-            os.chmod(self.path, 0o600)
-        db.execute(_SCHEMA)
-        return db
+        return private_db.connect(self.path, [_SCHEMA])
 
     def _rows(self, query: str, args: tuple = ()) -> list[tuple]:
         """Read-only: a server never creates the users file."""

@@ -8,7 +8,6 @@ random value that every login cookie carries and that a new password, a removal 
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import sqlite3
@@ -20,6 +19,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from rag import private_db
 from rag.config import Settings
 from rag.errors import RagError
 
@@ -34,24 +34,19 @@ def users_path(settings: Settings) -> Path:
     return settings.users_db or settings.index / "users.sqlite3"
 
 
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, hash TEXT NOT NULL, "
+    "created REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS sessions (name TEXT PRIMARY KEY, version TEXT NOT NULL)",
+)
+
+
 class Users:
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not self.path.exists()
-        db = sqlite3.connect(self.path)
-        if fresh:
-            os.chmod(self.path, 0o600)  # hashes are for this account's eyes only
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, hash TEXT NOT NULL, "
-            "created REAL NOT NULL)"
-        )
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS sessions (name TEXT PRIMARY KEY, version TEXT NOT NULL)"
-        )
-        return db
+        return private_db.connect(self.path, _SCHEMA)
 
     @staticmethod
     def _end_sessions(db: sqlite3.Connection, name: str) -> None:
