@@ -123,7 +123,7 @@ def checked(
     wrong = contradictions.find(text, question, judged, compared_with(found), passage_text)
     unsupported = grounding.unsupported(text, hits, embedder, threshold, judged)
     marked = {c.start for c in wrong} | {u.start for u in unsupported}
-    cited = citations.attribute(text, judged, context or hits, threshold, marked)
+    cited = citations.attribute(text, judged, context or hits, marked)
     return Checked(unsupported, wrong, cited, [(j.start, j.end) for j in judged if j.reason])
 
 

@@ -47,11 +47,13 @@ def attribute(
     answer: str,
     judged: Sequence[Judged],
     context: Sequence[Hit],
-    threshold: float,
     marked: set[int],
 ) -> list[Citation]:
     """The citation of each sentence of ``answer``; ``marked`` holds the start offsets
-    of sentences marked unsupported or contradicted."""
+    of sentences marked unsupported or contradicted. Any other sentence that claims
+    something passed the support check, so it cites the passage that supports it best:
+    no passage alone may reach the threshold (the check also counts words found across
+    passages), and a sentence neither cited nor marked would leave the reader unsure."""
     numbers = {h.chunk.id: n for n, h in enumerate(context, start=1)}
     found = []
     for j in judged:
@@ -65,7 +67,7 @@ def attribute(
         best_id = max(
             (cid for cid in scores if cid in numbers), key=lambda c: scores[c], default=None
         )
-        if best_id is not None and j.by_chunk[best_id] >= threshold:
+        if best_id is not None:
             found.append(Citation(j.start, j.end, (numbers[best_id],), True))
     return found
 

@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 
 from rag.answers import answering as chat
-from rag.answers import checks, contradictions, evidence
+from rag.answers import checks, citations, contradictions, evidence
 from rag.answers import markdown as answer_markdown
 from rag.answers.grounding import Judged
 from rag.config import Settings
 from rag.ingest.pipeline import Ingestor, discover
+from rag.library.chunks import Chunk, Hit
 from rag.library.search import open_library, search
 from rag.models.routing import ModelPool
 
@@ -287,3 +288,20 @@ def test_an_answer_with_nothing_usable_is_led_by_the_evidence(sample):
     assert shown.startswith(answer_markdown.QUOTE_HEADING)
     assert "55 euros" in shown.split(answer_markdown.MODEL_HEADING)[0]
     assert answer_markdown.WHY_LED["unusable"] in shown
+
+
+def test_a_sentence_that_passed_the_support_check_is_cited_even_below_the_threshold_per_passage():
+    """Words found across two passages can carry a sentence over the support threshold
+    while neither passage alone reaches it: it still cites the one supporting it best,
+    so that every sentence is either cited or marked (#26)."""
+    hits = [
+        Hit(Chunk(id=c, text=f"passage {c}", source=f"/d/{c}.md", index=0), 1.0, n)
+        for n, c in enumerate(("a", "b"), start=1)
+    ]
+    answer = "The reef is old. It grows slowly."
+    judged = [
+        Judged(0, 16, "The reef is old.", "similarity", 0.7, {"a": 0.3, "b": 0.4}),
+        Judged(17, 33, "It grows slowly.", "similarity", 0.2, {"a": 0.1, "b": 0.1}),
+    ]
+    found = citations.attribute(answer, judged, hits, marked={17})
+    assert [(c.start, c.numbers, c.attributed) for c in found] == [(0, (2,), True)]
