@@ -133,7 +133,8 @@ def test_scale_benchmark_prints_both_stores_side_by_side():
     assert done.returncode == 0, done.stderr
     for store in ("embedded", "server"):
         assert re.search(
-            rf"^ +300 {store} +\d+ +\d+\.\d +\d+\.\d +\d+\.\d +\d+\.\d +\d+ +\d+\.\d$",
+            # open, median, limited (#24), p95, CPU median (#25), peak, disk
+            rf"^ +300 {store} +\d+ +\d+\.\d +\d+\.\d +\d+\.\d +\d+\.\d +\d+\.\d +\d+ +\d+\.\d$",
             done.stdout,
             re.M,
         ), done.stdout
