@@ -14,6 +14,7 @@ import pytest
 from rag.config import Settings
 from rag.models.browser import BrowserChat, WebModel, prepare_web_model
 from rag.models.browser_jobs import Links, NotFound
+from rag.models.embedded import prepare_embedded_model
 
 MESSAGES = [
     {"role": "system", "content": "Answer from the passages."},
@@ -26,8 +27,13 @@ def web_model(embedded_model):
     return WebModel(prepare_web_model(Settings(), log=lambda line: None))
 
 
-def test_the_page_gets_the_servers_own_prompt_tokens(web_model, embedded_model):
-    tokenizer = embedded_model._tokenizer  # ONNX Runtime GenAI's, as the server writes
+def test_the_page_gets_the_servers_own_prompt_tokens(web_model):
+    import onnxruntime_genai as og
+
+    # ONNX Runtime GenAI's tokenizer, as the server's model writes its prompt: that model
+    # runs in a worker process (rag/models/worker.py), so the test builds its own.
+    source = prepare_embedded_model(Settings().cache_dir)
+    tokenizer = og.Tokenizer(og.Model(str(source)))
     prompt = tokenizer.apply_chat_template(json.dumps(MESSAGES), add_generation_prompt=True)
     assert web_model.prompt_ids(MESSAGES) == list(tokenizer.encode(prompt))
     assert web_model.files().keys() == {"model.onnx", "model.onnx.data"}
