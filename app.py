@@ -158,10 +158,8 @@ async def answer(message: cl.Message) -> None:
         for f in [e for e in message.elements if e.path]:  # into this chat's own library
             if conv.add_to:  # or into a shared library, for a writer (checked there)
                 report = await conv.add_to_library(str(f.path), f.name, conv.add_to, True)
-            else:
-                report = await conv.attach(
-                    str(f.path), f.name, consume=True
-                )  # Chainlit's copy goes
+            else:  # Chainlit's copy goes
+                report = await conv.attach(str(f.path), f.name, consume=True)
             await cl.Message(content=report, author="Library").send()
         if not message.content.strip():
             return  # files only: they were announced above
