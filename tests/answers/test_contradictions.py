@@ -13,8 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -29,6 +27,7 @@ from rag.library.chunks import Chunk, Hit
 from rag.library.search import open_library, search
 from rag.models.routing import ModelPool
 
+from support_security import ScriptedModel
 from support_streams import ReplayedModel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -201,28 +200,8 @@ def test_the_evidence_leads_every_answer_or_none_as_set(sample):
 def scripted_server(processes):
     """An OpenAI-compatible server that always answers WRONG: the model boundary,
     scripted so the CLI is tested on the issue's own wrong answer."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
-            chunk = {
-                "id": "x",
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": "m",
-                "choices": [{"index": 0, "delta": {"content": WRONG}, "finish_reason": None}],
-            }
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.end_headers()
-            self.wfile.write(f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode())
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server = ScriptedModel([WRONG])
+    yield server.base
     server.shutdown()
 
 
