@@ -325,3 +325,15 @@ class _HeldHandler(BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:
         pass
+
+
+def rag_command(*args: str, stdin: str = "", check: bool = False) -> subprocess.CompletedProcess:
+    """``rag *args`` in its own process, in this environment (no index of its own)."""
+    return subprocess.run(
+        [sys.executable, "-m", "rag.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+    )

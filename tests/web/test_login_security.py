@@ -5,13 +5,12 @@ anyone but the proxy. SECURITY.md lists which test proves which defence."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 
-from servers import App
+from servers import App, rag_command
 from support_security import Refused, first_reply, socketio_chat, socketio_welcome
 
 pytestmark = pytest.mark.integration  # every test attacks the running app
@@ -22,14 +21,7 @@ STRANGER = "127.0.0.2"
 
 
 def _rag(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "rag.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    return rag_command(*args, stdin=stdin, check=True)
 
 
 @pytest.fixture(scope="module")

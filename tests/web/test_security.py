@@ -25,7 +25,7 @@ from rag.library.chunks import Chunk, Hit
 from rag.web import auth, security
 from rag.web.users import Users
 
-from servers import ROOT, App, free_port, ingest, start_rag_server
+from servers import ROOT, App, free_port, ingest, rag_command, start_rag_server
 from support_security import (
     Refused,
     alice_chat,
@@ -356,14 +356,7 @@ def test_an_empty_key_file_is_an_error(tmp_path, processes):
 
 
 def _rag(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "rag.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return rag_command(*args, stdin=stdin, check=False)
 
 
 def test_users_are_stored_hashed_and_managed_by_command(tmp_path, processes):
