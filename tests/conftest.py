@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -114,3 +114,16 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     return (yield from guarded(item))
+
+
+@pytest.fixture(scope="session")
+def postgres_server(processes) -> Iterator[str]:
+    """One real PostgreSQL cluster for the session (tests/support_db.py): its admin URL.
+    A test module takes a database of its own with ``support_db.fresh_database``."""
+    from support_db import missing, postgres_cluster
+
+    reason = missing()
+    if reason:
+        pytest.skip(f"PostgreSQL tests skipped: {reason}")
+    with postgres_cluster() as url:
+        yield url

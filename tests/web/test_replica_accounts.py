@@ -1,0 +1,99 @@
+"""Two machines, one PostgreSQL: people, keys and rights are the same on every replica (#25).
+
+Each "machine" is an index folder of its own (``RAG_INDEX``); both name the same
+PostgreSQL (``RAG_DATABASE_URL``), a real cluster of this session (tests/conftest.py).
+What is done on machine A with the ``rag`` command (a user, a logout, a key, a grant, a
+revoke) holds on machine B at its next request: B's password login (the code the app's
+login runs, rag/web/auth.py) and B's running ``rag serve``, over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rag.config import Settings
+from rag.web import auth
+from rag.web.users import SessionVersions
+
+from servers import rag, start_rag_server
+from support_db import fresh_database
+
+pytestmark = pytest.mark.integration  # PostgreSQL and rag serve, in processes
+
+PASSWORD = "a long enough password"
+
+
+class Machines:
+    def __init__(self, root: Path, database_url: str) -> None:
+        self.env = {"RAG_DATABASE_URL": database_url, "RAG_COLLECTION": "test"}
+        self.a, self.b = root / "machine-a", root / "machine-b"
+
+    def on_a(self, *args: str, stdin: str | None = None) -> str:
+        done = rag(*args, index=self.a, stdin=stdin, env=self.env)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def settings_b(self) -> Settings:
+        return Settings(index=self.b, collection="test", database_url=self.env["RAG_DATABASE_URL"])
+
+
+@pytest.fixture(scope="module")
+def machines(postgres_server, tmp_path_factory) -> Machines:
+    url = asyncio.run(fresh_database(postgres_server))
+    return Machines(tmp_path_factory.mktemp("replicas"), url)
+
+
+def test_a_user_added_on_one_machine_logs_in_on_another_until_logged_out(
+    machines: Machines,
+) -> None:
+    machines.on_a("user", "add", "carol", stdin=PASSWORD + "\n")
+    settings = machines.settings_b()
+    policy = auth.login_policy(settings.with_overrides(auth="password"), "0.0.0.0")
+    login = auth.PasswordLogin(settings, policy, auth.password_users(settings, "0.0.0.0"))
+    claims = asyncio.run(login.check("carol", PASSWORD, "192.0.2.7"))
+    assert claims is not None
+    assert asyncio.run(login.check("carol", "not the password", "192.0.2.7")) is None
+    sessions = SessionVersions(auth.session_tables(settings))
+    assert auth.still_logged_in(policy, sessions, "carol", claims)
+    machines.on_a("user", "logout", "carol")
+    assert not auth.still_logged_in(policy, sessions, "carol", claims)
+
+
+@pytest.fixture(scope="module")
+def served_on_b(machines: Machines) -> Iterator[str]:
+    # Machine B's server offers the default collection and "team"; keys are made on A.
+    machines.on_a("library", "create", "team")
+    env = {**machines.env, "RAG_INDEX": str(machines.b), "RAG_SERVE_COLLECTIONS": "test,team"}
+    proc, base = start_rag_server(env)
+    yield base
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def _models(base: str, key: str) -> httpx.Response:
+    return httpx.get(f"{base}/models", headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+def _libraries(base: str, key: str) -> set[str]:
+    reply = _models(base, key)
+    assert reply.status_code == 200, reply.text
+    ids = (m["id"] for m in reply.json()["data"])
+    return {i for i in ids if i.startswith("rag-") and "+" not in i}  # not the +sources twins
+
+
+def test_a_key_and_rights_given_on_one_machine_hold_on_another_servers_next_request(
+    machines: Machines, served_on_b: str
+) -> None:
+    key = machines.on_a("key", "create", "dave").splitlines()[0].strip()
+    assert _libraries(served_on_b, key) == {"rag-test"}
+    machines.on_a("library", "grant", "team", "dave", "read")
+    assert _libraries(served_on_b, key) == {"rag-test", "rag-team"}
+    machines.on_a("library", "revoke", "team", "dave", "read")
+    assert _libraries(served_on_b, key) == {"rag-test"}
+    machines.on_a("key", "revoke", key)
+    assert _models(served_on_b, key).status_code == 401
