@@ -17,8 +17,9 @@ from chainlit.config import config
 from fastapi import HTTPException
 
 from rag.config import Settings
+from rag.errors import RagError
 from rag.web import auth, security
-from rag.web.users import SessionVersions, users_path
+from rag.web.users import SessionVersions, user_tables
 
 
 def set_up_login(server, settings: Settings, bind: str) -> None:
@@ -29,7 +30,10 @@ def set_up_login(server, settings: Settings, bind: str) -> None:
     # must see the real peer: uvicorn's own X-Forwarded-For handling is turned off.
     os.environ["FORWARDED_ALLOW_IPS"] = ""
     security.gate(server, settings, policy.header)
-    sessions = SessionVersions(users_path(settings))
+    try:
+        sessions = SessionVersions(user_tables(settings))
+    except RagError as exc:  # e.g. this machine's users file waits for `rag user migrate`
+        raise SystemExit(str(exc)) from None
     _check_every_login(policy, sessions)
     if policy.mode == "password":
         users = auth.password_users(settings, bind)  # no users yet: says how to add one, exits

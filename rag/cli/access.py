@@ -41,9 +41,9 @@ def _add_library(sub: Subcommands, common: argparse.ArgumentParser) -> None:
 
 
 def _access(settings: Settings) -> Access:
-    from rag.library.access import Access, access_path
+    from rag.library.access import Access
 
-    return Access(access_path(settings))
+    return Access.of(settings)
 
 
 def cmd_library_create(args: argparse.Namespace, settings: Settings) -> int:
@@ -122,9 +122,8 @@ def _add_key(sub: Subcommands, common: argparse.ArgumentParser) -> None:
 
 def _keys(settings: Settings) -> Keys:
     from rag.web.keys import Keys
-    from rag.web.users import users_path
 
-    return Keys(users_path(settings))
+    return Keys.of(settings)
 
 
 def cmd_key_create(args: argparse.Namespace, settings: Settings) -> int:

@@ -88,11 +88,11 @@ def cmd_chats_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_chats_export(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.library.access import Access, Reader, access_path
+    from rag.library.access import Access, Reader
 
     readable = None
     if args.user is not None:  # read afresh: a revoke since the chat withholds its passages
-        readable = Access(access_path(settings)).readable(Reader(args.user), settings.collection)
+        readable = Access.of(settings).readable(Reader(args.user), settings.collection)
     text = _chats_call(
         settings, lambda chats: chats.export(args.id, user=args.user, readable=readable)
     )

@@ -65,11 +65,11 @@ def _add_ingest(sub: Subcommands, common: argparse.ArgumentParser) -> None:
 
 def _into_library(settings: Settings, name: str | None) -> Settings:
     """The settings that write into library ``name``: a library is its own collection."""
-    from rag.library.access import Access, access_path
+    from rag.library.access import Access
 
     if name is None or name == settings.collection:
         return settings
-    if name not in Access(access_path(settings)).libraries():
+    if name not in Access.of(settings).libraries():
         raise RagError(f"There is no library {name!r}: `rag library create {name}` makes it.")
     return settings.with_overrides(collection=name)
 

@@ -49,10 +49,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from rag.web import limits, security
     from rag.web.keys import Keys
     from rag.web.serve import create_app, describe, open_libraries
-    from rag.web.users import users_path
 
     key = security.serve_key(settings, args.api_key_file, args.api_key)
-    keys = Keys(users_path(settings))  # per-user keys (`rag key create`), read per request
+    keys = Keys.of(settings)  # per-user keys (`rag key create`), read per request
     # before anything loads
     security.check_bind(
         args.host, key or ("per-user" if keys.exist() else None), args.insecure_no_key

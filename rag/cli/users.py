@@ -38,6 +38,13 @@ def _add_user(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         p.add_argument("name")
         p.add_argument("group")
         p.set_defaults(run=run)
+    p = user_sub.add_parser(
+        "migrate",
+        parents=[common],
+        help="copy this machine's users, keys and library rights into RAG_DATABASE_URL's "
+        "PostgreSQL (shared by every replica); the files are kept as *.copied",
+    )
+    p.set_defaults(run=cmd_user_migrate)
     p = user_sub.add_parser("remove", parents=[common], help="remove a user")
     p.add_argument("name")
     p.set_defaults(run=cmd_user_remove)
@@ -63,11 +70,11 @@ def _read_password() -> str:
 
 
 def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.web.users import Users, users_path
+    from rag.web.users import Users
 
-    users = Users(users_path(settings))
+    users = Users.of(settings)
     new = users.add(args.name, _read_password())
-    print(f"{'Added' if new else 'Changed the password of'} {args.name} ({users.path}).")
+    print(f"{'Added' if new else 'Changed the password of'} {args.name} ({users.where}).")
     for group in args.groups:
         _access(settings).join(args.name, group)
         print(f"{args.name} is in the group {group}.")
@@ -75,9 +82,9 @@ def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _access(settings: Settings) -> Access:
-    from rag.library.access import Access, access_path
+    from rag.library.access import Access
 
-    return Access(access_path(settings))
+    return Access.of(settings)
 
 
 def cmd_user_join(args: argparse.Namespace, settings: Settings) -> int:
@@ -94,10 +101,35 @@ def cmd_user_leave(args: argparse.Namespace, settings: Settings) -> int:
     return 1
 
 
-def cmd_user_remove(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.web.users import Users, users_path
+def cmd_user_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from rag import private_db
+    from rag.library import access
+    from rag.web import users
 
-    if Users(users_path(settings)).remove(args.name):
+    url = private_db.shared_database(settings.database_url)
+    if url is None:
+        raise RagError(
+            "`rag user migrate` copies into PostgreSQL: set RAG_DATABASE_URL to it first."
+        )
+    records = (
+        (users.users_path(settings), users.RECORD),
+        (access.access_path(settings), access.TABLES),
+    )
+    for path, tables in records:
+        if not path.exists():
+            print(f"Nothing to copy from {path} (no such file).")
+            continue
+        kept = private_db.copy_file(path, tables, private_db.PostgresTables(url, tables))
+        print(f"Copied {path} into PostgreSQL; the file is now {path.name}.copied.")
+        for row in kept:
+            print(f"  kept as PostgreSQL has it (this file's differs): {row}")
+    return 0
+
+
+def cmd_user_remove(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.web.users import Users
+
+    if Users.of(settings).remove(args.name):
         print(f"Removed {args.name}.")
         return 0
     print(f"There is no user {args.name}.", file=sys.stderr)
@@ -105,17 +137,17 @@ def cmd_user_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_user_list(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.web.users import Users, users_path
+    from rag.web.users import Users
 
-    for name in Users(users_path(settings)).names():
+    for name in Users.of(settings).names():
         print(name)
     return 0
 
 
 def cmd_user_logout(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.web.users import Users, users_path
+    from rag.web.users import Users
 
-    Users(users_path(settings)).logout(args.name)
+    Users.of(settings).logout(args.name)
     print(f"Every session of {args.name} has ended; the next request logs in again.")
     return 0
 

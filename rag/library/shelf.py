@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterable, Mapping
 
 from rag.config import Settings
-from rag.library.access import OWNER, Access, Reader, access_path
+from rag.library.access import OWNER, Access, Reader
 from rag.library.freshness import LiveLibrary
 from rag.library.live import Library, open_library
 
@@ -25,7 +25,7 @@ class Shelf:
     def __init__(self, settings: Settings, opened: Mapping[str, Library]) -> None:
         self.settings = settings
         self.default = settings.collection
-        self.access = Access(access_path(settings))
+        self.access = Access.of(settings)
         self._open = {name: LiveLibrary(library) for name, library in opened.items()}
         self._embedder = next(iter(opened.values())).embedder
         self._lock = threading.Lock()

@@ -22,7 +22,7 @@ from rag.conversations.records import LOCAL_USER
 from rag.errors import RagError
 from rag.hosts import is_loopback
 from rag.web.throttle import Guesses, retry_after
-from rag.web.users import SessionVersions, Users, users_path
+from rag.web.users import SessionVersions, Users
 
 SECRET_FILE = "chainlit-auth-secret"
 
@@ -80,7 +80,8 @@ def auth_secret(cache_dir: Path, mode: str) -> str:
 
 def password_users(settings: Settings, bind_host: str) -> Users:
     """The login users; with none, the app cannot start: exit saying how to add one."""
-    users = Users(users_path(settings))
+    users = Users.of(settings)
+    users.make_tables()  # a users file from before session versions gains their table
     if not users.names():
         raise SystemExit(
             f"A login is required on {bind_host} (RAG_AUTH=password) but there are "
@@ -128,7 +129,7 @@ class PasswordLogin:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.policy, self.users = policy, users
-        self.sessions = SessionVersions(users.path)
+        self.sessions = SessionVersions(users.tables)
         self.guesses = Guesses(settings, clock)
 
     async def check(self, name: str, password: str, address: str) -> dict[str, str] | None:

@@ -1,4 +1,7 @@
-"""API keys per user for ``rag serve`` (#24), kept in the users file (rag/web/users.py).
+"""API keys per user for ``rag serve`` (#24), kept with the users (rag/web/users.py).
+
+The users' record is this machine's users file, or PostgreSQL for every replica
+(rag/private_db.py).
 
 A key is ``rag_<id>_<secret>``: the id finds its row, the secret (32 random bytes) is
 stored only as its SHA-256 digest, compared in constant time. A fast digest is the right
@@ -6,7 +9,7 @@ one here: the secret is random, not a password a person chose, so no guess can b
 checked faster than the key space allows. A key acts as its user, limited to the
 libraries named on it (none named: every library the user may read), until it expires
 or ``rag key revoke`` removes it; each request reads the row again, so a revoke takes
-effect on the next request of a running server.
+effect on the next request of a running server (of every replica, with PostgreSQL).
 """
 
 from __future__ import annotations
@@ -15,23 +18,23 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
 import time
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from rag import private_db
+from rag.config import Settings
 from rag.errors import RagError
 from rag.library.access import OWNER, Reader, check_name
+from rag.private_db import PrivateTables, Rows
 from rag.web import security
+from rag.web.users import t_keys, user_tables
 
 PREFIX = "rag_"
 DAY = 86400.0
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, digest TEXT NOT NULL, "
-    "user TEXT NOT NULL, libraries TEXT, expires REAL, created REAL NOT NULL)"
-)
+_INFO = (t_keys.c.id, t_keys.c.user, t_keys.c.libraries, t_keys.c.expires, t_keys.c.created)
 
 
 def _digest(secret: str) -> str:
@@ -51,22 +54,19 @@ class KeyInfo:
 
 
 class Keys:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, tables: PrivateTables | Path) -> None:
+        # A path is a users file of its own (tests, and tools that name one).
+        self.tables = (
+            private_db.SqliteFile(tables, [t_keys]) if isinstance(tables, Path) else tables
+        )
 
-    def _connect(self) -> sqlite3.Connection:
-        return private_db.connect(self.path, [_SCHEMA])
+    @classmethod
+    def of(cls, settings: Settings) -> Keys:
+        return cls(user_tables(settings))  # the keys live in the users' record
 
-    def _rows(self, query: str, args: tuple = ()) -> list[tuple]:
+    def _rows(self, query: sa.Select) -> Rows:
         """Read-only: a server never creates the users file."""
-        if not self.path.exists():
-            return []
-        uri = f"{self.path.resolve().as_uri()}?mode=ro"
-        with closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
-            try:
-                return db.execute(query, args).fetchall()
-            except sqlite3.OperationalError:
-                return []  # no key was ever made
+        return self.tables.read(query)[0]
 
     def create(
         self, user: str, libraries: list[str] | None = None, expires_days: float | None = None
@@ -77,43 +77,37 @@ class Keys:
         names = None if not libraries else sorted({check_name(n) for n in libraries})
         ident, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         expires = None if expires_days is None else time.time() + expires_days * DAY
-        with closing(self._connect()) as db, db:
+        with self.tables.write() as db:
             db.execute(
-                "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    ident,
-                    _digest(secret),
-                    user,
-                    None if names is None else json.dumps(names),
-                    expires,
-                    time.time(),
-                ),
+                t_keys.insert().values(
+                    id=ident,
+                    digest=_digest(secret),
+                    user=user,
+                    libraries=None if names is None else json.dumps(names),
+                    expires=expires,
+                    created=time.time(),
+                )
             )
         return f"{PREFIX}{ident}_{secret}"
 
     def revoke(self, ident: str) -> bool:
         ident = ident.removeprefix(PREFIX).split("_")[0]  # the key itself names its id too
-        with closing(self._connect()) as db, db:
-            return db.execute("DELETE FROM api_keys WHERE id = ?", (ident,)).rowcount > 0
+        with self.tables.write() as db:
+            return db.execute(sa.delete(t_keys).where(t_keys.c.id == ident)).rowcount > 0
 
     def list(self) -> list[KeyInfo]:
-        rows = self._rows(
-            "SELECT id, user, libraries, expires, created FROM api_keys ORDER BY created"
-        )
+        rows = self._rows(sa.select(*_INFO).order_by(t_keys.c.created))
         return [_info(*row) for row in rows]
 
     def exist(self) -> bool:
-        return bool(self._rows("SELECT 1 FROM api_keys LIMIT 1"))
+        return bool(self._rows(sa.select(t_keys.c.id).limit(1)))
 
     def check(self, key: str) -> KeyInfo | None:
         """The key's row when ``key`` is a key of this file, unexpired; else None."""
         if not key.startswith(PREFIX) or key.count("_") < 2:
             return None
         ident, secret = key.removeprefix(PREFIX).split("_", 1)
-        rows = self._rows(
-            "SELECT digest, id, user, libraries, expires, created FROM api_keys WHERE id = ?",
-            (ident,),
-        )
+        rows = self._rows(sa.select(t_keys.c.digest, *_INFO).where(t_keys.c.id == ident))
         if not rows:
             _digest(secret)  # the same work as for a known id
             return None

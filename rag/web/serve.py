@@ -104,9 +104,10 @@ def create_app(
     def catalog_of(reader: Reader) -> Catalog:
         """The ids this reader may use, from the access record as it is now: a library
         it may not read is no id at all."""
-        if reader == OWNER and not shelf.access.path.exists():
+        listed = shelf.access.libraries()
+        if reader == OWNER and not listed:
             return catalog  # no libraries: as before them
-        served = dict.fromkeys([*static, *shelf.access.libraries()])
+        served = dict.fromkeys([*static, *listed])
         readable = set(shelf.names(reader))
         names = [n for n in served if n in readable]
         return Catalog(names, chat_name, embedder.name, limited=reader.only is not None)

@@ -1,27 +1,30 @@
-"""Login users of the app: names and argon2 password hashes in a SQLite file beside the index.
+"""Login users of the app: names and argon2 password hashes, in the private record.
+
+The record (rag/private_db.py) is a SQLite file beside the index, or PostgreSQL shared by
+every replica when RAG_DATABASE_URL names it.
 
 Managed with ``rag user add|remove|list|logout``; the app checks passwords against it when a
 login is required (see rag/web/auth.py). The same file keeps each name's session version: a
 random value that every login cookie carries and that a new password, a removal or
-``rag user logout`` replaces, which ends every session of that name in every process.
+``rag user logout`` replaces, which ends every session of that name in every process
+(on every machine, when the record is in PostgreSQL).
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-import sqlite3
-import threading
 import time
-from contextlib import closing
 from pathlib import Path
 
+import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from rag import private_db
 from rag.config import Settings
 from rag.errors import RagError
+from rag.private_db import PrivateTables
 
 MIN_PASSWORD = 8
 _NAME = re.compile(r"[^\s/\\:]{1,64}")
@@ -31,30 +34,68 @@ _DUMMY = _hasher.hash("not a password of anyone")
 
 
 def users_path(settings: Settings) -> Path:
+    """The users file of this machine (where the users live without PostgreSQL)."""
     return settings.users_db or settings.index / "users.sqlite3"
 
 
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, hash TEXT NOT NULL, "
-    "created REAL NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS sessions (name TEXT PRIMARY KEY, version TEXT NOT NULL)",
+t_users = sa.Table(
+    "users",
+    private_db.meta,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("hash", sa.Text, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
 )
+t_sessions = sa.Table(
+    "sessions",
+    private_db.meta,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("version", sa.Text, nullable=False),
+)
+# The API keys of rag/web/keys.py, kept in the same record.
+t_keys = sa.Table(
+    "api_keys",
+    private_db.meta,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("digest", sa.Text, nullable=False),
+    sa.Column("user", sa.Text, nullable=False),
+    sa.Column("libraries", sa.Text),  # a JSON list, or NULL for every readable one
+    sa.Column("expires", sa.Float),
+    sa.Column("created", sa.Float, nullable=False),
+)
+TABLES = (t_users, t_sessions)
+RECORD = (t_users, t_sessions, t_keys)
+
+
+def user_tables(settings: Settings) -> PrivateTables:
+    """The users and their keys: this machine's file, or PostgreSQL (rag/private_db.py)."""
+    return private_db.private_tables(settings.database_url, users_path(settings), RECORD)
 
 
 class Users:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, tables: PrivateTables | Path) -> None:
+        # A path is a users file of its own (tests, and tools that name one).
+        self.tables = private_db.SqliteFile(tables, TABLES) if isinstance(tables, Path) else tables
 
-    def _connect(self) -> sqlite3.Connection:
-        return private_db.connect(self.path, _SCHEMA)
+    @classmethod
+    def of(cls, settings: Settings) -> Users:
+        return cls(user_tables(settings))
+
+    @property
+    def where(self) -> str:
+        return self.tables.where
+
+    def make_tables(self) -> None:
+        with self.tables.write():
+            pass
 
     @staticmethod
-    def _end_sessions(db: sqlite3.Connection, name: str) -> None:
+    def _end_sessions(db: sa.Connection, name: str) -> None:
         # Random, not a counter: a user removed and added again never repeats a version.
+        new = private_db.insert(db, t_sessions).values(name=name, version=secrets.token_urlsafe(16))
         db.execute(
-            "INSERT INTO sessions (name, version) VALUES (?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET version = excluded.version",
-            (name, secrets.token_urlsafe(16)),
+            new.on_conflict_do_update(
+                index_elements=["name"], set_={"version": new.excluded.version}
+            )
         )
 
     def add(self, name: str, password: str) -> bool:
@@ -63,40 +104,36 @@ class Users:
             raise RagError("A user name is 1 to 64 characters without spaces, slashes or colons.")
         if len(password) < MIN_PASSWORD:
             raise RagError(f"The password must have at least {MIN_PASSWORD} characters.")
-        with closing(self._connect()) as db, db:
-            new = db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone() is None
+        with self.tables.write() as db:
+            found = db.execute(sa.select(t_users.c.name).where(t_users.c.name == name)).first()
+            row = private_db.insert(db, t_users).values(
+                name=name, hash=_hasher.hash(password), created=time.time()
+            )
             db.execute(
-                "INSERT INTO users (name, hash, created) VALUES (?, ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET hash = excluded.hash",
-                (name, _hasher.hash(password), time.time()),
+                row.on_conflict_do_update(index_elements=["name"], set_={"hash": row.excluded.hash})
             )
             self._end_sessions(db, name)  # a new password: the old one's sessions end
-        return new
+        return found is None
 
     def remove(self, name: str) -> bool:
-        if not self.path.exists():
+        if not self.names():
             return False
-        with closing(self._connect()) as db, db:
+        with self.tables.write() as db:
             self._end_sessions(db, name)
-            return db.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount > 0
+            return db.execute(sa.delete(t_users).where(t_users.c.name == name)).rowcount > 0
 
     def logout(self, name: str) -> None:
         """Ends every session of ``name`` (a password user or one a proxy names)."""
-        with closing(self._connect()) as db, db:
+        with self.tables.write() as db:
             self._end_sessions(db, name)
 
     def names(self) -> list[str]:
-        if not self.path.exists():
-            return []
-        with closing(self._connect()) as db:
-            return [row[0] for row in db.execute("SELECT name FROM users ORDER BY name")]
+        (rows,) = self.tables.read(sa.select(t_users.c.name).order_by(t_users.c.name))
+        return [row[0] for row in rows]
 
     def verify(self, name: str, password: str) -> bool:
-        stored = None
-        if self.path.exists():
-            with closing(self._connect()) as db:
-                row = db.execute("SELECT hash FROM users WHERE name = ?", (name,)).fetchone()
-                stored = row[0] if row else None
+        (rows,) = self.tables.read(sa.select(t_users.c.hash).where(t_users.c.name == name))
+        stored = rows[0][0] if rows else None
         try:
             _hasher.verify(stored or _DUMMY, password)
         except (VerificationError, InvalidHashError):
@@ -105,42 +142,18 @@ class Users:
 
 
 class SessionVersions:
-    """Reads a name's session version on every request, in microseconds: one read-only
-    connection kept open (reopened when the file is replaced), never creating the file."""
+    """Reads a name's session version on every request: one short read of the users
+    record (a file, never created by it, or PostgreSQL), so that a logout, a removal or a
+    new password made anywhere ends the sessions at their next request."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-        self._inode: int | None = None
-        self._lock = threading.Lock()
-
-    def _open(self) -> sqlite3.Connection | None:
-        try:
-            inode = self.path.stat().st_ino
-        except FileNotFoundError:
-            return None
-        if self._db is None or inode != self._inode:
-            if self._db is not None:
-                self._db.close()
-            uri = f"{self.path.resolve().as_uri()}?mode=ro"
-            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
-            self._inode = inode
-        return self._db
+    def __init__(self, tables: PrivateTables | Path) -> None:
+        self.tables = private_db.SqliteFile(tables, TABLES) if isinstance(tables, Path) else tables
 
     def lookup(self, name: str) -> tuple[bool, str]:
         """(is a password user, session version); the version is "" until first set."""
-        with self._lock:
-            db = self._open()
-            if db is None:
-                return False, ""
-            try:
-                row = db.execute(
-                    "SELECT EXISTS(SELECT 1 FROM users WHERE name = ?1), "
-                    "(SELECT version FROM sessions WHERE name = ?1)",
-                    (name,),
-                ).fetchone()
-            except sqlite3.OperationalError:
-                # A file from before sessions: the app migrates it when it starts with
-                # password login; the other modes have no password users to find.
-                return False, ""
-            return bool(row[0]), row[1] or ""
+        is_user = sa.exists().where(t_users.c.name == name)
+        version = sa.select(t_sessions.c.version).where(t_sessions.c.name == name)
+        (rows,) = self.tables.read(sa.select(is_user, version.scalar_subquery()))
+        # No rows: no users file yet, or one from before sessions (the app migrates it
+        # when it starts with password login; other modes have no password users).
+        return (bool(rows[0][0]), rows[0][1] or "") if rows else (False, "")

@@ -27,11 +27,11 @@ def access(tmp_path: Path) -> Access:
 
 
 def test_without_a_record_everyone_reads_the_default_collection_as_before(tmp_path: Path):
-    record = Access(tmp_path / "access.sqlite3")
+    record = Access(db := tmp_path / "access.sqlite3")
     assert record.readable(OWNER, DEFAULT) == [DEFAULT]
     assert record.readable(Reader("bob"), DEFAULT) == [DEFAULT]
     assert record.writable(Reader("bob"), DEFAULT) == []
-    assert not record.path.exists()  # reading never makes the file
+    assert not db.exists()  # reading never makes the file
 
 
 def test_a_reader_gets_their_grants_and_their_groups_grants(access: Access):

@@ -14,9 +14,9 @@ from rag.web.keys import Keys
 
 
 def test_a_key_is_stored_only_as_its_digest_and_acts_as_its_user(tmp_path: Path):
-    keys = Keys(tmp_path / "users.sqlite3")
+    keys = Keys(db := tmp_path / "users.sqlite3")
     key = keys.create("alice", libraries=["shared"])
-    stored = sqlite3.connect(keys.path).execute("SELECT * FROM api_keys").fetchall()
+    stored = sqlite3.connect(db).execute("SELECT * FROM api_keys").fetchall()
     assert key.split("_", 2)[2] not in repr(stored)
     found = keys.check(key)
     assert found is not None and found.reader() == Reader("alice", frozenset({"shared"}))
@@ -26,10 +26,10 @@ def test_a_key_is_stored_only_as_its_digest_and_acts_as_its_user(tmp_path: Path)
 
 
 def test_an_expired_or_revoked_key_opens_nothing(tmp_path: Path):
-    keys = Keys(tmp_path / "users.sqlite3")
+    keys = Keys(db := tmp_path / "users.sqlite3")
     key = keys.create("bob", expires_days=1)
     assert keys.check(key) is not None
-    sqlite3.connect(keys.path).execute(
+    sqlite3.connect(db).execute(
         "UPDATE api_keys SET expires = ?", (time.time() - 1,)
     ).connection.commit()
     assert keys.check(key) is None
@@ -42,7 +42,7 @@ def test_an_expired_or_revoked_key_opens_nothing(tmp_path: Path):
 
 
 def test_without_a_users_file_there_are_no_keys(tmp_path: Path):
-    keys = Keys(tmp_path / "users.sqlite3")
+    keys = Keys(db := tmp_path / "users.sqlite3")
     assert not keys.exist()
     assert keys.check("rag_abc_def") is None
-    assert not keys.path.exists()
+    assert not db.exists()

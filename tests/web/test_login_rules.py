@@ -100,11 +100,11 @@ def test_a_proxy_setting_that_is_no_address_is_refused():
 
 
 def test_a_login_holds_while_its_mode_user_and_session_version_do(tmp_path):
-    users = Users(tmp_path / "users.sqlite3")
-    sessions = SessionVersions(users.path)
+    users = Users(db := tmp_path / "users.sqlite3")
+    sessions = SessionVersions(db)
     password = auth.LoginPolicy("password")
     assert sessions.lookup("alice") == (False, "")
-    assert not users.path.exists()  # a lookup never creates the file
+    assert not db.exists()  # a lookup never creates the file
 
     users.add("alice", "correct horse")
     claims = auth.login_claims(password, sessions.lookup("alice")[1])
@@ -131,11 +131,11 @@ def test_a_login_holds_while_its_mode_user_and_session_version_do(tmp_path):
 
 
 def test_a_replaced_users_file_is_read_anew(tmp_path):
-    users = Users(tmp_path / "users.sqlite3")
-    sessions = SessionVersions(users.path)
+    users = Users(db := tmp_path / "users.sqlite3")
+    sessions = SessionVersions(db)
     users.add("alice", "correct horse")
     before = sessions.lookup("alice")
-    users.path.unlink()
+    db.unlink()
     users.add("alice", "correct horse")
     assert sessions.lookup("alice")[0] and sessions.lookup("alice") != before
 

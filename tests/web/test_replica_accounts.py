@@ -17,8 +17,9 @@ import httpx
 import pytest
 
 from rag.config import Settings
+from rag.library.access import Access, Reader
 from rag.web import auth
-from rag.web.users import SessionVersions
+from rag.web.users import SessionVersions, user_tables
 
 from servers import rag, start_rag_server
 from support_db import fresh_database
@@ -58,7 +59,7 @@ def test_a_user_added_on_one_machine_logs_in_on_another_until_logged_out(
     claims = asyncio.run(login.check("carol", PASSWORD, "192.0.2.7"))
     assert claims is not None
     assert asyncio.run(login.check("carol", "not the password", "192.0.2.7")) is None
-    sessions = SessionVersions(auth.session_tables(settings))
+    sessions = SessionVersions(user_tables(settings))
     assert auth.still_logged_in(policy, sessions, "carol", claims)
     machines.on_a("user", "logout", "carol")
     assert not auth.still_logged_in(policy, sessions, "carol", claims)
@@ -97,3 +98,23 @@ def test_a_key_and_rights_given_on_one_machine_hold_on_another_servers_next_requ
     assert _libraries(served_on_b, key) == {"rag-test"}
     machines.on_a("key", "revoke", key)
     assert _models(served_on_b, key).status_code == 401
+
+
+def test_a_machines_own_users_wait_for_migrate_then_serve_every_machine(
+    machines: Machines, tmp_path: Path
+) -> None:
+    """A machine with users, keys and rights in its own files from before RAG_DATABASE_URL:
+    the commands refuse until `rag user migrate` copies them; then machine B has them."""
+    c = tmp_path / "machine-c"
+    alone = {"RAG_COLLECTION": "test"}
+    assert rag("user", "add", "erin", index=c, stdin=PASSWORD + "\n", env=alone).returncode == 0
+    assert rag("library", "create", "erins", index=c, env=alone).returncode == 0
+    assert rag("library", "grant", "erins", "erin", "read", index=c, env=alone).returncode == 0
+    refused = rag("user", "list", index=c, env=machines.env)
+    assert refused.returncode != 0 and "rag user migrate" in refused.stderr
+    moved = rag("user", "migrate", index=c, env=machines.env)
+    assert moved.returncode == 0, moved.stderr
+    assert (c / "users.sqlite3.copied").exists() and (c / "access.sqlite3.copied").exists()
+    settings = machines.settings_b()
+    assert auth.password_users(settings, "0.0.0.0").verify("erin", PASSWORD)
+    assert "erins" in Access.of(settings).readable(Reader("erin"), "test")
