@@ -146,7 +146,8 @@ class Settings(BaseSettings):
     )
     users_db: Path | None = Field(
         None,
-        description="SQLite file of login users; unset: users.sqlite3 in the index folder.",
+        description="SQLite file of login users (unless RAG_DATABASE_URL names PostgreSQL); "
+        "unset: users.sqlite3 in the index folder.",
     )
     serve_api_key: SecretStr | None = Field(None, description="Bearer key `rag serve` requires.")
     trusted_proxies: HostList = Field(
@@ -275,7 +276,8 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None,
         validation_alias=AliasChoices("RAG_DATABASE_URL", "DATABASE_URL"),
-        description="PostgreSQL for chat history (postgresql://...); default SQLite.",
+        description="PostgreSQL for chat history, users, API keys and library rights "
+        "(postgresql://...), shared by every replica; default SQLite.",
     )
     chat_retention_days: int = Field(
         0,

@@ -1,4 +1,4 @@
-"""``rag user add|remove|list|logout``: who may log in to the app."""
+"""``rag user add|remove|list|logout|migrate``: who may log in to the app."""
 
 from __future__ import annotations
 
