@@ -36,6 +36,7 @@ SCHEMA = "rag_private"
 meta = sa.MetaData(schema=SCHEMA)
 Rows = list[Sequence[Any]]  # a read's rows, each a sequence of columns
 _CONNECT_S = 5  # a request waits this long at most for an unreachable PostgreSQL
+_MAKING_TABLES = 7253490011  # the advisory lock key of making the tables
 
 
 class PrivateTables(Protocol):
@@ -143,7 +144,7 @@ class PostgresTables:
             if key not in self._made:
                 with self._reach(), engine.begin() as db:
                     # Two processes starting at once would both create: one waits.
-                    db.execute(sa.text("SELECT pg_advisory_xact_lock(7253490011)"))
+                    db.execute(sa.text(f"SELECT pg_advisory_xact_lock({_MAKING_TABLES})"))
                     db.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
                     meta.create_all(db, tables=self._tables)
                 self._made.add(key)
@@ -154,9 +155,10 @@ class PostgresTables:
         try:
             yield
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            reason = " ".join(str(exc.orig).split())  # libpq's message spans lines
             raise RagError(
                 "The users, keys and access records are kept in PostgreSQL "
-                f"(RAG_DATABASE_URL) and it cannot be reached ({exc.orig}): start it, or "
+                f"(RAG_DATABASE_URL) and it cannot be reached ({reason}): start it, or "
                 "check RAG_DATABASE_URL."
             ) from exc
 

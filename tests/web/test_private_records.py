@@ -164,3 +164,9 @@ def test_copying_a_file_keeps_what_the_database_has_and_names_it(make: Make, tmp
     shared = Users(target)
     assert shared.verify("alice", "alice's password") and Keys(target).check(key) is not None
     assert shared.verify("bob", "bob's other password")
+
+
+def test_an_unreachable_database_says_what_to_start(processes) -> None:
+    record = PostgresTables("postgresql://nobody@127.0.0.1:9/none", users.RECORD)
+    with pytest.raises(RagError, match=r"cannot be reached .*start it, or check RAG_DATABASE_URL"):
+        Users(record).names()
