@@ -138,7 +138,7 @@ class PasswordLogin:
         if wait := self.guesses.begin(address, name):
             raise TooManyTries(wait)
         # The version first: a new password set during the check ends this login too.
-        version = self.sessions.lookup(name)[1]
+        version = (await asyncio.to_thread(self.sessions.lookup, name))[1]  # maybe a database
         if not await asyncio.to_thread(self.users.verify, name, password):
             return None
         self.guesses.succeeded(address, name)
