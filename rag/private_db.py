@@ -20,14 +20,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, QueuePool
 
 from rag.errors import RagError
 
@@ -35,6 +35,7 @@ SCHEMA = "rag_private"
 # Every private table is defined on this metadata; SQLite files keep them unqualified.
 meta = sa.MetaData(schema=SCHEMA)
 Rows = list[Sequence[Any]]  # a read's rows, each a sequence of columns
+Params = Mapping[str, Any] | None
 _CONNECT_S = 5  # a request waits this long at most for an unreachable PostgreSQL
 _MAKING_TABLES = 7253490011  # the advisory lock key of making the tables
 
@@ -45,9 +46,10 @@ class PrivateTables(Protocol):
     where: str  # said in messages: the file, or the database
     shared: bool  # seen by every machine (a database), not this machine alone (a file)
 
-    def read(self, *statements: sa.Executable) -> list[Rows]:
+    def read(self, *statements: sa.Executable, params: Params = None) -> list[Rows]:
         """Each statement's rows, in one connection; empty lists while nothing is
-        recorded yet (a read never creates a file)."""
+        recorded yet (a read never creates a file). ``params`` fill the statements'
+        ``bindparam`` (a statement built once skips SQLAlchemy's per-call build)."""
         ...
 
     def write(self) -> AbstractContextManager[sa.Connection]:
@@ -84,9 +86,17 @@ class SqliteFile:
         self._rw = sa.create_engine(
             "sqlite://", creator=self._open, poolclass=NullPool
         ).execution_options(**options)
-        self._ro = sa.create_engine(
-            "sqlite://", creator=self._open_read_only, poolclass=NullPool
-        ).execution_options(**options)
+        # Reads keep their connections (a login check reads on every request), each
+        # dropped when the file was replaced since it was opened.
+        ro = sa.create_engine(
+            "sqlite://",
+            creator=self._open_read_only,
+            poolclass=QueuePool,
+            pool_reset_on_return=None,  # a read-only SELECT leaves no transaction open
+        )
+        sa.event.listen(ro, "connect", self._note_file)
+        sa.event.listen(ro, "checkout", self._same_file)
+        self._ro = ro.execution_options(**options)
 
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,12 +110,25 @@ class SqliteFile:
         uri = f"{self.path.resolve().as_uri()}?mode=ro"
         return sqlite3.connect(uri, uri=True, timeout=10, check_same_thread=False)
 
-    def read(self, *statements: sa.Executable) -> list[Rows]:
+    def _inode(self) -> int | None:
+        try:
+            return self.path.stat().st_ino
+        except FileNotFoundError:
+            return None
+
+    def _note_file(self, connection: Any, record: Any) -> None:
+        record.info["inode"] = self._inode()
+
+    def _same_file(self, connection: Any, record: Any, proxy: Any) -> None:
+        if record.info.get("inode") != self._inode():
+            raise sa.exc.DisconnectionError("the file was replaced")  # the pool reopens
+
+    def read(self, *statements: sa.Executable, params: Params = None) -> list[Rows]:
         if not self.path.exists():
             return [[] for _ in statements]
         with self._ro.connect() as db:
             try:
-                return [list(db.execute(s)) for s in statements]
+                return [list(db.execute(s, params)) for s in statements]
             except sa.exc.OperationalError:
                 # A table not made yet (a file from an older version, or being created).
                 return [[] for _ in statements]
@@ -162,10 +185,10 @@ class PostgresTables:
                 "check RAG_DATABASE_URL."
             ) from exc
 
-    def read(self, *statements: sa.Executable) -> list[Rows]:
+    def read(self, *statements: sa.Executable, params: Params = None) -> list[Rows]:
         engine = self._engine()
         with self._reach(), engine.connect() as db:
-            return [list(db.execute(s)) for s in statements]
+            return [list(db.execute(s, params)) for s in statements]
 
     @contextmanager
     def write(self) -> Iterator[sa.Connection]:

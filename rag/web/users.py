@@ -141,6 +141,15 @@ class Users:
         return stored is not None
 
 
+# Built once: the lookup runs on every request of the app.
+_LOOKUP = sa.select(
+    sa.exists().where(t_users.c.name == sa.bindparam("name")),
+    sa.select(t_sessions.c.version)
+    .where(t_sessions.c.name == sa.bindparam("name"))
+    .scalar_subquery(),
+)
+
+
 class SessionVersions:
     """Reads a name's session version on every request: one short read of the users
     record (a file, never created by it, or PostgreSQL), so that a logout, a removal or a
@@ -151,9 +160,7 @@ class SessionVersions:
 
     def lookup(self, name: str) -> tuple[bool, str]:
         """(is a password user, session version); the version is "" until first set."""
-        is_user = sa.exists().where(t_users.c.name == name)
-        version = sa.select(t_sessions.c.version).where(t_sessions.c.name == name)
-        (rows,) = self.tables.read(sa.select(is_user, version.scalar_subquery()))
+        (rows,) = self.tables.read(_LOOKUP, params={"name": name})
         # No rows: no users file yet, or one from before sessions (the app migrates it
         # when it starts with password login; other modes have no password users).
         return (bool(rows[0][0]), rows[0][1] or "") if rows else (False, "")
