@@ -6,6 +6,7 @@ RAG_DATABASE_URL, and what happens to a machine's own files when PostgreSQL take
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sqlite3
 import time
@@ -170,3 +171,10 @@ def test_an_unreachable_database_says_what_to_start(processes) -> None:
     record = PostgresTables("postgresql://nobody@127.0.0.1:9/none", users.RECORD)
     with pytest.raises(RagError, match=r"cannot be reached .*start it, or check RAG_DATABASE_URL"):
         Users(record).names()
+
+
+def test_migrate_without_postgresql_says_what_to_set(tmp_path: Path) -> None:
+    from rag.cli.users import cmd_user_migrate
+
+    with pytest.raises(RagError, match="set RAG_DATABASE_URL"):
+        cmd_user_migrate(argparse.Namespace(), Settings(index=tmp_path / "index"))
