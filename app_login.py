@@ -19,7 +19,7 @@ from fastapi import HTTPException
 from rag.config import Settings
 from rag.errors import RagError
 from rag.web import auth, security
-from rag.web.users import SessionVersions, user_tables
+from rag.web.users import SessionVersions, session_versions, user_tables
 
 
 def set_up_login(server, settings: Settings, bind: str) -> None:
@@ -31,7 +31,7 @@ def set_up_login(server, settings: Settings, bind: str) -> None:
     os.environ["FORWARDED_ALLOW_IPS"] = ""
     security.gate(server, settings, policy.header)
     try:
-        sessions = SessionVersions(user_tables(settings))
+        sessions = session_versions(user_tables(settings))
     except RagError as exc:  # e.g. this machine's users file waits for `rag user migrate`
         raise SystemExit(str(exc)) from None
     _check_every_login(policy, sessions)
@@ -48,9 +48,14 @@ def _check_every_login(policy: auth.LoginPolicy, sessions: SessionVersions) -> N
     def current(token: str) -> cl.User:
         """Chainlit's check of a login cookie (every HTTP request, Socket.IO connect and
         /auth/jwt go through it), then ours: same login mode, same session version. A read
-        of a few microseconds from the users file, so a logout anywhere counts at once."""
+        of a few microseconds from the users file, so a logout anywhere counts at once (with
+        PostgreSQL, from memory kept within a second of it: rag/web/users.py)."""
         user = signed(token)
-        if not auth.still_logged_in(policy, sessions, user.identifier, user.metadata):
+        try:
+            ended = not auth.still_logged_in(policy, sessions, user.identifier, user.metadata)
+        except RagError as exc:  # the shared users record is out of reach: refused, not a 500
+            raise jwt.InvalidTokenError(str(exc)) from None
+        if ended:
             raise jwt.InvalidTokenError("This login has ended: log in again.")
         return user
 

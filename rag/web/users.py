@@ -12,9 +12,13 @@ random value that every login cookie carries and that a new password, a removal 
 
 from __future__ import annotations
 
+import contextlib
+import math
 import re
 import secrets
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -164,3 +168,58 @@ class SessionVersions:
         # No rows: no users file yet, or one from before sessions (the app migrates it
         # when it starts with password login; other modes have no password users).
         return (bool(rows[0][0]), rows[0][1] or "") if rows else (False, "")
+
+
+# A logout on another replica counts here within REFRESH_S; after STALE_S without an
+# answer from the database, no login is trusted (the check fails closed).
+REFRESH_S = 1.0
+STALE_S = 10.0
+_EVERY_USER = sa.select(t_users.c.name)
+_EVERY_SESSION = sa.select(t_sessions.c.name, t_sessions.c.version)
+
+
+class KeptSessionVersions(SessionVersions):
+    """The session versions of a shared database, all read by a thread every REFRESH_S
+    and answered from memory. The app checks a login on every request on its event loop
+    (Chainlit's token check is synchronous): a round trip to PostgreSQL there, or its
+    connect timeout while it is down, would stall every open chat."""
+
+    def __init__(self, tables: PrivateTables, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(tables)
+        self.clock = clock
+        self._known: dict[str, tuple[bool, str]] = {}
+        self._read_at = -math.inf
+
+    def refresh(self) -> None:
+        users, sessions = self.tables.read(_EVERY_USER, _EVERY_SESSION)
+        versions = {name: version or "" for name, version in sessions}
+        known = {name: (False, version) for name, version in versions.items()}
+        known.update({name: (True, versions.get(name, "")) for (name,) in users})
+        self._known, self._read_at = known, self.clock()
+
+    def keep(self) -> KeptSessionVersions:
+        """Read now, then every REFRESH_S in a daemon thread, for the process's life."""
+        self.refresh()
+
+        def again() -> None:
+            while True:
+                time.sleep(REFRESH_S)
+                with contextlib.suppress(RagError):  # lookup says so once STALE_S old
+                    self.refresh()
+
+        threading.Thread(target=again, daemon=True, name="session-versions").start()
+        return self
+
+    def lookup(self, name: str) -> tuple[bool, str]:
+        if self.clock() - self._read_at > STALE_S:
+            raise RagError(
+                f"The users record ({self.tables.where}) has not answered for {STALE_S:.0f} s, "
+                "so no login can be checked: start PostgreSQL, or check RAG_DATABASE_URL."
+            )
+        return self._known.get(name, (False, ""))
+
+
+def session_versions(tables: PrivateTables) -> SessionVersions:
+    """What the app checks every request against: a file is read each time (microseconds);
+    a shared database is kept in memory, refreshed every REFRESH_S."""
+    return KeptSessionVersions(tables).keep() if tables.shared else SessionVersions(tables)

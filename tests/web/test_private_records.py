@@ -73,6 +73,27 @@ def test_users_and_session_versions_seen_by_another_handle(make: Make) -> None:
     assert sessions.lookup("alice")[0] is False and here.names() == []
 
 
+def test_kept_session_versions_follow_the_record_and_fail_closed_when_it_is_silent(
+    make: Make,
+) -> None:
+    # What the app checks every request against with PostgreSQL: read in a thread, answered
+    # from memory. Refreshed here by hand, and aged by a clock the test moves.
+    now = [0.0]
+    people = Users(_user_tables(make))
+    kept = users.KeptSessionVersions(_user_tables(make), clock=lambda: now[0])
+    people.add("alice", "correct horse")
+    kept.refresh()
+    is_user, version = kept.lookup("alice")
+    assert is_user and version and kept.lookup("nobody") == (False, "")
+    people.logout("alice")  # on another replica
+    assert kept.lookup("alice") == (True, version)  # not yet read
+    kept.refresh()
+    assert kept.lookup("alice")[1] not in ("", version)
+    now[0] += users.STALE_S + 1  # no answer from the record since
+    with pytest.raises(RagError, match="no login can be checked"):
+        kept.lookup("alice")
+
+
 def test_keys_are_digests_checked_revoked_and_expired(make: Make) -> None:
     record = _user_tables(make)
     keys, other = Keys(record), Keys(_user_tables(make))
