@@ -12,7 +12,9 @@ one after another with its history, streamed. It prints side by side, per setup:
 answers, errors (questions without an answer: refused, ended by an error event,
 cut off, left after a failed turn, or still waiting at ``--max-seconds``), the
 median and 95th percentile time to the first word of an answer (from the request;
-a question waiting in line waits here), and whole answers per minute over the run.
+a question waiting in line waits here), whole answers per minute over the run, and
+the machine's load average (one minute) as the setup ended: on a shared machine the
+other jobs' load moves every time.
 
 ``--app`` adds the app: the same conversations over its Socket.IO connection, as
 its web page asks, with one and two ``chainlit run`` replicas (first word: the
@@ -244,7 +246,9 @@ def measure(
     p50 = statistics.median(tally.first_words) if tally.first_words else float("nan")
     p95 = percentile(tally.first_words, 0.95)
     per_minute = tally.answers / seconds * 60
+    load = os.getloadavg()[0]  # what else ran meanwhile
     row = f"{tally.answers:>7} {tally.errors:>6} {p50:>14.2f} s {p95:>6.2f} s {per_minute:>12.1f}"
+    row += f" {load:>5.1f}"
     return row, tally.problems
 
 
@@ -297,16 +301,25 @@ def main() -> None:
                 f"{args.questions} question(s) each, up to {args.tokens} tokens per answer, "
                 f"{os.cpu_count()} CPU cores"
             )
-            print(f"{'setup':<45} answers errors first word p50    p95  answers/min")
             problems: set[str] = set()
             doors = [("", False)] + ([("app, ", True)] if args.app else [])
-            for (door, app), (label, spec), replicas in itertools.product(
-                doors, named.items(), args.replicas
-            ):
-                setup = f"{door}{label}, {replicas} replica{'s' if replicas > 1 else ''}"
+            setups = [
+                (
+                    f"{door}{label}, {replicas} replica{'s' if replicas > 1 else ''}",
+                    spec,
+                    replicas,
+                    app,
+                )
+                for (door, app), (label, spec), replicas in itertools.product(
+                    doors, named.items(), args.replicas
+                )
+            ]
+            width = max(45, *(len(setup) for setup, *_ in setups))  # a long openai: URL
+            print(f"{'setup':<{width}} answers errors first word p50    p95  answers/min  load")
+            for setup, spec, replicas, app in setups:
                 row, seen = measure(spec, replicas, env, work, args, app)
                 problems |= seen
-                print(f"{setup:<45} {row}", flush=True)
+                print(f"{setup:<{width}} {row}", flush=True)
             for problem in sorted(problems):
                 print(f"error: {problem}")
         finally:

@@ -45,16 +45,23 @@ def on_host(url: str, hosts: Sequence[str]) -> bool:
 
 def server_slots(base_url: str, api_key: str | None = None) -> int | None:
     """How many answers the server gives at once, where it says: llama.cpp's server
-    lists its slots (``--parallel``) as ``total_slots`` at ``/props``."""
+    lists its slots (``--parallel``) at ``/props`` (asked with the key, which it wants
+    there too when it has one)."""
     root = base_url.rstrip("/").removesuffix("/v1")
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         reply = httpx.get(f"{root}/props", timeout=3, headers=headers)
-        said = reply.json() if reply.is_success else None
+        return slots_in(reply.json()) if reply.is_success else None
     except (httpx.HTTPError, ValueError):
         return None
-    slots = said.get("total_slots") if isinstance(said, dict) else None
-    return slots if isinstance(slots, int) and slots > 0 else None
+
+
+def slots_in(props: object) -> int | None:
+    """The slot count in a ``/props`` reply: llama.cpp's ``total_slots``, at the top
+    level of the object (tests/recorded/llama-server-props.json is a real one)."""
+    slots = props.get("total_slots") if isinstance(props, dict) else None
+    wanted = isinstance(slots, int) and not isinstance(slots, bool) and slots > 0
+    return slots if wanted else None
 
 
 class OpenAICompatibleChat:
