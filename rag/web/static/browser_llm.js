@@ -178,9 +178,10 @@
   }
 
   // Tokens checked per run after the prompt. A run's cost hardly depends on how many tokens
-  // it reads up to a few dozen (on a GPU it is bound by reading the weights, on SwiftShader
-  // by the number of workgroups, 13-17 s either way; WASM takes 1.5 s for 8 where it takes
-  // 0.7-2 s for 1), so each right guess saves a run.
+  // it reads, up to a few dozen: on a GPU it is bound by reading the weights; SwiftShader
+  // (a software GPU) takes 12-17 s for 1 or 8, nearly all of it the GPU's own work (the
+  // dispatches are issued in about 2 s); WASM takes 1.5 s for 8 where it takes 0.7-2 s
+  // for 1. So each right guess saves a run.
   const WIDTH = 8;
 
   // One answer: the prompt in one pass, then runs of the newest token and up to WIDTH - 1
