@@ -78,6 +78,36 @@
     }
   }
 
+  // ONNX Runtime Web's attention goes wrong on adapters whose subgroups have fewer than 8
+  // lanes (SwiftShader has 4): from the fifth token on its output was 10-40 % off, and
+  // greedy answers parted from WASM's and the server's (1 of 4 equal). Given a device
+  // without the subgroups feature it takes its other kernels, which agree with WASM to
+  // within 1e-6. Other adapters get the device ONNX Runtime Web makes itself.
+  const GPU_LIMITS = [
+    "maxBindGroups",
+    "maxBufferSize",
+    "maxComputeInvocationsPerWorkgroup",
+    "maxComputeWorkgroupSizeX",
+    "maxComputeWorkgroupSizeY",
+    "maxComputeWorkgroupSizeZ",
+    "maxComputeWorkgroupStorageSize",
+    "maxComputeWorkgroupsPerDimension",
+    "maxStorageBufferBindingSize",
+    "maxStorageBuffersPerShaderStage",
+    "maxUniformBufferBindingSize",
+  ];
+
+  async function webgpu() {
+    const found = await navigator.gpu.requestAdapter();
+    const info = (found && found.info) || {};
+    if (!found || !found.features.has("subgroups") || !(info.subgroupMinSize < 8)) return "webgpu";
+    const requiredFeatures = [...found.features].filter((f) => !f.startsWith("subgroup") && !f.startsWith("chromium-"));
+    const requiredLimits = {};
+    for (const name of GPU_LIMITS) if (found.limits[name] !== undefined) requiredLimits[name] = found.limits[name];
+    console.info(`rag-browser-llm: subgroups of ${info.subgroupMinSize} lanes: WebGPU without subgroups`);
+    return { name: "webgpu", device: await found.requestDevice({ requiredFeatures, requiredLimits }) };
+  }
+
   async function open(manifest, ortBase, provider) {
     const ort = await import(ortBase + "ort.webgpu.min.mjs");
     ort.env.wasm.wasmPaths = new URL(ortBase, location.href).href;
@@ -86,7 +116,8 @@
     const url = (name) => new URL(`${manifest.base}${name}?v=${manifest.version}`, location.href).href;
     const urls = [url(manifest.graph), ...(manifest.data ? [url(manifest.data)] : [])];
     await forget(new URL(manifest.base, location.href).href, urls); // older versions go
-    const options = { executionProviders: [provider], graphOptimizationLevel: "all" };
+    const runtime = provider === "webgpu" ? await webgpu() : provider;
+    const options = { executionProviders: [runtime], graphOptimizationLevel: "all" };
     if (manifest.data) options.externalData = [{ path: manifest.data, data: await bytes(urls[1]) }];
     if (provider === "webgpu") {
       // The key-value cache stays on the GPU between tokens.
