@@ -1,14 +1,18 @@
 """Answers written on the server against in the browser (#23), side by side in one run.
 
     python -m benchmarks.browser [--tokens 16] [--providers wasm,webgpu] [--prompts 4]
+        [--parity-on wasm,webgpu] [--width 8]
 
 The same prompt, greedy, written by the embedded model on the server (ONNX Runtime GenAI)
 and by the app's WebGPU check page in headless Chromium on WASM (no adapter) and on
 WebGPU (``--enable-unsafe-webgpu``: SwiftShader, a software GPU, where no real one is):
-load time, first-token time and tokens per second. Then greedy parity: how many of a few
-prompts get the same answer in the browser (WASM) as on the server. Last, the chats the
-server sustains at one answer a minute each: generating, it writes one answer at a time;
-with the browser writing, what is left per answer is retrieval and the tokenizer.
+load time, first-token time and tokens per second. The page checks up to ``--width``
+tokens a run (its guesses from the prompt, browser_llm.js; 1: one token a run). Then
+greedy parity: how many of a few prompts get the same answer in the browser (on each
+runtime of ``--parity-on``; WebGPU on SwiftShader takes minutes a prompt) as on the
+server. Last, the chats the server sustains at one answer a minute each: generating, it
+writes one answer at a time; with the browser writing, what is left per answer is
+retrieval and the tokenizer.
 """
 
 from __future__ import annotations
@@ -119,6 +123,26 @@ def sustained(index: Path, model: WebModel, tokens: int) -> tuple[float, float]:
     return server_s, time.perf_counter() - started
 
 
+def parity(
+    url: str, model: WebModel, provider: str, prompts: list[str], args: argparse.Namespace
+) -> None:
+    """How many prompts get the server's greedy answer in the browser on ``provider``."""
+    same = []
+    for prompt in prompts:
+        ids = ",".join(map(str, model.prompt_ids(messages(prompt))))
+        there = on_server(prompt, args.tokens)["text"]
+        query = f"tokens={args.tokens}&width={args.width}&ids={ids}"
+        here = in_browser(url, provider, query)["text"]
+        same.append(there.strip() == here.strip())
+        if not same[-1]:
+            print(f"  differs: {prompt!r}: server {there!r}, browser {here!r}")
+    name = {"wasm": "WASM", "webgpu": "WebGPU"}.get(provider, provider)
+    print(
+        f"greedy parity ({name}): {sum(same)} of {len(same)} answers equal the server's",
+        flush=True,
+    )
+
+
 def row(label: str, load: float | None, first: float, speed: float | None) -> str:
     loaded = f"{load:8.1f} s" if load is not None else f"{'-':>10}"
     rate = f"{speed:8.2f}" if speed else f"{'-':>8}"
@@ -137,6 +161,8 @@ def main() -> None:
         default="static",
         help="the page's key-value cache: room for the whole answer, or grown each token",
     )
+    parser.add_argument("--parity-on", default="wasm", help="runtimes whose parity to measure")
+    parser.add_argument("--width", type=int, default=8, help="tokens the page checks a run")
     args = parser.parse_args()
     providers = [p for p in args.providers.split(",") if p]
     model = WebModel(prepare_web_model(Settings(), log=lambda line: None))
@@ -188,7 +214,8 @@ def main() -> None:
             try:
                 _wait_until_serving(url, app, log, started, 300)
                 for provider in providers:
-                    got = in_browser(url, provider, f"tokens={args.tokens}&cache={args.cache}")
+                    query = f"tokens={args.tokens}&cache={args.cache}&width={args.width}"
+                    got = in_browser(url, provider, query)
                     label = f"browser ({got['provider']})"
                     print(row(label, got["load_s"], got["first"], got["tokens_per_s"]), flush=True)
                     if got.get("cosine") is not None:
@@ -196,17 +223,8 @@ def main() -> None:
                             f"  its query embedding against the server's: "
                             f"cosine {got['cosine']:.4f}"
                         )
-                same = []
-                for prompt in PROMPTS[: args.prompts]:
-                    ids = ",".join(map(str, model.prompt_ids(messages(prompt))))
-                    there = on_server(prompt, args.tokens)["text"]
-                    here = in_browser(url, "wasm", f"tokens={args.tokens}&ids={ids}")["text"]
-                    same.append(there.strip() == here.strip())
-                    if not same[-1]:
-                        print(f"  differs: {prompt!r}: server {there!r}, browser {here!r}")
-                print(
-                    f"greedy parity (WASM): {sum(same)} of {len(same)} answers equal the server's"
-                )
+                for provider in [p for p in args.parity_on.split(",") if p]:
+                    parity(url, model, provider, PROMPTS[: args.prompts], args)
             finally:
                 app.terminate()
                 app.wait(timeout=30)

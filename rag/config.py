@@ -251,8 +251,8 @@ class Settings(BaseSettings):
         "auto",
         description="When the evidence sentence is shown first, as a quote above the model's "
         "answer: checked (when the answer is contradicted or no sentence of it is supported), "
-        "always, never, or auto: always for the built-in tiny model, checked for any other "
-        "(measured with benchmarks.answers).",
+        "always, never, or auto: always for the built-in tiny model (also when the browser "
+        "writes with it), checked for any other (measured with benchmarks.answers).",
     )
     unsupported_below: float = Field(
         0.95,

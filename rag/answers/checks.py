@@ -19,6 +19,7 @@ from rag.answers import citations, contradictions, evidence, grounding, prompts,
 from rag.answers.turn import Turn
 from rag.config import Settings
 from rag.embeddings.embedder import Embedder
+from rag.models.browser import BROWSER
 
 
 def decoding(settings: Settings) -> dict:
@@ -133,11 +134,17 @@ def checked(
 SMALL_MODELS = frozenset({"embedded"})
 
 
+def small_model(spec: str, settings: Settings) -> bool:
+    """The built-in tiny model: on the server, or in the user's browser, whose model is
+    the same weights unless RAG_BROWSER_MODEL names another (rag/models/browser.py)."""
+    return spec in SMALL_MODELS or (spec == BROWSER and settings.browser_model is None)
+
+
 def leads(result: Checked, has_evidence: bool, settings: Settings, spec: str = "") -> bool:
     """Whether the evidence sentence is shown first, above the model's answer."""
     mode = settings.evidence_first
     if mode == "auto":
-        mode = "always" if spec in SMALL_MODELS else "checked"
+        mode = "always" if small_model(spec, settings) else "checked"
     if not has_evidence or mode == "never":
         return False
     return mode == "always" or bool(result.contradicted) or result.unusable

@@ -10,7 +10,8 @@ The default web model is the embedded model itself (the same weights, the same
 ``model.onnx.data``): ``rag model prepare`` writes a copy of its small graph file whose
 8-bit matrix products accumulate in fp32 (``accuracy_level`` 0; the CPU build asks for
 int8 activations, level 4), which WebGPU runs three times faster and which is why a
-browser's answer can differ from the server's by a token now and then.
+browser's answer can differ from the server's by a token now and then, and whose logits
+are those of the last few positions only (the page never reads the others).
 """
 
 from __future__ import annotations
@@ -35,9 +36,16 @@ from rag.models.routing import ModelPool
 BROWSER = "browser"  # the browser's place in a chat's pool (not a spec a person writes)
 if TYPE_CHECKING:  # loaded with the first browser answer, not on import
     from jinja2 import Template
+    from onnx import GraphProto, ModelProto
     from tokenizers import Tokenizer
 
-WEB_DIR = "smollm2-135m-instruct-int8-web"
+# "-2": the graph computes the logits of its last LOGIT_ROWS positions only (the first
+# web copy computed them for every prompt token), so an older copy is not reused.
+WEB_DIR = "smollm2-135m-instruct-int8-web-2"
+# The page checks up to this many tokens a run (browser_llm.js, WIDTH); after the prompt it
+# needs one row: the other rows' lm_head products and read-back cost about a fifth of the
+# prompt's time on a software GPU (83 s against 106 s) and tens of MB per answer.
+LOGIT_ROWS = 8
 _LINKED = ("model.onnx.data", "genai_config.json", "tokenizer.json", "tokenizer_config.json")
 _LINKED_OPTIONAL = ("chat_template.jinja",)
 # Seconds the page may stay silent: the first answer waits for the model's download and
@@ -64,14 +72,9 @@ def prepare_web_model(settings: Settings, log: Callable[[str], None] = print) ->
         return folder
     import onnx  # installed with the embedded model's build packages
 
-    graph = onnx.load(str(source / "model.onnx"), load_external_data=False)
-    for node in graph.graph.node:
-        for attribute in node.attribute:
-            if node.op_type == "MatMulNBits" and attribute.name == "accuracy_level":
-                attribute.i = 0  # fp32 accumulation: what WebGPU runs fastest
     work = folder.with_name(f".{folder.name}-{os.getpid()}")
     work.mkdir(parents=True, exist_ok=True)
-    onnx.save(graph, str(work / "model.onnx"))
+    onnx.save(web_graph(source / "model.onnx"), str(work / "model.onnx"))
     for name in (*_LINKED, *_LINKED_OPTIONAL):
         if (source / name).is_file():  # the same weights and tokenizer: linked, not copied
             (work / name).symlink_to(source / name)
@@ -83,6 +86,37 @@ def prepare_web_model(settings: Settings, log: Callable[[str], None] = print) ->
         work.rmdir()
     log(f"Browser model ready: {folder}")
     return folder
+
+
+def web_graph(path: Path, rows: int | None = LOGIT_ROWS) -> ModelProto:
+    """The embedded model's graph as the browser runs it (its weights stay in the file
+    beside it): fp32 accumulation, and logits for the last ``rows`` positions only."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False)
+    for node in graph.graph.node:
+        for attribute in node.attribute:
+            if node.op_type == "MatMulNBits" and attribute.name == "accuracy_level":
+                attribute.i = 0  # fp32 accumulation: what WebGPU runs fastest
+    if rows is not None:
+        _last_rows_only(graph.graph, "logits", rows)
+    return graph
+
+
+def _last_rows_only(graph: GraphProto, output: str, rows: int) -> None:
+    """Slice the hidden states before the layer that makes ``output`` to the last ``rows``
+    positions (all of them when there are fewer), so the graph computes only those."""
+    from onnx import TensorProto, helper
+
+    [head] = [node for node in graph.node if output in node.output]
+    names = [f"/web/last_rows/{part}" for part in ("starts", "ends", "axes", "output_0")]
+    for name, value in zip(names[:3], (-rows, 2**62, 1), strict=True):
+        graph.initializer.append(helper.make_tensor(name, TensorProto.INT64, [1], [value]))
+    cut = helper.make_node("Slice", [head.input[0], *names[:3]], [names[3]], name="/web/last_rows")
+    head.input[0] = names[3]
+    graph.node.insert(list(graph.node).index(head), cut)
+    [shape] = [o.type.tensor_type.shape for o in graph.output if o.name == output]
+    shape.dim[1].dim_param = "last_rows"
 
 
 @dataclass(frozen=True)
@@ -117,6 +151,8 @@ class WebModel:
             "head_size": int(decoder["head_size"]),
         }
         self.name = EMBEDDED_MODEL_NAME if folder.name == WEB_DIR else folder.name
+        # Rows of logits a run gives: the web copy's last LOGIT_ROWS; other models, all.
+        self.rows = LOGIT_ROWS if folder.name == WEB_DIR else None
 
     def files(self) -> dict[str, Path]:
         """What the page may download, by name: nothing else in the folder is served."""
@@ -137,6 +173,7 @@ class WebModel:
             "graph": self.graph,
             "data": self.data,
             "base": base,
+            "rows": self.rows,
             **self.shapes,
         }
 
@@ -215,12 +252,14 @@ class BrowserChat:
     ) -> AsyncIterator[str]:
         self.used = True
         ids = await asyncio.to_thread(self.model.prompt_ids, messages)
-        if len(ids) >= self.context_window:
+        # The page's last run may read up to LOGIT_ROWS tokens past the answer (guesses).
+        room = self.context_window - LOGIT_ROWS
+        if len(ids) >= room:
             raise ModelUnavailable(
                 f"The prompt has {len(ids)} tokens but {self.model.name} reads "
                 f"{self.context_window}."
             )
-        max_tokens = min(max_tokens, self.context_window - len(ids))
+        max_tokens = min(max_tokens, room - len(ids))
         job = self.link.open_job()
         try:
             await self.link.notify(

@@ -25,6 +25,7 @@ from rag.config import Settings
 from rag.ingest.pipeline import Ingestor, discover
 from rag.library.chunks import Chunk, Hit
 from rag.library.search import open_library, search
+from rag.models.browser import BROWSER
 from rag.models.routing import ModelPool
 
 from support_security import ScriptedModel
@@ -181,6 +182,15 @@ def test_the_evidence_leads_the_tiny_models_answers_and_checked_ones_of_others()
     assert not checks.leads(fine, True, auto, "openai:m@http://127.0.0.1:1/v1")
     assert checks.leads(checks.Checked(), True, auto, "openai:m@http://127.0.0.1:1/v1")
     assert not checks.leads(fine, False, auto, "embedded")  # nothing to quote
+
+
+def test_the_evidence_leads_the_browsers_answers_when_it_runs_the_tiny_model(tmp_path):
+    fine = checks.Checked(claims=[(0, 10)])
+    # The browser's default model is the embedded model's own weights (#23).
+    assert checks.leads(fine, True, Settings(), BROWSER)
+    # Another model in the browser (RAG_BROWSER_MODEL) is checked like any other.
+    assert not checks.leads(fine, True, Settings(browser_model=tmp_path), BROWSER)
+    assert checks.leads(checks.Checked(), True, Settings(browser_model=tmp_path), BROWSER)
 
 
 def test_the_evidence_leads_every_answer_or_none_as_set(sample):

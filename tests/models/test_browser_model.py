@@ -12,7 +12,7 @@ import json
 import pytest
 
 from rag.config import Settings
-from rag.models.browser import BrowserChat, WebModel, prepare_web_model
+from rag.models.browser import LOGIT_ROWS, BrowserChat, WebModel, prepare_web_model, web_graph
 from rag.models.browser_jobs import Links, NotFound
 from rag.models.embedded import prepare_embedded_model
 
@@ -88,3 +88,32 @@ def test_an_end_token_ends_the_answer(web_model):
         assert text == "Yes." and jobs
 
     asyncio.run(run())
+
+
+def test_the_web_graph_gives_the_logits_of_the_last_positions_only(web_model):
+    """The page reads the last row after the prompt and at most LOGIT_ROWS rows after a
+    run (browser_llm.js): the cut graph gives exactly those rows of the whole graph's."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    source = prepare_embedded_model(Settings().cache_dir) / "model.onnx"
+    whole = web_graph(source, rows=None)
+    cut = onnx.load(str(web_model.folder / "model.onnx"), load_external_data=False)
+    for graph in (whole, cut):  # the same weights; the web folder links to them, and ONNX
+        # refuses to read through a link: read from the embedded model's folder instead
+        onnx.load_external_data_for_model(graph, str(source.parent))
+    sessions = [ort.InferenceSession(m.SerializeToString()) for m in (whole, cut)]
+    shapes = web_model.shapes
+    for length in (3, 12):  # fewer than LOGIT_ROWS tokens, and more
+        feeds = {
+            "input_ids": np.arange(100, 100 + length, dtype=np.int64)[None],
+            "attention_mask": np.ones((1, length), dtype=np.int64),
+        }
+        for i in range(shapes["layers"]):
+            for part in ("key", "value"):
+                dims = (1, shapes["kv_heads"], 0, shapes["head_size"])
+                feeds[f"past_key_values.{i}.{part}"] = np.zeros(dims, dtype=np.float32)
+        full, last = (s.run(["logits"], feeds)[0] for s in sessions)
+        assert last.shape[1] == min(length, LOGIT_ROWS) and full.shape[1] == length
+        np.testing.assert_allclose(last, full[:, -last.shape[1] :], rtol=1e-3, atol=1e-3)

@@ -78,6 +78,36 @@
     }
   }
 
+  // ONNX Runtime Web's attention goes wrong on adapters whose subgroups have fewer than 8
+  // lanes (SwiftShader has 4): from the fifth token on its output was 10-40 % off, and
+  // greedy answers parted from WASM's and the server's (1 of 4 equal). Given a device
+  // without the subgroups feature it takes its other kernels, which agree with WASM to
+  // within 1e-6. Other adapters get the device ONNX Runtime Web makes itself.
+  const GPU_LIMITS = [
+    "maxBindGroups",
+    "maxBufferSize",
+    "maxComputeInvocationsPerWorkgroup",
+    "maxComputeWorkgroupSizeX",
+    "maxComputeWorkgroupSizeY",
+    "maxComputeWorkgroupSizeZ",
+    "maxComputeWorkgroupStorageSize",
+    "maxComputeWorkgroupsPerDimension",
+    "maxStorageBufferBindingSize",
+    "maxStorageBuffersPerShaderStage",
+    "maxUniformBufferBindingSize",
+  ];
+
+  async function webgpu() {
+    const found = await navigator.gpu.requestAdapter();
+    const info = (found && found.info) || {};
+    if (!found || !found.features.has("subgroups") || !(info.subgroupMinSize < 8)) return "webgpu";
+    const requiredFeatures = [...found.features].filter((f) => !f.startsWith("subgroup") && !f.startsWith("chromium-"));
+    const requiredLimits = {};
+    for (const name of GPU_LIMITS) if (found.limits[name] !== undefined) requiredLimits[name] = found.limits[name];
+    console.info(`rag-browser-llm: subgroups of ${info.subgroupMinSize} lanes: WebGPU without subgroups`);
+    return { name: "webgpu", device: await found.requestDevice({ requiredFeatures, requiredLimits }) };
+  }
+
   async function open(manifest, ortBase, provider) {
     const ort = await import(ortBase + "ort.webgpu.min.mjs");
     ort.env.wasm.wasmPaths = new URL(ortBase, location.href).href;
@@ -86,7 +116,8 @@
     const url = (name) => new URL(`${manifest.base}${name}?v=${manifest.version}`, location.href).href;
     const urls = [url(manifest.graph), ...(manifest.data ? [url(manifest.data)] : [])];
     await forget(new URL(manifest.base, location.href).href, urls); // older versions go
-    const options = { executionProviders: [provider], graphOptimizationLevel: "all" };
+    const runtime = provider === "webgpu" ? await webgpu() : provider;
+    const options = { executionProviders: [runtime], graphOptimizationLevel: "all" };
     if (manifest.data) options.externalData = [{ path: manifest.data, data: await bytes(urls[1]) }];
     if (provider === "webgpu") {
       // The key-value cache stays on the GPU between tokens.
@@ -151,14 +182,53 @@
     return order[0];
   }
 
-  // One answer: the prompt in one pass, then a token at a time. The key-value cache has
-  // room for the whole answer from the start ("static"): every step then has the same
-  // shapes, so WebGPU compiles its shaders once instead of at every token. The mask marks
-  // the tokens written so far; the model finds the next position from it.
-  async function generate(job, model, onToken, cache = "static") {
-    const { ort, session, manifest } = model;
+  // Guesses at the next tokens from the text so far (prompt lookup): an answer repeats its
+  // passages and question word for word, so what followed the latest earlier occurrence of
+  // the last few tokens is a good guess at what comes next.
+  function guess(history, wanted) {
+    for (let size = 3; size >= 1; size--) {
+      if (history.length <= size) continue;
+      const tail = history.length - size;
+      for (let start = tail - 1; start >= 0; start--) {
+        let same = true;
+        for (let j = 0; j < size && same; j++) same = history[start + j] === history[tail + j];
+        if (same) return history.slice(start + size, start + size + wanted);
+      }
+    }
+    return [];
+  }
+
+  function draft(history, wanted) {
+    const guesses = [];
+    while (guesses.length < wanted) {
+      const more = guess([...history, ...guesses], wanted - guesses.length);
+      if (!more.length) break;
+      guesses.push(...more);
+    }
+    return guesses;
+  }
+
+  // Tokens checked per run after the prompt. A run's cost hardly depends on how many tokens
+  // it reads, up to a few dozen: on a GPU it is bound by reading the weights; SwiftShader
+  // (a software GPU) takes 12-17 s for 1 or 8, nearly all of it the GPU's own work (the
+  // dispatches are issued in about 2 s); WASM takes 1.5 s for 8 where it takes 0.7-2 s
+  // for 1. So each right guess saves a run.
+  const WIDTH = 8;
+
+  // One answer: the prompt in one pass, then runs of the newest token and up to WIDTH - 1
+  // guesses. The model's own choice is taken at every position and a guess kept only while
+  // it equals that choice, so the answer is the one a token at a time would give (greedy
+  // or sampled); a wrong guess only costs the rest of that run. The key-value cache has
+  // room for the whole answer from the start ("static"): the mask marks the tokens kept so
+  // far, so a rejected guess's keys are simply written over by the next run, and every run
+  // has the same shapes (on WebGPU short guesses are padded), so WebGPU compiles its
+  // shaders once instead of at every token. "dynamic" grows the cache by each run's input
+  // (it cannot take guesses back: one token a run).
+  async function generate(job, model, onTokens, cache = "static", width = WIDTH) {
+    const { ort, session, manifest, provider } = model;
     const tensor = (values, dims) => new ort.Tensor("int64", ...int64(values, dims));
-    const room = cache === "static" ? job.tokens.length + job.max_tokens : 0;
+    const wide = cache === "static" ? Math.max(1, Math.min(width, manifest.rows || width)) : 1;
+    const room = cache === "static" ? job.tokens.length + job.max_tokens + wide : 0;
     let past = {};
     for (let i = 0; i < manifest.layers; i++) {
       for (const part of ["key", "value"]) {
@@ -167,13 +237,16 @@
       }
     }
     const seen = new Set(job.tokens);
-    let ids = job.tokens;
-    let length = 0;
+    const history = [...job.tokens];
+    let ids = job.tokens; // this run's input: the prompt, then the newest token and guesses
+    let guesses = [];
+    let kept = 0; // tokens whose keys and values in the cache are the answer's
+    let written = 0;
     const began = performance.now();
-    const times = { first: null, tokens: 0, seconds: 0 };
+    const times = { first: null, tokens: 0, seconds: 0, runs: 0 };
     try {
-      for (let n = 0; n < job.max_tokens; n++) {
-        length += ids.length;
+      while (written < job.max_tokens) {
+        const length = kept + ids.length;
         const mask = room ? Array.from({ length: room }, (_, i) => (i < length ? 1 : 0)) : new Array(length).fill(1);
         const feeds = {
           ...past,
@@ -181,24 +254,45 @@
           attention_mask: tensor(mask, [1, mask.length]),
         };
         const out = await session.run(feeds);
+        times.runs += 1;
         for (const t of Object.values(past)) if (t.location === "gpu-buffer") t.dispose();
         past = {};
         for (const name of Object.keys(out)) {
           if (name.startsWith("present.")) past[name.replace("present.", "past_key_values.")] = out[name];
         }
         const logits = out.logits;
-        const size = logits.dims[2];
-        const next = pick(await logits.getData(), (logits.dims[1] - 1) * size, size, job, seen);
+        const [, rows, size] = logits.dims;
+        const values = await logits.getData();
+        // The rows are the last input positions' (the web graph computes no more than
+        // it needs); after the prompt only its last counts, after a run every one.
+        const skipped = ids.length - rows;
+        const from = ids === job.tokens ? ids.length - 1 : 0;
+        if (from < skipped) throw new Error(`the model gave ${rows} rows of logits for ${ids.length} tokens`);
+        const chosen = [];
+        for (let at = from; at < ids.length && written + chosen.length < job.max_tokens; at++) {
+          const next = pick(values, (at - skipped) * size, size, job, seen);
+          seen.add(next);
+          chosen.push(next);
+          const guessed = at - from < guesses.length ? guesses[at - from] : undefined;
+          if (next !== guessed || job.eos.includes(next)) break;
+        }
+        if (logits.location === "gpu-buffer") logits.dispose();
         if (times.first === null) times.first = (performance.now() - began) / 1000;
-        seen.add(next);
-        times.tokens += 1;
-        if ((await onToken(next)) || job.eos.includes(next)) break;
-        ids = [next];
+        kept += ids === job.tokens ? ids.length : chosen.length; // the input rows now kept
+        history.push(...chosen);
+        written += chosen.length;
+        times.tokens += chosen.length;
+        const last = chosen[chosen.length - 1];
+        if ((await onTokens(chosen)) || job.eos.includes(last)) break;
+        guesses = wide > 1 ? draft(history, Math.min(wide - 1, job.max_tokens - written - 1)) : [];
+        ids = [last, ...guesses];
+        // WebGPU: the same shapes every run (a new shape compiles new shaders).
+        while (provider === "webgpu" && room && ids.length < wide) ids.push(last);
       }
     } finally {
       for (const t of Object.values(past)) if (t.location === "gpu-buffer") t.dispose();
       times.seconds = (performance.now() - began) / 1000;
-      console.info(`rag-browser-llm: ${job.tokens.length} prompt tokens, first token in ${times.first && times.first.toFixed(1)} s, ${times.tokens} tokens in ${times.seconds.toFixed(1)} s`);
+      console.info(`rag-browser-llm: ${job.tokens.length} prompt tokens, first token in ${times.first && times.first.toFixed(1)} s, ${times.tokens} tokens in ${times.runs} runs, ${times.seconds.toFixed(1)} s`);
     }
     return times;
   }
@@ -210,7 +304,7 @@
       const model = await loaded;
       const started = await post(`jobs/${job.job}`, { tokens: [], provider: model.provider });
       if (started.stop) return;
-      await generate(job, model, async (token) => (await post(`jobs/${job.job}`, { tokens: [token] })).stop);
+      await generate(job, model, async (tokens) => (await post(`jobs/${job.job}`, { tokens })).stop);
       await post(`jobs/${job.job}`, { tokens: [], done: true });
     } catch (e) {
       console.error("rag-browser-llm", e);

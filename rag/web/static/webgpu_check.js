@@ -24,7 +24,9 @@
     if (options.get("ids")) probe.tokens = options.get("ids").split(",").map(Number);
     show("prompt", `${probe.tokens.length} tokens`);
     const written = [];
-    const times = await api.generate(probe, model, async (token) => written.push(token) && false, options.get("cache") || "static");
+    const width = options.get("width") ? Number(options.get("width")) : undefined;
+    const keep = async (tokens) => written.push(...tokens) && false;
+    const times = await api.generate(probe, model, keep, options.get("cache") || "static", width);
     Object.assign(result, times, { prompt_tokens: probe.tokens.length, written });
     result.tokens_per_s = times.tokens > 1 ? (times.tokens - 1) / (times.seconds - times.first) : null;
     show("first", `${times.first.toFixed(2)} s`);
