@@ -173,6 +173,36 @@ def test_a_writer_that_fails_midway_is_reported_then_swept(open_one):
     assert set(store.documents()) == {"/d/ok.md"}
 
 
+def test_a_writer_in_step_compares_no_whole_table_per_write(open_one, monkeypatch):
+    """Each write once compared every document's version with the word index, because
+    the writer's own last write had changed the documents table: a write cost more the
+    larger the library (#25). A writer's own writes now keep it in step, so it reads
+    only the rows it writes; another writer's change is still caught at the next write,
+    and the rows a dead writer left are still found among the clean ones."""
+    writer, other = open_one("a"), open_one("b")
+    put(writer, "/d/first.md", "v1", ["The first page."], [unit(1, 0)])
+    whole_reads: list[str] = []
+    for name, part in (("documents", writer._catalog), ("versions", writer._words)):
+        read = getattr(part, name)
+        monkeypatch.setattr(
+            part, name, lambda read=read, name=name: [whole_reads.append(name), read()][1]
+        )
+    for i in range(4):
+        put(writer, f"/d/page{i}.md", "v1", [f"Page number {i}."], [unit(1, i + 1)])
+    assert whole_reads == []
+
+    put(other, "/d/theirs.md", "v1", ["A tapestry from elsewhere."], [unit(0, 1)])
+    put(writer, "/d/mine.md", "v1", ["My own page."], [unit(1, 1)])
+    assert "documents" in whole_reads  # the table changed under it: it caught up
+    assert [i for i, _ in writer.keyword("tapestry", 5)] == ["/d/theirs.md#v1#0"]
+
+    document, chunks = doc("/d/broken.md", "v1", ["Half", "written"])
+    with pytest.raises(Exception):  # noqa: B017 - the dimension is wrong: Chroma refuses
+        other.write(document, chunks, [unit(1, 0), unit(1, 0, 0)])
+    assert [r.source for r in writer._catalog.unfinished()] == ["/d/broken.md"]
+    assert writer.check().consistent is False
+
+
 def test_a_collection_built_with_another_model_is_refused(open_one):
     put(open_one(), "/d/a.md", "v1", ["Alpha."], [unit(1, 0)])
     with pytest.raises(RagError, match="contract-model"):
