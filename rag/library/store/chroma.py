@@ -153,10 +153,12 @@ class ChromaStore:
         """A write that changes the word index itself leaves it in step with the documents
         table, if it was before: the next write then need not compare every document (a
         full read of the table per write made writing slower as the library grew).
-        Called with the writer lock held, so no other writer changes the table meanwhile."""
+        Only where every writer takes this lock: writers on other machines that share a
+        server but not a lock may change the table meanwhile, and must be looked for."""
         before = self._catalog.generation()
         yield
-        if before == self._seen_generation:
+        every_writer_waits = self._lock.shared or not self._client.words_cached
+        if every_writer_waits and before == self._seen_generation:
             self._seen_generation = self._catalog.generation()
 
     @_plainly
