@@ -3,15 +3,17 @@
     python -m benchmarks.scale [--sizes 1000,10000] [--large] [--huge] [--repeat 3]
                                [--questions N] [--stores embedded,server]
 
-For each size (``--large`` adds 100k chunks, ``--huge`` a million: hours, not in CI)
-and each store it builds a library:
+For each size (``--large`` adds 100k chunks, ``--huge`` 100k, 250k, 500k and a million:
+hours, not in CI) and each store it grows one library, size after size (each size adds
+to the one before, and its row is printed as soon as it is measured, so a run stopped
+on the way to a million still reports the sizes it reached):
 the hand-written articles of benchmarks/encyclopedia, really embedded, plus filler
 chunks of realistic text (sentences of the Python documentation) with random unit
 vectors, as benchmarks/search_latency does (HNSW's cost depends on the number and
 dimension of vectors, not their meaning; random vectors are its harder case).
 Filler documents hold 20 chunks each and go through the store's ``write``, so the
 ingest rate is the store's (chunk store, documents table, word index, under the
-writer lock), without the embedding model.
+writer lock), without the embedding model, over the stretch since the previous size.
 
 A fresh query process then opens the library and runs the article questions through
 the full hybrid ``search`` (a real query embedding each time, with the configured
@@ -19,7 +21,10 @@ embedder, ONNX by default) and reports: time to open the library (the model alre
 loaded), search median and p95, and its peak memory. Peak memory is the process's own
 high-water mark (``VmHWM``): ``getrusage``'s maximum, used before, survives ``exec`` and
 so reported the builder's memory (3 GB at 100k chunks) as the query process's.
-Disk size counts Chroma's files and the local word index.
+Disk size counts Chroma's files and the local word index. "load" is the machine's load
+average (one minute) when the row was measured: on a shared machine it says how much
+of a wall time is the machine's. A store whose build fails prints why (with the end
+of the server's log) and the run goes on with the other.
 
 "median ms" is a question's search as the app asked it before access rules (the shared
 library brought up to date, then searched); "limited ms" the same search asked as a
@@ -33,6 +38,7 @@ see the same machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -55,6 +61,8 @@ from rag.ingest.pipeline import Ingestor, discover
 from rag.library.live import Library
 
 FILLER_PER_DOCUMENT = 20
+# ``--huge``: the sizes on the way to a million, each reported as the library grows.
+HUGE = [100_000, 250_000, 500_000, 1_000_000]
 
 
 def _free_port() -> int:
@@ -95,24 +103,66 @@ class ChromaServer:
 
 
 def _disk_mb(*folders: Path) -> float:
-    total = sum(f.stat().st_size for folder in folders for f in folder.rglob("*") if f.is_file())
+    total = 0
+    for folder in folders:
+        for f in folder.rglob("*"):
+            with contextlib.suppress(OSError):  # a server's file can go meanwhile
+                total += f.stat().st_size if f.is_file() else 0
     return total / 1e6
 
 
-def _build(settings: Settings, chunks: int, sentences: list[str]) -> float:
-    """Fill the library up to ``chunks``; returns the store's write rate in chunks/s."""
-    from rag.library.search import open_library
+class Grown:
+    """One store's library, grown size by size through a run (each size adds to the last,
+    so a million-chunk run writes a million chunks once and reports every size on the way)."""
 
-    library = open_library(settings)
-    Ingestor(library).run(discover([evalset.ARTICLES]), progress=False)
-    dim = len(library.embedder.embed(["dimension"])[0])
-    store = library.store
-    todo = max(chunks - store.count(), 0)
-    started = time.perf_counter()
-    write_filler(store, sentences, todo, dim)
-    seconds = time.perf_counter() - started
-    store.close()
-    return todo / seconds if seconds else 0.0
+    def __init__(self, folder: Path, backend: str) -> None:
+        self.backend = backend
+        self.index = folder / "index"
+        self.server = ChromaServer(folder / "server") if backend == "server" else None
+        url = self.server.url if self.server else None
+        self.env = {
+            "RAG_INDEX": str(self.index),
+            "RAG_COLLECTION": "scale",
+            **({"RAG_CHROMA_URL": url} if url else {}),
+        }
+        self.settings = Settings(index=self.index, collection="scale", chroma_url=url)
+        self.filler = 0  # filler chunks written so far: the next stretch's ids follow
+
+    def grow(self, chunks: int, sentences: list[str]) -> float:
+        """Fill the library up to ``chunks``; returns the store's write rate in chunks/s
+        over this stretch (the chunks added since the last size)."""
+        from rag.library.search import open_library
+
+        library = open_library(self.settings)
+        Ingestor(library).run(discover([evalset.ARTICLES]), progress=False)
+        dim = len(library.embedder.embed(["dimension"])[0])
+        store = library.store
+        todo = max(chunks - store.count(), 0)
+        started = time.perf_counter()
+        try:
+            write_filler(store, sentences, todo, dim, start=self.filler)
+        finally:
+            store.close()
+        self.filler += todo
+        seconds = time.perf_counter() - started
+        return todo / seconds if seconds else 0.0
+
+    def disk_mb(self) -> float:
+        return _disk_mb(self.index, *([self.server.path] if self.server else []))
+
+    def why(self) -> str:
+        """What the server said last, for a build that failed."""
+        if not self.server:
+            return ""
+        alive = "running" if self.server.proc.poll() is None else "exited"
+        tail = self.server.log.read_text(errors="replace").splitlines()[-20:]
+        return f"chroma run {alive} ({self.server.proc.returncode}); its log ends:\n" + "\n".join(
+            tail
+        )
+
+    def close(self) -> None:
+        if self.server:
+            self.server.stop()
 
 
 def _peak_mb() -> float:
@@ -216,31 +266,22 @@ def _query(env: dict[str, str], repeat: int, limit: int | None) -> dict:
 
 
 def measure(
-    folder: Path,
-    backend: str,
-    chunks: int,
-    sentences: list[str],
-    repeat: int,
-    limit: int | None = None,
+    grown: Grown, chunks: int, sentences: list[str], repeat: int, limit: int | None = None
 ) -> dict:
-    index = folder / "index"
-    server = ChromaServer(folder / "server") if backend == "server" else None
-    try:
-        env = {
-            "RAG_INDEX": str(index),
-            "RAG_COLLECTION": "scale",
-            **({"RAG_CHROMA_URL": server.url} if server else {}),
-        }
-        settings = Settings(
-            index=index, collection="scale", chroma_url=server.url if server else None
-        )
-        rate = _build(settings, chunks, sentences)
-        row = {"backend": backend, "ingest_per_s": rate, **_query(env, repeat, limit)}
-        row["disk_mb"] = _disk_mb(index, *([server.path] if server else []))
-        return row
-    finally:
-        if server:
-            server.stop()
+    rate = grown.grow(chunks, sentences)
+    row = {"backend": grown.backend, "ingest_per_s": rate, **_query(grown.env, repeat, limit)}
+    row["disk_mb"] = grown.disk_mb()
+    row["load"] = os.getloadavg()[0]  # the machine's, beside each row: 2 cores are shared
+    return row
+
+
+def _row(row: dict) -> str:
+    return (
+        f"{row['chunks']:7d} {row['backend']:9} {row['ingest_per_s']:9.0f} "
+        f"{row['open_ms']:8.1f} {row['median_ms']:10.1f} {row['limited_ms']:10.1f} "
+        f"{row['p95_ms']:7.1f} {row['cpu_median_ms']:7.1f} "
+        f"{row['peak_mb']:8.0f} {row['disk_mb']:8.1f} {row['load']:5.1f}"
+    )
 
 
 def main() -> None:
@@ -259,7 +300,8 @@ def main() -> None:
         _query_child(args.repeat, args.questions)
         return
     sizes = [int(s) for s in args.sizes.split(",") if s] + ([100_000] if args.large else [])
-    sizes += [1_000_000] if args.huge else []
+    sizes += HUGE if args.huge else []
+    sizes = sorted(set(sizes))
     stores = [s for s in args.stores.split(",") if s]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -267,26 +309,27 @@ def main() -> None:
         sentences = _sentences(root / "technical")
         print(
             f"{'chunks':>7} {'store':9} {'ingest/s':>9} {'open ms':>8} {'median ms':>10} "
-            f"{'limited ms':>10} {'p95 ms':>7} {'CPU ms':>7} {'peak MB':>8} {'disk MB':>8}",
+            f"{'limited ms':>10} {'p95 ms':>7} {'CPU ms':>7} {'peak MB':>8} {'disk MB':>8} "
+            f"{'load':>5}",
             flush=True,
         )
-        for size in sizes:
-            for backend in stores:
-                row = measure(
-                    root / f"{backend}-{size}",
-                    backend,
-                    size,
-                    sentences,
-                    args.repeat,
-                    args.questions,
-                )
-                print(
-                    f"{row['chunks']:7d} {backend:9} {row['ingest_per_s']:9.0f} "
-                    f"{row['open_ms']:8.1f} {row['median_ms']:10.1f} {row['limited_ms']:10.1f} "
-                    f"{row['p95_ms']:7.1f} {row['cpu_median_ms']:7.1f} "
-                    f"{row['peak_mb']:8.0f} {row['disk_mb']:8.1f}",
-                    flush=True,
-                )
+        grown = {backend: Grown(root / backend, backend) for backend in stores}
+        try:
+            for size in sizes:
+                for backend, library in list(grown.items()):
+                    try:
+                        row = measure(library, size, sentences, args.repeat, args.questions)
+                    except Exception as exc:  # say why, and go on with the other store
+                        print(f"{size:7d} {backend:9} failed: {exc!r}\n{library.why()}", flush=True)
+                        library.close()
+                        del grown[backend]
+                        continue
+                    print(_row(row), flush=True)
+        finally:
+            for library in grown.values():
+                library.close()
+        if len(grown) < len(stores):
+            sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -43,28 +43,32 @@ def _sentences(folder: Path) -> list[str]:
     return [s for s in re.split(r"(?<=[.!?])\s+", " ".join(text.split())) if 20 < len(s) < 400]
 
 
-def _filler(sentences: list[str], n: int, dim: int, seed: int = 5):
-    rng = random.Random(seed)
-    normal = np.random.default_rng(seed)
-    for i in range(n):
-        if i % 10_000 == 0:  # a block at a time: a million vectors take 1.5 GB at once
-            vectors = normal.standard_normal((min(10_000, n - i), dim)).astype(np.float32)
+def _filler(sentences: list[str], n: int, dim: int, seed: int = 5, start: int = 0):
+    """``n`` filler chunks numbered from ``start``: a library grown in stretches
+    (benchmarks/scale) gets new ids and whole documents of its own in each stretch."""
+    rng = random.Random(seed + start)
+    normal = np.random.default_rng(seed + start)
+    prefix = f"s{start}-" if start else ""
+    for j in range(n):
+        if j % 10_000 == 0:  # a block at a time: a million vectors take 1.5 GB at once
+            vectors = normal.standard_normal((min(10_000, n - j), dim)).astype(np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         text = ""
         while len(text) < 900:
             text += rng.choice(sentences) + " "
-        source = f"/filler/doc{i // 20:05}.md"
+        source = f"/filler/{prefix}doc{j // 20:05}.md"
         yield (
-            Chunk(id=f"filler-{i}", text=text.strip(), source=source, index=i % 20),
-            vectors[i % 10_000],
+            Chunk(id=f"filler-{start + j}", text=text.strip(), source=source, index=j % 20),
+            vectors[j % 10_000],
         )
 
 
-def write_filler(store, sentences: list[str], n: int, dim: int) -> None:
+def write_filler(store, sentences: list[str], n: int, dim: int, start: int = 0) -> None:
     """``n`` filler chunks, stored as documents of 20 chunks each, 100 documents a call."""
     # A call's worth at a time: a million chunks held at once would not fit in memory.
     batch: dict[str, list] = {}
-    for chunk, vector in itertools.chain(_filler(sentences, n, dim), [(None, None)]):
+    filler = _filler(sentences, n, dim, start=start)
+    for chunk, vector in itertools.chain(filler, [(None, None)]):
         if chunk is None or (chunk.source not in batch and len(batch) == 100):
             store.write_many(
                 [

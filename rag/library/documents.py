@@ -123,6 +123,8 @@ class SqliteCatalog:
                 dirty INTEGER NOT NULL DEFAULT 0, writer TEXT NOT NULL DEFAULT '',
                 since REAL NOT NULL DEFAULT 0);
             CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+            -- Every write looks for rows dead writers left: only those, not every row.
+            CREATE INDEX IF NOT EXISTS documents_dirty ON documents(dirty) WHERE dirty=1;
             """
         )
 

@@ -133,8 +133,9 @@ def test_scale_benchmark_prints_both_stores_side_by_side():
     assert done.returncode == 0, done.stderr
     for store in ("embedded", "server"):
         assert re.search(
-            # open, median, limited (#24), p95, CPU median (#25), peak, disk
-            rf"^ +300 {store} +\d+ +\d+\.\d +\d+\.\d +\d+\.\d +\d+\.\d +\d+\.\d +\d+ +\d+\.\d$",
+            # ingest, open, median, limited (#24), p95, CPU median (#25), peak, disk, load
+            rf"^ +300 {store} +\d+ +\d+\.\d +\d+\.\d +\d+\.\d +\d+\.\d +\d+\.\d +\d+ "
+            r"+\d+\.\d +\d+\.\d$",
             done.stdout,
             re.M,
         ), done.stdout

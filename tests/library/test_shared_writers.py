@@ -16,8 +16,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from rag.config import Settings
 from rag.errors import RagError
+from rag.library.chunks import Chunk
+from rag.library.documents import Document
 from rag.library.shared_lock import SharedWriterLock
+from rag.library.store import open_store
 
 from support_db import missing, postgres_cluster
 from support_store import chroma_server  # noqa: F401 - a fixture, used by name
@@ -138,3 +142,41 @@ def test_two_machines_ingesting_into_one_server_at_once_leave_both_consistent(
         found = _rag({**env, "RAG_SEARCH_MODE": "lexical"}, "query", "--json", "-k", "1", word)
         hits = json.loads(found.stdout.splitlines()[-1])["hits"]
         assert Path(hits[0]["source"]).name == f"{word[:-2]}.txt", found.stdout
+
+
+def test_under_the_shared_lock_a_writer_in_step_compares_no_whole_table_per_write(
+    tmp_path,
+    postgres,
+    chroma_server,  # noqa: F811 - the fixture imported above
+    monkeypatch,
+):
+    """Every writer takes PostgreSQL's lock, so a writer's own writes keep its word index
+    in step: it no longer reads every document's row over HTTP per write (#25), and
+    another machine's write is still caught at the next one."""
+
+    def store(machine: str):
+        settings = Settings(
+            index=tmp_path / machine,
+            collection="in-step",
+            chroma_url=chroma_server.url,
+            database_url=postgres,
+        )
+        return open_store(settings, "contract-model")
+
+    def put(into, source: str, text: str) -> None:
+        chunk = Chunk(id=f"{source}#0", text=text, source=source, index=0)
+        into.write(Document(source, "v1", 1, False, 1000.0), [chunk], [[1.0, 0.0]])
+
+    mine, theirs = store("a"), store("b")
+    put(mine, "/d/first.md", "The first page.")
+    reads: list[int] = []
+    documents = mine._catalog.documents
+    monkeypatch.setattr(mine._catalog, "documents", lambda: [reads.append(1), documents()][1])
+    for i in range(4):
+        put(mine, f"/d/page{i}.md", f"Page number {i}.")
+    assert reads == []
+    put(theirs, "/d/theirs.md", "A tapestry from elsewhere.")
+    put(mine, "/d/mine.md", "My own page.")
+    assert reads and [i for i, _ in mine.keyword("tapestry", 5)] == ["/d/theirs.md#0"]
+    mine.close()
+    theirs.close()

@@ -16,12 +16,12 @@ from rag.library.documents import (
 from rag.library.store.protocol import _PAGE
 
 
-def _paged_metadata(collection: Any) -> Iterator[tuple[str, dict]]:
-    """Every id of a collection with its metadata, a page at a time, so a large
-    collection never loads at once."""
+def _paged_metadata(collection: Any, where: dict | None = None) -> Iterator[tuple[str, dict]]:
+    """Every id of a collection (or those ``where`` selects) with its metadata, a page
+    at a time, so a large collection never loads at once."""
     offset = 0
     while True:
-        got = collection.get(include=["metadatas"], limit=_PAGE, offset=offset)
+        got = collection.get(include=["metadatas"], limit=_PAGE, offset=offset, where=where)
         yield from zip(got["ids"], got["metadatas"] or [])
         if len(got["ids"]) < _PAGE:
             return
@@ -121,6 +121,8 @@ class _ChromaCatalog:
         self._put([{**row, "dirty": False} for s, row in rows.items() if s not in gone])
 
     def unfinished(self) -> list[Unfinished]:
+        # Every write asks: the server selects the dirty rows, rather than this process
+        # reading every document's row over HTTP each time.
         return [
             Unfinished(
                 m["source"],
@@ -128,8 +130,7 @@ class _ChromaCatalog:
                 str(m.get("writer", "")),
                 float(m.get("since", 0.0)),
             )
-            for m in self._rows()
-            if m.get("dirty")
+            for _, m in _paged_metadata(self._c, where={"dirty": True})
         ]
 
     def generation(self) -> str:

@@ -120,7 +120,7 @@ class ChromaStore:
         chunks = [c for _, cs, _ in items for c in cs]
         vectors = [list(v) for _, _, vs in items for v in vs]
         metadata = [_metadata(c, d) for d, cs, _ in items for c in cs]
-        with self.writing():
+        with self.writing(), self._in_step():
             new = self._catalog.begin(sources)
             for part in _batches(len(chunks)):
                 self._collection.upsert(
@@ -140,13 +140,26 @@ class ChromaStore:
     def remove(self, sources: Sequence[str]) -> None:
         if not sources:
             return
-        with self.writing():
+        with self.writing(), self._in_step():
             self._catalog.begin(sources)
             self._catalog.forget(sources)
             for source in sources:
                 self._collection.delete(where=_of_source(source))
             self._catalog.finish(sources)
             self._words.drop_documents(list(sources))
+
+    @contextmanager
+    def _in_step(self) -> Iterator[None]:
+        """A write that changes the word index itself leaves it in step with the documents
+        table, if it was before: the next write then need not compare every document (a
+        full read of the table per write made writing slower as the library grew).
+        Only where every writer takes this lock: writers on other machines that share a
+        server but not a lock may change the table meanwhile, and must be looked for."""
+        before = self._catalog.generation()
+        yield
+        every_writer_waits = self._lock.shared or not self._client.words_cached
+        if every_writer_waits and before == self._seen_generation:
+            self._seen_generation = self._catalog.generation()
 
     @_plainly
     def _sweep(self) -> None:
