@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.startup import ROOT, _free_port, _wait_until_serving
+from benchmarks.startup import ROOT, _free_port, _wait_until_serving, ingest_sample_data
 from rag.config import Settings
 from rag.models.browser import WebModel, prepare_web_model
 
@@ -175,15 +175,7 @@ def main() -> None:
             "RAG_INDEX": str(index),
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
-        done = subprocess.run(
-            [sys.executable, "-m", "rag.cli", "ingest", str(ROOT / "data")],
-            env=env,
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"ingesting data/ failed:\n{done.stdout}{done.stderr}")
+        ingest_sample_data(env)
         server = on_server(probe, args.tokens)
         print(
             f"one prompt ({len(model.prompt_ids(messages(probe)))} tokens), greedy, "

@@ -153,6 +153,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def ingest_sample_data(env: dict[str, str]) -> None:
+    """``rag ingest data/`` into the env's RAG_INDEX, as a user would; exits if it fails."""
+    done = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "ingest", str(ROOT / "data")],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"ingesting data/ failed:\n{done.stdout}{done.stderr}")
+
+
 def ingest_speed(folder: Path, docs: int, kinds: list[str] | None = None) -> list[str]:
     """Chunks per second of the whole ingest with each embedder (or ``kinds``), on the
     same corpus."""
@@ -200,15 +213,7 @@ def main() -> None:
         }
         for kind in compared:  # builds the ONNX export if missing: not part of any figure
             create_embedder(Settings(embedder=kind)).prepare()
-        done = subprocess.run(
-            [sys.executable, "-m", "rag.cli", "ingest", str(ROOT / "data")],
-            env=env,
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"ingesting data/ failed:\n{done.stdout}{done.stderr}")
+        ingest_sample_data(env)
         chunks = run_cold(["-m", "rag.cli", "sources"], env).output.strip().splitlines()[-1]
         print(f"library: {chunks}; {os.cpu_count()} cores; median of {args.repeat} cold runs")
         print(f"{'':36} {'wall':>10} {'cpu':>10} {'peak memory':>12}")
