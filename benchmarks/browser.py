@@ -22,13 +22,11 @@ import asyncio
 import functools
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.startup import ROOT, _free_port, _wait_until_serving, ingest_sample_data
+from benchmarks.startup import ROOT, _free_port, _wait_until_serving, ingest_sample_data, start_app
 from rag.config import Settings
 from rag.models.browser import WebModel, prepare_web_model
 
@@ -187,22 +185,7 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         with tempfile.TemporaryFile("w+") as log:
             started = time.perf_counter()
-            app = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "chainlit",
-                    "run",
-                    "app.py",
-                    "--headless",
-                    "--port",
-                    str(port),
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+            app = start_app(port, env, log)
             try:
                 _wait_until_serving(url, app, log, started, 300)
                 for provider in providers:

@@ -78,6 +78,17 @@ def measure(label: str, args: list[str], env: dict[str, str], repeat: int) -> st
     return f"{label:36} {wall:8.2f} s {cpu:8.2f} s {peak:9.0f} MB"
 
 
+def start_app(port: int, env: dict[str, str], log: IO[str]) -> subprocess.Popen:
+    """``chainlit run app.py`` on ``port``, its output in ``log``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "chainlit", "run", "app.py", "--headless", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
 def app_first_answer(env: dict[str, str], timeout: float = 600) -> str:
     """Start the app, ask one question in headless Chromium, time the answer from the start."""
     from playwright.sync_api import sync_playwright
@@ -85,13 +96,7 @@ def app_first_answer(env: dict[str, str], timeout: float = 600) -> str:
     with tempfile.TemporaryFile("w+") as log:
         port = _free_port()
         started = time.perf_counter()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "chainlit", "run", "app.py", "--headless", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        server = start_app(port, env, log)
         try:
             up = _wait_until_serving(f"http://127.0.0.1:{port}", server, log, started, timeout)
             with sync_playwright() as p:
